@@ -1,0 +1,1 @@
+//! Benchmarks of snl against PyTorch (filled in by the performance issue).

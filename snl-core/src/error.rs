@@ -1,0 +1,50 @@
+//! snl-core's typed errors.
+
+/// A configuration value Algorithm 1 cannot run with; each names the value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("budget {budget} ReLUs must be below the network's {total} ReLUs")]
+    BudgetTooLarge { budget: usize, total: usize },
+    #[error("budget must keep at least one ReLU, got 0")]
+    BudgetZero,
+    #[error("budget fraction {0} must be in (0, 1]")]
+    FractionOutOfRange(f64),
+    #[error("the model has no ReLU masks")]
+    NoMasks,
+    #[error("{name} must be positive and finite, got {value}")]
+    NotPositive { name: &'static str, value: f64 },
+    #[error("{name} must be non-negative and finite, got {value}")]
+    Negative { name: &'static str, value: f64 },
+    #[error("growth factor kappa must be above 1, got {0}")]
+    KappaTooSmall(f64),
+    #[error("momentum must be in [0, 1), got {0}")]
+    Momentum(f64),
+    #[error("Nesterov momentum needs a positive momentum")]
+    NesterovWithoutMomentum,
+    #[error("threshold eps must be in [0, 1), got {0}")]
+    Threshold(f64),
+    #[error("max search epochs must be at least 1")]
+    NoSearchEpochs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Candle(#[from] candle::Error),
+    #[error("invalid SNL configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error(
+        "{phase} loss became {value} at epoch {epoch}, batch {batch} (ce {ce}, kd {kd}, lasso {lasso})"
+    )]
+    NonFiniteLoss { phase: crate::Phase, epoch: usize, batch: usize, value: f32, ce: f32, kd: f32, lasso: f32 },
+    #[error(
+        "mask search gave up after {epochs} epochs: {count} ReLUs left, budget {budget}, lambda {lambda:.3e}"
+    )]
+    BudgetNotReached { epochs: usize, count: usize, budget: usize, lambda: f64 },
+    #[error("no batches in epoch {epoch} of the {phase}")]
+    NoBatches { phase: crate::Phase, epoch: usize },
+    #[error("optimizer state: {0}")]
+    OptimizerState(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,230 @@
+//! The learnable ReLU mask (the paper's `C`, the authors' `LearnableAlpha`) and the
+//! [`Masked`] trait through which Algorithm 1 finds every mask of a model.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle::{DType, Module, Result, Tensor, Var};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// What one mask element gates: one activation (the paper's "pixel-wise" SNL)
+/// or a whole channel of `H x W` activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    Pixel,
+    Channel,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Pixel => "pixel",
+            Granularity::Channel => "channel",
+        }
+    }
+}
+
+impl std::str::FromStr for Granularity {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "pixel" => Ok(Granularity::Pixel),
+            "channel" => Ok(Granularity::Channel),
+            other => Err(format!("unknown granularity `{other}` (expected pixel or channel)")),
+        }
+    }
+}
+
+/// A masked activation `y = a * relu(x) + (1 - a) * x`.
+///
+/// `alphas` has shape `(1, C, H, W)` (pixel) or `(1, C, 1, 1)` (channel) and starts at 1,
+/// so a fresh mask is a plain ReLU. It trains when its `VarBuilder` hands out variables
+/// (a `VarMap`); built from plain tensors it is frozen from the start. After [`ReluMask::binarize`] the mask is frozen: it takes
+/// no gradient and computes exactly `relu` where `a = 1` and the identity where `a = 0`.
+#[derive(Debug)]
+pub struct ReluMask {
+    site: String,
+    alphas: Var,
+    channels: usize,
+    height: usize,
+    width: usize,
+    granularity: Granularity,
+    frozen: AtomicBool,
+}
+
+impl ReluMask {
+    /// A mask for activations of shape `(C, H, W)`, its parameter named `alphas` under `vb`
+    /// (initialised to 1 when `vb` creates it). The site name is `vb`'s prefix.
+    pub fn new(
+        vb: VarBuilder,
+        (channels, height, width): (usize, usize, usize),
+        granularity: Granularity,
+    ) -> Result<Self> {
+        let shape = match granularity {
+            Granularity::Pixel => (1, channels, height, width),
+            Granularity::Channel => (1, channels, 1, 1),
+        };
+        let alphas = vb.get_with_hints(shape, "alphas", Init::Const(1.0))?;
+        // Masks built from plain tensors (a teacher, an inference model) never train.
+        let frozen = AtomicBool::new(!alphas.is_variable());
+        Ok(Self {
+            site: vb.prefix(),
+            alphas: Var::from_tensor(&alphas)?,
+            channels,
+            height,
+            width,
+            granularity,
+            frozen,
+        })
+    }
+
+    /// The mask's place in the model (`layer1.0.alpha1`); its parameter is `<site>.alphas`.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+
+    /// The gated activation shape `(C, H, W)`.
+    pub fn activation_shape(&self) -> (usize, usize, usize) {
+        (self.channels, self.height, self.width)
+    }
+
+    /// The mask parameter, shared with the `VarMap` it came from.
+    pub fn alphas(&self) -> &Var {
+        &self.alphas
+    }
+
+    /// Activations (ReLUs) this site computes when every mask element is on.
+    pub fn total_relus(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// ReLUs gated by one mask element.
+    fn relus_per_element(&self) -> usize {
+        match self.granularity {
+            Granularity::Pixel => 1,
+            Granularity::Channel => self.height * self.width,
+        }
+    }
+
+    /// Mask elements above `eps` (the authors' signed comparison `alphas > eps`).
+    pub fn kept_elements(&self, eps: f64) -> Result<usize> {
+        let values = self.alphas.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        Ok(values.iter().filter(|&&a| f64::from(a) > eps).count())
+    }
+
+    /// ReLUs kept at threshold `eps`.
+    pub fn kept_relus(&self, eps: f64) -> Result<usize> {
+        Ok(self.kept_elements(eps)? * self.relus_per_element())
+    }
+
+    /// Algorithm 1, line 11: `alphas = (alphas > eps)`, then freeze.
+    pub fn binarize(&self, eps: f64) -> Result<()> {
+        let a = self.alphas.as_tensor();
+        let binary = a.gt(eps)?.to_dtype(a.dtype())?;
+        self.alphas.set(&binary)?;
+        self.frozen.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Frozen masks take no gradient (set by [`ReluMask::binarize`], or by a caller that
+    /// loads an already linearized model).
+    pub fn set_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::Relaxed);
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Relaxed)
+    }
+
+    /// `|alphas|` summed: this site's share of the lasso term.
+    pub fn l1(&self) -> Result<Tensor> {
+        self.alphas.as_tensor().abs()?.sum_all()
+    }
+
+    pub fn report(&self, eps: f64) -> Result<SiteReport> {
+        let (c, h, w) = self.activation_shape();
+        Ok(SiteReport {
+            name: self.site.clone(),
+            shape: [c, h, w],
+            total: self.total_relus(),
+            kept: self.kept_relus(eps)?,
+        })
+    }
+}
+
+impl Module for ReluMask {
+    /// `a * relu(x) + (1 - a) * x`, computed as `x + a * relu(-x)` (the same function and
+    /// gradients, two passes fewer).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let a = if self.is_frozen() {
+            self.alphas.as_tensor().detach()
+        } else {
+            self.alphas.as_tensor().clone()
+        };
+        x + x.neg()?.relu()?.broadcast_mul(&a)?
+    }
+}
+
+/// Any model whose ReLUs are [`ReluMask`]s. Algorithm 1 reaches the masks only through this.
+pub trait Masked {
+    /// Every mask, in forward order.
+    fn masks(&self) -> Vec<&ReluMask>;
+}
+
+/// One site in a ReLU report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteReport {
+    /// The mask's site (`layer1.0.alpha1`).
+    pub name: String,
+    /// The gated activation shape `[C, H, W]`.
+    pub shape: [usize; 3],
+    /// ReLUs with every element on.
+    pub total: usize,
+    /// ReLUs kept at the report's threshold.
+    pub kept: usize,
+}
+
+/// A model's ReLUs at threshold `eps`, per site and in total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReluReport {
+    pub threshold: f64,
+    pub sites: Vec<SiteReport>,
+    pub total: usize,
+    pub kept: usize,
+}
+
+impl ReluReport {
+    pub fn of(model: &(impl Masked + ?Sized), eps: f64) -> Result<Self> {
+        let sites = model
+            .masks()
+            .iter()
+            .map(|m| m.report(eps))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            threshold: eps,
+            total: sites.iter().map(|s| s.total).sum(),
+            kept: sites.iter().map(|s| s.kept).sum(),
+            sites,
+        })
+    }
+}
+
+/// ReLUs kept at `eps` (`#(alphas > eps)`, per element gated), over every mask.
+pub fn relu_count(model: &(impl Masked + ?Sized), eps: f64) -> Result<usize> {
+    model.masks().iter().map(|m| m.kept_relus(eps)).sum()
+}
+
+/// ReLUs of the model with every mask on.
+pub fn relu_total(model: &(impl Masked + ?Sized)) -> usize {
+    model.masks().iter().map(|m| m.total_relus()).sum()
+}
+
+/// Binarize and freeze every mask (Algorithm 1, line 11).
+pub fn binarize(model: &(impl Masked + ?Sized), eps: f64) -> Result<()> {
+    model.masks().iter().try_for_each(|m| m.binarize(eps))
+}

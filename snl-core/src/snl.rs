@@ -1,0 +1,552 @@
+//! Algorithm 1 of the paper, as the authors' code runs it: mask search with a growing lasso
+//! coefficient, binarization, and finetuning with the masks frozen.
+//!
+//! Each phase is a small state machine that runs one epoch at a time, so a caller can save
+//! its state between epochs and resume exactly; [`linearize`] runs the whole algorithm.
+
+use candle::{Module, ModuleT, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::loss::{correct, cross_entropy, distillation, lasso};
+use crate::mask::{Masked, binarize, relu_count, relu_total};
+use crate::optim::{Adam, AdamConfig, LrSchedule, OptimizerState, Sgd, SgdConfig};
+use crate::{ConfigError, Error, Result};
+
+/// How many ReLUs the linearized network may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    /// A number of ReLUs.
+    Absolute(usize),
+    /// A fraction of the network's ReLUs, in (0, 1].
+    Fraction(f64),
+}
+
+/// Algorithm 1's settings. [`SnlConfig::paper`] gives the authors' values;
+/// [`SnlConfig::check`] validates them against a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnlConfig {
+    pub budget: Budget,
+    /// Initial lasso coefficient lambda.
+    pub lasso: f64,
+    /// Growth factor of lambda when the count stalls.
+    pub kappa: f64,
+    /// Epochs (from 0) before lambda may grow.
+    pub warmup_epochs: usize,
+    /// A mask element counts as a ReLU when `alphas > threshold`.
+    pub threshold: f64,
+    /// Adam learning rate of the mask search.
+    pub search_lr: f64,
+    pub max_search_epochs: usize,
+    /// Distillation temperature T.
+    pub temperature: f64,
+    pub finetune_epochs: usize,
+    /// Finetuning optimizer; its rate follows a cosine over `finetune_epochs`.
+    pub finetune: SgdConfig,
+}
+
+impl SnlConfig {
+    /// The authors' defaults (REFERENCE §1: `snl_finetune_unstructured.py` as run by their
+    /// scripts): lambda 1e-5, kappa 1.1 after 5 epochs, eps 1e-2, Adam 1e-3, at most 2000
+    /// search epochs, T = 4, 100 finetuning epochs of SGD 1e-3, momentum 0.9, wd 5e-4.
+    pub fn paper(budget: Budget) -> Self {
+        Self {
+            budget,
+            lasso: 1e-5,
+            kappa: 1.1,
+            warmup_epochs: 5,
+            threshold: 1e-2,
+            search_lr: 1e-3,
+            max_search_epochs: 2000,
+            temperature: 4.0,
+            finetune_epochs: 100,
+            finetune: SgdConfig { lr: 1e-3, momentum: 0.9, weight_decay: 5e-4, nesterov: false },
+        }
+    }
+
+    /// Validates every value for a network of `total` ReLUs and resolves the budget.
+    pub fn check(self, total: usize) -> Result<Plan, ConfigError> {
+        if total == 0 {
+            return Err(ConfigError::NoMasks);
+        }
+        let budget = match self.budget {
+            Budget::Absolute(b) => b,
+            Budget::Fraction(f) if f > 0.0 && f <= 1.0 => (f * total as f64).floor() as usize,
+            Budget::Fraction(f) => return Err(ConfigError::FractionOutOfRange(f)),
+        };
+        if budget == 0 {
+            return Err(ConfigError::BudgetZero);
+        }
+        // A fraction of 1 asks for no linearization at all: still "at or above the total".
+        if budget >= total {
+            return Err(ConfigError::BudgetTooLarge { budget, total });
+        }
+        positive("lasso coefficient", self.lasso)?;
+        positive("search learning rate", self.search_lr)?;
+        positive("temperature", self.temperature)?;
+        positive("finetune learning rate", self.finetune.lr)?;
+        non_negative("finetune weight decay", self.finetune.weight_decay)?;
+        if !(self.kappa > 1.0 && self.kappa.is_finite()) {
+            return Err(ConfigError::KappaTooSmall(self.kappa));
+        }
+        if !(0.0..1.0).contains(&self.threshold) {
+            return Err(ConfigError::Threshold(self.threshold));
+        }
+        if !(0.0..1.0).contains(&self.finetune.momentum) {
+            return Err(ConfigError::Momentum(self.finetune.momentum));
+        }
+        if self.finetune.nesterov && self.finetune.momentum == 0.0 {
+            return Err(ConfigError::NesterovWithoutMomentum);
+        }
+        if self.max_search_epochs == 0 {
+            return Err(ConfigError::NoSearchEpochs);
+        }
+        Ok(Plan { config: self, budget, total })
+    }
+}
+
+fn positive(name: &'static str, value: f64) -> Result<(), ConfigError> {
+    if value > 0.0 && value.is_finite() { Ok(()) } else { Err(ConfigError::NotPositive { name, value }) }
+}
+
+fn non_negative(name: &'static str, value: f64) -> Result<(), ConfigError> {
+    if value >= 0.0 && value.is_finite() { Ok(()) } else { Err(ConfigError::Negative { name, value }) }
+}
+
+/// A checked configuration with its budget resolved against the network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub config: SnlConfig,
+    /// ReLUs to keep at most.
+    pub budget: usize,
+    /// ReLUs of the network with every mask on.
+    pub total: usize,
+}
+
+/// Lambda's growth rule: after each search epoch, a new lowest count is recorded; otherwise,
+/// once the warm-up is over, lambda is multiplied by kappa.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LassoSchedule {
+    pub lambda: f64,
+    pub lowest: usize,
+    pub kappa: f64,
+    pub warmup_epochs: usize,
+}
+
+impl LassoSchedule {
+    pub fn new(plan: &Plan) -> Self {
+        let c = &plan.config;
+        Self { lambda: c.lasso, lowest: plan.total, kappa: c.kappa, warmup_epochs: c.warmup_epochs }
+    }
+
+    /// Records the count that search epoch `epoch` (from 0) ended with; true when lambda grew.
+    pub fn after_epoch(&mut self, epoch: usize, count: usize) -> bool {
+        if count < self.lowest {
+            self.lowest = count;
+            false
+        } else if epoch >= self.warmup_epochs {
+            self.lambda *= self.kappa;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The two phases that train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Search,
+    Finetune,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Search => "mask search",
+            Phase::Finetune => "finetuning",
+        })
+    }
+}
+
+/// Batches for an epoch, supplied by the caller: snl-core does not know where data comes from.
+pub trait Batches {
+    /// The `(images, labels)` batches of epoch `epoch` (from 0) of a phase, in order.
+    fn epoch(&mut self, epoch: usize) -> Box<dyn Iterator<Item = candle::Result<(Tensor, Tensor)>> + '_>;
+}
+
+/// The same batches every epoch.
+impl Batches for Vec<(Tensor, Tensor)> {
+    fn epoch(&mut self, _epoch: usize) -> Box<dyn Iterator<Item = candle::Result<(Tensor, Tensor)>> + '_> {
+        Box::new(self.iter().map(|(x, y)| Ok((x.clone(), y.clone()))))
+    }
+}
+
+/// Receives progress; the library itself never prints.
+pub trait Observer<M: ?Sized> {
+    /// After each optimizer step, with that batch's total loss.
+    fn on_batch(&mut self, _phase: Phase, _epoch: usize, _batch: usize, _loss: f32) {}
+    /// After each epoch: an accuracy (in [0, 1]) for the report, if the caller evaluates.
+    fn evaluate(&mut self, _model: &M) -> candle::Result<Option<f64>> {
+        Ok(None)
+    }
+    fn on_epoch(&mut self, _report: &EpochReport) {}
+}
+
+/// Observes nothing.
+impl<M: ?Sized> Observer<M> for () {}
+
+/// One epoch of a phase. Loss terms are means over the epoch's batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    pub phase: Phase,
+    pub epoch: usize,
+    pub batches: usize,
+    pub ce: f64,
+    pub kd: f64,
+    /// Sum of `|alphas|` (search only; 0 while finetuning).
+    pub lasso: f64,
+    /// The optimized loss: `ce + kd + lambda * lasso` (search) or `ce + kd` (finetune).
+    pub loss: f64,
+    /// Top-1 accuracy on the epoch's training batches, in [0, 1].
+    pub train_accuracy: f64,
+    /// ReLUs kept at the threshold after the epoch.
+    pub relu_count: usize,
+    /// Lambda used during the epoch (search only).
+    pub lambda: f64,
+    /// Whether lambda grew after this epoch.
+    pub lambda_grew: bool,
+    pub lr: f64,
+    /// The caller's evaluation, when it evaluates.
+    pub accuracy: Option<f64>,
+}
+
+/// Where the mask search stands between epochs: all a resumed run needs besides the
+/// weights and the optimizer state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchState {
+    /// Epochs finished.
+    pub epoch: usize,
+    pub schedule: LassoSchedule,
+    /// Count after the last finished epoch (the total before the first).
+    pub count: usize,
+}
+
+/// Algorithm 1, lines 4-10: Adam over weights and masks on `CE + KD + lambda * lasso`.
+#[derive(Debug)]
+pub struct MaskSearch {
+    plan: Plan,
+    adam: Adam,
+    state: SearchState,
+}
+
+impl MaskSearch {
+    /// A search over `vars` (every trainable variable of the student, masks included).
+    pub fn new(plan: &Plan, vars: Vec<Var>) -> Self {
+        let state = SearchState { epoch: 0, schedule: LassoSchedule::new(plan), count: plan.total };
+        Self::with_state(plan, vars, state)
+    }
+
+    /// Continues a search saved with [`MaskSearch::state`] and [`MaskSearch::optimizer_state`].
+    pub fn resume(plan: &Plan, vars: Vec<Var>, state: SearchState, optimizer: &OptimizerState) -> Result<Self> {
+        let mut search = Self::with_state(plan, vars, state);
+        search.adam.load_state(optimizer)?;
+        Ok(search)
+    }
+
+    fn with_state(plan: &Plan, vars: Vec<Var>, state: SearchState) -> Self {
+        let adam = Adam::new(vars, AdamConfig::with_lr(plan.config.search_lr));
+        Self { plan: plan.clone(), adam, state }
+    }
+
+    pub fn state(&self) -> &SearchState {
+        &self.state
+    }
+
+    pub fn optimizer_state(&self) -> Result<OptimizerState> {
+        Ok(self.adam.state()?)
+    }
+
+    /// The count is within the budget: the search is over.
+    pub fn reached_budget(&self) -> bool {
+        self.state.count <= self.plan.budget
+    }
+
+    /// One search epoch, then the count and lambda's update.
+    pub fn run_epoch<M, T, B, O>(&mut self, student: &M, teacher: &T, batches: &mut B, observer: &mut O) -> Result<EpochReport>
+    where
+        M: ModuleT + Masked,
+        T: Module,
+        B: Batches + ?Sized,
+        O: Observer<M> + ?Sized,
+    {
+        let epoch = self.state.epoch;
+        let lambda = self.state.schedule.lambda;
+        let temperature = self.plan.config.temperature;
+        let sums = run_batches(Phase::Search, epoch, batches, observer, |x, y| {
+            let logits = student.forward_t(x, true)?;
+            let target = teacher.forward(x)?.detach();
+            let terms = [
+                cross_entropy(&logits, y)?,
+                distillation(&logits, &target, temperature)?,
+                lasso(student)?,
+            ];
+            let loss = (&terms[0] + &terms[1])?.add(&terms[2].affine(lambda, 0.0)?)?;
+            let values = step_values(&loss, &terms, &logits, y)?;
+            if values.loss.is_finite() {
+                self.adam.step(&loss.backward()?)?;
+            }
+            Ok(values)
+        })?;
+        let count = relu_count(student, self.plan.config.threshold)?;
+        let lambda_grew = self.state.schedule.after_epoch(epoch, count);
+        self.state.epoch += 1;
+        self.state.count = count;
+        let accuracy = observer.evaluate(student)?;
+        let report = sums.report(Phase::Search, epoch, count, lambda, lambda_grew, self.adam.lr(), accuracy);
+        observer.on_epoch(&report);
+        Ok(report)
+    }
+
+    /// Runs epochs until the count is within the budget; a typed error when the epoch cap
+    /// passes first.
+    pub fn run<M, T, B, O>(&mut self, student: &M, teacher: &T, batches: &mut B, observer: &mut O) -> Result<()>
+    where
+        M: ModuleT + Masked,
+        T: Module,
+        B: Batches + ?Sized,
+        O: Observer<M> + ?Sized,
+    {
+        while !self.reached_budget() {
+            if self.state.epoch >= self.plan.config.max_search_epochs {
+                return Err(Error::BudgetNotReached {
+                    epochs: self.state.epoch,
+                    count: self.state.count,
+                    budget: self.plan.budget,
+                    lambda: self.state.schedule.lambda,
+                });
+            }
+            self.run_epoch(student, teacher, batches, observer)?;
+        }
+        Ok(())
+    }
+}
+
+/// Algorithm 1, line 12: SGD with momentum and weight decay, cosine-annealed, on `CE + KD`
+/// with every mask binarized and frozen.
+#[derive(Debug)]
+pub struct Finetune {
+    plan: Plan,
+    sgd: Sgd,
+    schedule: LrSchedule,
+    epoch: usize,
+}
+
+impl Finetune {
+    /// Binarizes and freezes the student's masks (idempotent on binary masks), then
+    /// prepares SGD over `vars`; frozen masks take no gradient and so are never stepped.
+    pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>) -> Result<Self> {
+        binarize(student, plan.config.threshold)?;
+        let schedule = LrSchedule::Cosine { epochs: plan.config.finetune_epochs, min_lr: 0.0 };
+        let sgd = Sgd::new(vars, plan.config.finetune);
+        Ok(Self { plan: plan.clone(), sgd, schedule, epoch: 0 })
+    }
+
+    /// Continues after `epoch` finished epochs with the saved optimizer state.
+    pub fn resume<M: Masked + ?Sized>(
+        plan: &Plan,
+        student: &M,
+        vars: Vec<Var>,
+        epoch: usize,
+        optimizer: &OptimizerState,
+    ) -> Result<Self> {
+        let mut finetune = Self::new(plan, student, vars)?;
+        finetune.sgd.load_state(optimizer)?;
+        finetune.epoch = epoch;
+        Ok(finetune)
+    }
+
+    /// Epochs finished.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    pub fn finished(&self) -> bool {
+        self.epoch >= self.plan.config.finetune_epochs
+    }
+
+    pub fn optimizer_state(&self) -> OptimizerState {
+        self.sgd.state()
+    }
+
+    pub fn run_epoch<M, T, B, O>(&mut self, student: &M, teacher: &T, batches: &mut B, observer: &mut O) -> Result<EpochReport>
+    where
+        M: ModuleT + Masked,
+        T: Module,
+        B: Batches + ?Sized,
+        O: Observer<M> + ?Sized,
+    {
+        let epoch = self.epoch;
+        let lr = self.schedule.lr(self.plan.config.finetune.lr, epoch);
+        self.sgd.set_lr(lr);
+        let temperature = self.plan.config.temperature;
+        let sums = run_batches(Phase::Finetune, epoch, batches, observer, |x, y| {
+            let logits = student.forward_t(x, true)?;
+            let target = teacher.forward(x)?.detach();
+            let terms = [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?];
+            let loss = (&terms[0] + &terms[1])?;
+            let values = step_values(&loss, &terms, &logits, y)?;
+            if values.loss.is_finite() {
+                self.sgd.step(&loss.backward()?)?;
+            }
+            Ok(values)
+        })?;
+        self.epoch += 1;
+        let count = relu_count(student, self.plan.config.threshold)?;
+        let accuracy = observer.evaluate(student)?;
+        let report = sums.report(Phase::Finetune, epoch, count, 0.0, false, lr, accuracy);
+        observer.on_epoch(&report);
+        Ok(report)
+    }
+}
+
+/// One batch's scalars, read once from the device.
+struct StepValues {
+    loss: f32,
+    terms: [f32; 3],
+    correct: usize,
+    samples: usize,
+}
+
+fn step_values(loss: &Tensor, terms: &[Tensor], logits: &Tensor, labels: &Tensor) -> candle::Result<StepValues> {
+    let mut values = [0f32; 3];
+    for (v, t) in values.iter_mut().zip(terms) {
+        *v = t.to_scalar::<f32>()?;
+    }
+    Ok(StepValues { loss: loss.to_scalar()?, terms: values, correct: correct(logits, labels)?, samples: labels.dim(0)? })
+}
+
+#[derive(Default)]
+struct EpochSums {
+    batches: usize,
+    loss: f64,
+    terms: [f64; 3],
+    correct: usize,
+    samples: usize,
+}
+
+impl EpochSums {
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        phase: Phase,
+        epoch: usize,
+        relu_count: usize,
+        lambda: f64,
+        lambda_grew: bool,
+        lr: f64,
+        accuracy: Option<f64>,
+    ) -> EpochReport {
+        let n = self.batches as f64;
+        EpochReport {
+            phase,
+            epoch,
+            batches: self.batches,
+            ce: self.terms[0] / n,
+            kd: self.terms[1] / n,
+            lasso: self.terms[2] / n,
+            loss: self.loss / n,
+            train_accuracy: self.correct as f64 / self.samples as f64,
+            relu_count,
+            lambda,
+            lambda_grew,
+            lr,
+            accuracy,
+        }
+    }
+}
+
+/// Runs `step` over an epoch's batches, stopping with a typed error at the first loss that
+/// is not finite (that batch's update is not applied).
+fn run_batches<M: ?Sized, B, O>(
+    phase: Phase,
+    epoch: usize,
+    batches: &mut B,
+    observer: &mut O,
+    mut step: impl FnMut(&Tensor, &Tensor) -> candle::Result<StepValues>,
+) -> Result<EpochSums>
+where
+    B: Batches + ?Sized,
+    O: Observer<M> + ?Sized,
+{
+    let mut sums = EpochSums::default();
+    for (batch, item) in batches.epoch(epoch).enumerate() {
+        let (x, y) = item?;
+        let v = step(&x, &y)?;
+        if !v.loss.is_finite() {
+            let [ce, kd, lasso] = v.terms;
+            return Err(Error::NonFiniteLoss { phase, epoch, batch, value: v.loss, ce, kd, lasso });
+        }
+        observer.on_batch(phase, epoch, batch, v.loss);
+        sums.batches += 1;
+        sums.loss += f64::from(v.loss);
+        for (s, t) in sums.terms.iter_mut().zip(v.terms) {
+            *s += f64::from(t);
+        }
+        sums.correct += v.correct;
+        sums.samples += v.samples;
+    }
+    if sums.batches == 0 {
+        return Err(Error::NoBatches { phase, epoch });
+    }
+    Ok(sums)
+}
+
+/// What [`linearize`] did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Linearized {
+    pub plan: Plan,
+    pub search_epochs: usize,
+    /// Lambda when the search stopped.
+    pub lambda: f64,
+    /// ReLUs kept by the binarized, finetuned network.
+    pub relu_count: usize,
+    pub finetune_epochs: usize,
+    /// The last finetuning epoch's report (the last search epoch's without finetuning).
+    pub last: Option<EpochReport>,
+}
+
+/// Algorithm 1 end to end: linearizes `student` (whose trainable variables, masks included,
+/// are `vars`) to the configured budget against the frozen `teacher`, in place.
+pub fn linearize<M, T, B, O>(
+    student: &M,
+    vars: Vec<Var>,
+    teacher: &T,
+    batches: &mut B,
+    config: SnlConfig,
+    observer: &mut O,
+) -> Result<Linearized>
+where
+    M: ModuleT + Masked,
+    T: Module,
+    B: Batches + ?Sized,
+    O: Observer<M> + ?Sized,
+{
+    let plan = config.check(relu_total(student))?;
+    let mut search = MaskSearch::new(&plan, vars.clone());
+    search.run(student, teacher, batches, observer)?;
+    let mut finetune = Finetune::new(&plan, student, vars)?;
+    let mut last = None;
+    while !finetune.finished() {
+        last = Some(finetune.run_epoch(student, teacher, batches, observer)?);
+    }
+    Ok(Linearized {
+        search_epochs: search.state().epoch,
+        lambda: search.state().schedule.lambda,
+        relu_count: relu_count(student, plan.config.threshold)?,
+        finetune_epochs: finetune.epoch(),
+        last,
+        plan,
+    })
+}

@@ -1,0 +1,1 @@
+//! Datasets as seeded, augmented candle batches (filled in by the data issue).

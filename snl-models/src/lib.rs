@@ -1,0 +1,1 @@
+//! ResNet and WideResNet with SNL masks (filled in by the models issue).
