@@ -1,0 +1,200 @@
+//! Algorithm 1's rules: configuration checks, the lambda schedule, and a run end to end on
+//! a small CNN of the caller's own (the `tiny_cnn` example, which depends on snl-core alone).
+
+#[path = "../examples/tiny_cnn.rs"]
+mod tiny_cnn;
+
+use candle::{DType, Device, Tensor};
+use snl_core::{Budget, ConfigError, Error, LassoSchedule, Phase, SnlConfig};
+
+const TOTAL: usize = 491_520;
+
+fn check(config: SnlConfig) -> Result<snl_core::Plan, ConfigError> {
+    config.check(TOTAL)
+}
+
+#[test]
+fn paper_preset_is_the_authors_defaults() {
+    let c = SnlConfig::paper(Budget::Absolute(50_000));
+    assert_eq!((c.lasso, c.kappa, c.warmup_epochs, c.threshold), (1e-5, 1.1, 5, 1e-2));
+    assert_eq!((c.search_lr, c.max_search_epochs, c.temperature, c.finetune_epochs), (1e-3, 2000, 4.0, 100));
+    assert_eq!((c.finetune.lr, c.finetune.momentum, c.finetune.weight_decay), (1e-3, 0.9, 5e-4));
+    assert!(!c.finetune.nesterov);
+}
+
+#[test]
+fn budgets_resolve_to_relu_counts() {
+    assert_eq!(check(SnlConfig::paper(Budget::Absolute(50_000))).unwrap().budget, 50_000);
+    assert_eq!(check(SnlConfig::paper(Budget::Fraction(0.1))).unwrap().budget, 49_152);
+    assert_eq!(check(SnlConfig::paper(Budget::Absolute(TOTAL - 1))).unwrap().total, TOTAL);
+}
+
+#[test]
+fn every_bad_value_is_rejected_with_its_name() {
+    let paper = || SnlConfig::paper(Budget::Absolute(50_000));
+    let cases: Vec<(SnlConfig, ConfigError, &str)> = vec![
+        (
+            SnlConfig::paper(Budget::Absolute(TOTAL)),
+            ConfigError::BudgetTooLarge { budget: TOTAL, total: TOTAL },
+            "budget 491520 ReLUs must be below the network's 491520 ReLUs",
+        ),
+        (
+            SnlConfig::paper(Budget::Absolute(1_000_000)),
+            ConfigError::BudgetTooLarge { budget: 1_000_000, total: TOTAL },
+            "1000000",
+        ),
+        (
+            SnlConfig::paper(Budget::Fraction(1.0)),
+            ConfigError::BudgetTooLarge { budget: TOTAL, total: TOTAL },
+            "below",
+        ),
+        (SnlConfig::paper(Budget::Absolute(0)), ConfigError::BudgetZero, "at least one"),
+        (SnlConfig::paper(Budget::Fraction(0.0)), ConfigError::FractionOutOfRange(0.0), "fraction 0"),
+        (SnlConfig::paper(Budget::Fraction(1.5)), ConfigError::FractionOutOfRange(1.5), "fraction 1.5"),
+        (SnlConfig::paper(Budget::Fraction(-0.1)), ConfigError::FractionOutOfRange(-0.1), "(0, 1]"),
+        (
+            SnlConfig { lasso: 0.0, ..paper() },
+            ConfigError::NotPositive { name: "lasso coefficient", value: 0.0 },
+            "lasso coefficient",
+        ),
+        (
+            SnlConfig { search_lr: -1e-3, ..paper() },
+            ConfigError::NotPositive { name: "search learning rate", value: -1e-3 },
+            "search learning rate",
+        ),
+        (
+            SnlConfig { search_lr: f64::NAN, ..paper() },
+            ConfigError::NotPositive { name: "search learning rate", value: f64::NAN },
+            "NaN",
+        ),
+        (
+            SnlConfig { temperature: 0.0, ..paper() },
+            ConfigError::NotPositive { name: "temperature", value: 0.0 },
+            "temperature",
+        ),
+        (SnlConfig { kappa: 1.0, ..paper() }, ConfigError::KappaTooSmall(1.0), "kappa"),
+        (SnlConfig { threshold: 1.0, ..paper() }, ConfigError::Threshold(1.0), "threshold"),
+        (SnlConfig { threshold: -0.5, ..paper() }, ConfigError::Threshold(-0.5), "threshold"),
+        (SnlConfig { max_search_epochs: 0, ..paper() }, ConfigError::NoSearchEpochs, "search epochs"),
+    ];
+    for (config, expected, words) in cases {
+        let err = check(config).unwrap_err();
+        // NaN never equals itself: compare the message for that case.
+        if !matches!(expected, ConfigError::NotPositive { value, .. } if value.is_nan()) {
+            assert_eq!(err, expected);
+        }
+        assert!(err.to_string().contains(words), "`{err}` should mention `{words}`");
+    }
+    let mut sgd = paper();
+    sgd.finetune.lr = 0.0;
+    assert!(check(sgd).unwrap_err().to_string().contains("finetune learning rate"));
+    let mut sgd = paper();
+    sgd.finetune.momentum = 1.0;
+    assert_eq!(check(sgd).unwrap_err(), ConfigError::Momentum(1.0));
+    let mut sgd = paper();
+    sgd.finetune.weight_decay = -1.0;
+    assert!(check(sgd).unwrap_err().to_string().contains("finetune weight decay"));
+    let mut sgd = paper();
+    (sgd.finetune.momentum, sgd.finetune.nesterov) = (0.0, true);
+    assert_eq!(check(sgd).unwrap_err(), ConfigError::NesterovWithoutMomentum);
+    assert_eq!(paper().check(0).unwrap_err(), ConfigError::NoMasks);
+}
+
+#[test]
+fn lambda_grows_only_after_warmup_and_only_without_a_new_low() {
+    let plan = check(SnlConfig::paper(Budget::Absolute(10))).unwrap();
+    let mut schedule = LassoSchedule::new(&plan);
+    // epoch: count after it, whether lambda grows.
+    let script = [
+        (0, 400_000, false), // new low
+        (1, 400_000, false), // stalled, but in the warm-up
+        (2, 450_000, false), // higher, warm-up
+        (3, 300_000, false), // new low
+        (4, 300_000, false), // stalled, last warm-up epoch
+        (5, 300_000, true),  // stalled after the warm-up: grows
+        (6, 310_000, true),  // higher: grows
+        (7, 299_999, false), // new low
+        (8, 299_999, true),
+    ];
+    let mut lambda = 1e-5;
+    for (epoch, count, grows) in script {
+        assert_eq!(schedule.after_epoch(epoch, count), grows, "epoch {epoch}");
+        if grows {
+            lambda *= 1.1;
+        }
+        assert!((schedule.lambda - lambda).abs() < 1e-18, "epoch {epoch}: lambda {}", schedule.lambda);
+    }
+    assert_eq!(schedule.lowest, 299_999);
+}
+
+#[test]
+fn a_small_cnn_of_our_own_is_linearized_to_its_budget() {
+    let budget = 192; // a quarter of the CNN's 768 ReLUs
+    let out = tiny_cnn::run(Budget::Absolute(budget)).unwrap();
+    let l = &out.linearized;
+    assert_eq!(out.relu_total, 768);
+    let search: Vec<_> = out.reports.iter().filter(|r| r.phase == Phase::Search).collect();
+    assert_eq!(search.len(), l.search_epochs);
+    // The search stops at the first epoch within the budget, and not before.
+    assert!(search.last().unwrap().relu_count <= budget);
+    assert!(search[..search.len() - 1].iter().all(|r| r.relu_count > budget));
+    // The binarized network keeps exactly the count the search ended with.
+    assert_eq!(l.relu_count, search.last().unwrap().relu_count);
+    let finetune: Vec<_> = out.reports.iter().filter(|r| r.phase == Phase::Finetune).collect();
+    assert_eq!(finetune.len(), 5);
+    assert!(finetune.iter().all(|r| r.relu_count == l.relu_count && r.accuracy.is_some()));
+    // Accuracy after finetuning is reported; on this easy task it stays far above chance (25%).
+    assert!(out.final_accuracy > 0.6, "accuracy after linearization {}", out.final_accuracy);
+    eprintln!(
+        "tiny CNN: {:.1}% with 768 ReLUs, {:.1}% with {} after {} search epochs",
+        100.0 * out.baseline_accuracy,
+        100.0 * out.final_accuracy,
+        l.relu_count,
+        l.search_epochs
+    );
+}
+
+#[test]
+fn search_gives_up_with_a_typed_error_after_max_epochs() {
+    let vars = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+    let student = tiny_cnn::TinyCnn::new(vb).unwrap();
+    let teacher = |x: &Tensor| x.mean((1, 2, 3))?.unsqueeze(1)?.repeat((1, tiny_cnn::CLASSES));
+    let mut config = SnlConfig::paper(Budget::Absolute(1));
+    config.max_search_epochs = 2;
+    let mut batches = tiny_cnn::synthetic_batches(2, 8, 3).unwrap();
+    let err = snl_core::linearize(&student, vars.all_vars(), &teacher, &mut batches, config, &mut ()).unwrap_err();
+    match err {
+        Error::BudgetNotReached { epochs, count, budget, lambda } => {
+            assert_eq!((epochs, budget), (2, 1));
+            assert!(count > 1);
+            assert_eq!(lambda, 1e-5);
+        }
+        other => panic!("expected BudgetNotReached, got {other}"),
+    }
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_with_a_typed_error() {
+    let vars = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+    let student = tiny_cnn::TinyCnn::new(vb).unwrap();
+    let teacher = |x: &Tensor| x.mean((1, 2, 3))?.unsqueeze(1)?.repeat((1, tiny_cnn::CLASSES));
+    let mut batches = tiny_cnn::synthetic_batches(3, 8, 3).unwrap();
+    let poisoned = (batches[1].0.ones_like().unwrap() * f64::NAN).unwrap();
+    batches[1].0 = poisoned;
+    let before = vars.all_vars().iter().map(|v| v.as_tensor().copy().unwrap()).collect::<Vec<_>>();
+    let err = snl_core::linearize(&student, vars.all_vars(), &teacher, &mut batches, SnlConfig::paper(Budget::Absolute(10)), &mut ())
+        .unwrap_err();
+    match &err {
+        Error::NonFiniteLoss { phase: Phase::Search, epoch: 0, batch: 1, value, .. } => assert!(value.is_nan()),
+        other => panic!("expected NonFiniteLoss at batch 1, got {other}"),
+    }
+    assert!(err.to_string().contains("epoch 0, batch 1"), "{err}");
+    // Only the first (finite) batch was applied: the poisoned one never reached the weights.
+    for (v, b) in vars.all_vars().iter().zip(before) {
+        let finite = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite());
+        assert!(finite, "weights stay finite");
+        assert_eq!(v.dims(), b.dims());
+    }
+}
