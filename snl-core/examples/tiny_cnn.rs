@@ -124,8 +124,15 @@ pub fn run(budget: Budget) -> snl_core::Result<Outcome> {
     }
     let baseline_accuracy = accuracy(&student, &held_out)?;
 
-    // The teacher: the same weights as plain tensors, so it records no graph.
-    let frozen = vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_detached_tensor())).collect();
+    // The teacher: a copy of the weights as plain tensors, so it records no graph (a copy:
+    // the optimizers update the student's variables in place).
+    let frozen = vars
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?.detach())))
+        .collect::<Result<_>>()?;
     let teacher = TinyCnn::new(VarBuilder::from_tensors(frozen, DType::F32, &Device::Cpu))?;
     let teacher = |x: &Tensor| teacher.forward_t(x, false);
 
@@ -139,7 +146,8 @@ pub fn run(budget: Budget) -> snl_core::Result<Outcome> {
 
     let mut recorder = Recorder { held_out: &held_out, reports: Vec::new() };
     let mut batches = train;
-    let linearized = snl_core::linearize(&student, vars.all_vars(), &teacher, &mut batches, snl, &mut recorder)?;
+    let linearized =
+        snl_core::linearize(&student, vars.all_vars(), &teacher, &mut batches, snl, &mut recorder)?;
     Ok(Outcome {
         baseline_accuracy,
         final_accuracy: accuracy(&student, &held_out)?,
@@ -158,6 +166,10 @@ fn main() -> snl_core::Result<()> {
         "mask search: {} epochs to {} ReLUs (budget {}), lambda {:.2e}",
         l.search_epochs, l.relu_count, l.plan.budget, l.lambda
     );
-    println!("after {} finetuning epochs: held-out accuracy {:.1}%", l.finetune_epochs, 100.0 * out.final_accuracy);
+    println!(
+        "after {} finetuning epochs: held-out accuracy {:.1}%",
+        l.finetune_epochs,
+        100.0 * out.final_accuracy
+    );
     Ok(())
 }

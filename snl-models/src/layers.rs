@@ -1,0 +1,189 @@
+//! The layers both networks are made of: [`Conv2d`] (the one place a convolution is
+//! computed), [`BatchNorm2d`] with PyTorch's training semantics, and a [`Linear`] head.
+
+use candle::{DType, Module, Result, Tensor, Var};
+use candle_nn::{Init, VarBuilder};
+
+/// A bias-free 2-d convolution with square kernel, stride and zero padding, weight
+/// `<prefix>.weight` of shape `(out, in, k, k)` (OIHW, as PyTorch).
+///
+/// Every convolution of the models goes through [`Conv2d::forward`], so a faster CPU
+/// convolution can be swapped in here alone.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// PyTorch's default initialisation (`kaiming_uniform_(a = sqrt(5))`, i.e. uniform in
+    /// `±1/sqrt(fan_in)`) when `vb` creates the weight.
+    pub fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let bound = 1.0 / ((cin * kernel * kernel) as f64).sqrt();
+        let weight = vb.get_with_hints(
+            (cout, cin, kernel, kernel),
+            "weight",
+            Init::Uniform { lo: -bound, up: bound },
+        )?;
+        Ok(Self { weight, stride, padding })
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// Output side length for an input side length.
+    pub fn output_size(&self, input: usize) -> usize {
+        let kernel = self.weight.dims()[2];
+        (input + 2 * self.padding - kernel) / self.stride + 1
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
+    }
+}
+
+/// PyTorch's `nn.BatchNorm2d` (eps 1e-5, momentum 0.1, affine, tracking running statistics).
+///
+/// Parameters `<prefix>.{weight,bias}` train; `<prefix>.{running_mean,running_var}` (F32)
+/// and `<prefix>.num_batches_tracked` (I64, shape `[]`) are stored beside them (in the
+/// `VarMap` when `vb` is VarMap-backed, so saving and loading include them) but are only
+/// ever read detached: they never receive a gradient.
+///
+/// Train mode normalises with the batch mean and biased batch variance, then updates the
+/// running mean and the running variance (with the *unbiased* batch variance) in place, and
+/// counts the batch. Eval mode normalises with the running statistics.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    num_batches_tracked: Var,
+    channels: usize,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm2d {
+    pub const EPS: f64 = 1e-5;
+    pub const MOMENTUM: f64 = 0.1;
+
+    pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+        let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+        let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
+        let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
+        let tracked = vb.get_with_hints_dtype((), "num_batches_tracked", Init::Const(0.0), DType::I64)?;
+        // `Var::from_tensor` shares the storage of a VarMap variable (so in-place updates
+        // reach the VarMap) and copies a plain tensor (a frozen model keeps its own copy).
+        Ok(Self {
+            weight,
+            bias,
+            running_mean: Var::from_tensor(&running_mean)?,
+            running_var: Var::from_tensor(&running_var)?,
+            num_batches_tracked: Var::from_tensor(&tracked)?,
+            channels,
+            eps: Self::EPS,
+            momentum: Self::MOMENTUM,
+        })
+    }
+
+    pub fn running_mean(&self) -> Tensor {
+        self.running_mean.as_tensor().detach()
+    }
+
+    pub fn running_var(&self) -> Tensor {
+        self.running_var.as_tensor().detach()
+    }
+
+    pub fn num_batches_tracked(&self) -> Result<i64> {
+        self.num_batches_tracked.as_tensor().to_dtype(DType::I64)?.to_scalar::<i64>()
+    }
+
+    fn per_channel(&self, t: &Tensor) -> Result<Tensor> {
+        t.reshape((1, self.channels, 1, 1))
+    }
+
+    fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, _, h, w) = x.dims4()?;
+        let count = n * h * w;
+        if count < 2 {
+            candle::bail!(
+                "BatchNorm2d in train mode needs more than one value per channel, got input {:?}",
+                x.dims()
+            )
+        }
+        let mean = x.mean_keepdim((0, 2, 3))?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+        let scale = self.per_channel(&self.weight)?.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
+        let out = centered.broadcast_mul(&scale)?.broadcast_add(&self.per_channel(&self.bias)?)?;
+
+        let m = self.momentum;
+        let unbias = count as f64 / (count - 1) as f64;
+        let mean = mean.detach().flatten_all()?;
+        let var = var.detach().flatten_all()?;
+        let new_mean =
+            (self.running_mean.as_tensor().detach().affine(1.0 - m, 0.0)? + mean.affine(m, 0.0)?)?;
+        let new_var =
+            (self.running_var.as_tensor().detach().affine(1.0 - m, 0.0)? + var.affine(m * unbias, 0.0)?)?;
+        self.running_mean.set(&new_mean)?;
+        self.running_var.set(&new_var)?;
+        let tracked = self.num_batches_tracked()?;
+        let tracked = Tensor::new(tracked + 1, x.device())?.to_dtype(self.num_batches_tracked.dtype())?;
+        self.num_batches_tracked.set(&tracked)?;
+        Ok(out)
+    }
+
+    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        let std = (self.running_var() + self.eps)?.sqrt()?;
+        let scale = self.weight.div(&std)?;
+        let shift = self.bias.sub(&self.running_mean().mul(&scale)?)?;
+        x.broadcast_mul(&self.per_channel(&scale)?)?.broadcast_add(&self.per_channel(&shift)?)
+    }
+}
+
+impl candle::ModuleT for BatchNorm2d {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train { self.forward_train(x) } else { self.forward_eval(x) }
+    }
+}
+
+/// A fully connected layer `<prefix>.{weight,bias}`, weight `(out, in)` as PyTorch.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+}
+
+impl Linear {
+    /// PyTorch's default initialisation (weight and bias uniform in `±1/sqrt(in)`).
+    pub fn new(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
+        let bound = 1.0 / (cin as f64).sqrt();
+        let init = Init::Uniform { lo: -bound, up: bound };
+        let weight = vb.get_with_hints((cout, cin), "weight", init)?;
+        let bias = vb.get_with_hints(cout, "bias", init)?;
+        Ok(Self { inner: candle_nn::Linear::new(weight, Some(bias)) })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.inner.forward(x)
+    }
+}
+
+/// Global average pooling `(N, C, H, W) -> (N, C)` as a mean (differentiable for any size).
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    x.mean((2, 3))
+}

@@ -1,0 +1,273 @@
+//! One configuration type and one model type over both architectures.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use candle::{DType, Device, ModuleT, Result as CandleResult, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+use snl_core::{Granularity, Masked, ReluMask};
+
+use crate::error::{ConfigError, Result};
+use crate::resnet::{ResNet, ResNetConfig};
+use crate::wrn::{WideResNet, WrnConfig};
+
+/// Either architecture, with its settings.
+///
+/// Arch names parse with [`ModelConfig::from_arch`]: `resnet18`, `resnet34`, `wrn-D-K`
+/// (`wrn-22-8`, `wrn-16-8`, `wrn-28-10`, ...; `wide_resnet_D_K`, the authors' spelling, too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "lowercase")]
+pub enum ModelConfig {
+    ResNet(ResNetConfig),
+    Wrn(WrnConfig),
+}
+
+/// Metadata keys written by [`ModelConfig::to_metadata`].
+pub mod keys {
+    pub const ARCH: &str = "arch";
+    pub const CLASSES: &str = "classes";
+    pub const IMAGE_SIZE: &str = "image_size";
+    pub const STEM_STRIDE: &str = "stem_stride";
+    pub const WIDTH: &str = "width";
+    pub const GRANULARITY: &str = "granularity";
+    pub const EXTRA_ACTIVATION: &str = "extra_activation";
+}
+
+impl ModelConfig {
+    /// The named architecture's preset for `classes` classes (32x32 inputs, pixel masks,
+    /// no extra activation, full width).
+    pub fn from_arch(arch: &str, classes: usize) -> Result<Self, ConfigError> {
+        let name = arch.trim().to_ascii_lowercase();
+        match name.as_str() {
+            "resnet18" | "resnet-18" | "resnet18_in" => {
+                return Ok(Self::ResNet(ResNetConfig::resnet18(classes)));
+            }
+            "resnet34" | "resnet-34" => return Ok(Self::ResNet(ResNetConfig::resnet34(classes))),
+            _ => {}
+        }
+        let rest = name
+            .strip_prefix("wrn-")
+            .or_else(|| name.strip_prefix("wrn_"))
+            .or_else(|| name.strip_prefix("wide_resnet_"))
+            .or_else(|| name.strip_prefix("wide-resnet-"))
+            .ok_or_else(|| ConfigError::UnknownArch(arch.to_string()))?;
+        let mut parts = rest.split(['-', '_']);
+        let (Some(d), Some(k), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(ConfigError::UnknownArch(arch.to_string()));
+        };
+        let (Ok(depth), Ok(widen)) = (d.parse::<usize>(), k.parse::<usize>()) else {
+            return Err(ConfigError::UnknownArch(arch.to_string()));
+        };
+        Ok(Self::Wrn(WrnConfig::new(depth, widen, classes)?))
+    }
+
+    /// `resnet18`, `resnet34` or `wrn-D-K`; [`ModelConfig::from_arch`] parses it back.
+    pub fn arch_name(&self) -> String {
+        match self {
+            Self::ResNet(c) => c.arch_name().to_string(),
+            Self::Wrn(c) => c.arch_name(),
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        match self {
+            Self::ResNet(c) => c.classes,
+            Self::Wrn(c) => c.classes,
+        }
+    }
+
+    pub fn image_size(&self) -> usize {
+        match self {
+            Self::ResNet(c) => c.image_size,
+            Self::Wrn(c) => c.image_size,
+        }
+    }
+
+    pub fn granularity(&self) -> Granularity {
+        match self {
+            Self::ResNet(c) => c.granularity,
+            Self::Wrn(c) => c.granularity,
+        }
+    }
+
+    /// The "standard" extra activation: ResNet's stem ReLU or WRN's final BN-ReLU.
+    pub fn extra_activation(&self) -> bool {
+        match self {
+            Self::ResNet(c) => c.stem_relu,
+            Self::Wrn(c) => c.final_relu,
+        }
+    }
+
+    pub fn with_image_size(mut self, size: usize) -> Self {
+        match &mut self {
+            Self::ResNet(c) => c.image_size = size,
+            Self::Wrn(c) => c.image_size = size,
+        }
+        self
+    }
+
+    pub fn with_stem_stride(mut self, stride: usize) -> Self {
+        match &mut self {
+            Self::ResNet(c) => c.stem_stride = stride,
+            Self::Wrn(c) => c.stem_stride = stride,
+        }
+        self
+    }
+
+    pub fn with_granularity(mut self, granularity: Granularity) -> Self {
+        match &mut self {
+            Self::ResNet(c) => c.granularity = granularity,
+            Self::Wrn(c) => c.granularity = granularity,
+        }
+        self
+    }
+
+    pub fn with_extra_activation(mut self, on: bool) -> Self {
+        match &mut self {
+            Self::ResNet(c) => c.stem_relu = on,
+            Self::Wrn(c) => c.final_relu = on,
+        }
+        self
+    }
+
+    /// ResNet base width (ignored by WRN, whose width is its widen factor).
+    pub fn with_width(mut self, width: usize) -> Self {
+        if let Self::ResNet(c) = &mut self {
+            c.width = width;
+        }
+        self
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            Self::ResNet(c) => c.validate(),
+            Self::Wrn(c) => c.validate(),
+        }
+    }
+
+    /// Builds the model, its tensors named as the PyTorch reference under `vb`. A
+    /// VarMap-backed `vb` gives a trainable model whose variables (BN running statistics
+    /// included) live in the VarMap; a tensor-backed one gives a frozen model.
+    pub fn build(&self, vb: VarBuilder) -> Result<Model> {
+        Ok(match self {
+            Self::ResNet(c) => Model::ResNet(ResNet::new(c, vb)?),
+            Self::Wrn(c) => Model::Wrn(WideResNet::new(c, vb)?),
+        })
+    }
+
+    /// A fresh trainable model (PyTorch's default initialisation) in a new `VarMap`.
+    pub fn build_trainable(&self, device: &Device) -> Result<(Model, VarMap)> {
+        let vars = VarMap::new();
+        let model = self.build(VarBuilder::from_varmap(&vars, DType::F32, device))?;
+        Ok((model, vars))
+    }
+
+    /// A frozen copy (a teacher, an evaluation model) of the weights in `vars`: every tensor
+    /// is copied and detached, so the copy records no graph, its masks are frozen, and later
+    /// updates of `vars` do not reach it.
+    pub fn build_frozen(&self, vars: &VarMap, device: &Device) -> Result<Model> {
+        let tensors = crate::checkpoint::detached_copy(vars)?;
+        self.build_from_tensors(tensors, device)
+    }
+
+    /// A frozen model over `tensors` (e.g. from [`crate::checkpoint::read`]); a missing
+    /// name or wrong shape is an error. Use [`crate::checkpoint::load_into`] to also reject
+    /// unexpected names.
+    pub fn build_from_tensors(&self, tensors: HashMap<String, Tensor>, device: &Device) -> Result<Model> {
+        self.build(VarBuilder::from_tensors(tensors, DType::F32, device))
+    }
+
+    /// The configuration as a flat string map (for safetensors `__metadata__`).
+    pub fn to_metadata(&self) -> HashMap<String, String> {
+        let (stride, width) = match self {
+            Self::ResNet(c) => (c.stem_stride, Some(c.width)),
+            Self::Wrn(c) => (c.stem_stride, None),
+        };
+        let mut m = HashMap::from([
+            (keys::ARCH.to_string(), self.arch_name()),
+            (keys::CLASSES.to_string(), self.classes().to_string()),
+            (keys::IMAGE_SIZE.to_string(), self.image_size().to_string()),
+            (keys::STEM_STRIDE.to_string(), stride.to_string()),
+            (keys::GRANULARITY.to_string(), self.granularity().as_str().to_string()),
+            (keys::EXTRA_ACTIVATION.to_string(), self.extra_activation().to_string()),
+        ]);
+        if let Some(width) = width {
+            m.insert(keys::WIDTH.to_string(), width.to_string());
+        }
+        m
+    }
+
+    /// Reads back [`ModelConfig::to_metadata`]; `arch` and `classes` are required, the rest
+    /// default to the preset's values.
+    pub fn from_metadata(meta: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        fn parse<T: FromStr>(meta: &HashMap<String, String>, key: &str) -> Result<Option<T>, ConfigError> {
+            meta.get(key)
+                .map(|v| {
+                    v.trim()
+                        .parse::<T>()
+                        .map_err(|_| ConfigError::Metadata(format!("{key} = `{v}` is invalid")))
+                })
+                .transpose()
+        }
+        let arch = meta.get(keys::ARCH).ok_or_else(|| ConfigError::Metadata("no `arch` key".into()))?;
+        let classes = parse::<usize>(meta, keys::CLASSES)?
+            .ok_or_else(|| ConfigError::Metadata("no `classes` key".into()))?;
+        let mut config = Self::from_arch(arch, classes)?;
+        if let Some(v) = parse(meta, keys::IMAGE_SIZE)? {
+            config = config.with_image_size(v);
+        }
+        if let Some(v) = parse(meta, keys::STEM_STRIDE)? {
+            config = config.with_stem_stride(v);
+        }
+        if let Some(v) = parse(meta, keys::WIDTH)? {
+            config = config.with_width(v);
+        }
+        if let Some(v) = parse::<Granularity>(meta, keys::GRANULARITY)? {
+            config = config.with_granularity(v);
+        }
+        if let Some(v) = parse(meta, keys::EXTRA_ACTIVATION)? {
+            config = config.with_extra_activation(v);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl From<ResNetConfig> for ModelConfig {
+    fn from(c: ResNetConfig) -> Self {
+        Self::ResNet(c)
+    }
+}
+
+impl From<WrnConfig> for ModelConfig {
+    fn from(c: WrnConfig) -> Self {
+        Self::Wrn(c)
+    }
+}
+
+/// A built network of either architecture. `forward_t(x, train)`: `train` selects batch
+/// statistics (and running-statistics updates) in every BatchNorm.
+#[derive(Debug)]
+pub enum Model {
+    ResNet(ResNet),
+    Wrn(WideResNet),
+}
+
+impl ModuleT for Model {
+    fn forward_t(&self, x: &Tensor, train: bool) -> CandleResult<Tensor> {
+        match self {
+            Self::ResNet(m) => m.forward_t(x, train),
+            Self::Wrn(m) => m.forward_t(x, train),
+        }
+    }
+}
+
+impl Masked for Model {
+    fn masks(&self) -> Vec<&ReluMask> {
+        match self {
+            Self::ResNet(m) => m.masks(),
+            Self::Wrn(m) => m.masks(),
+        }
+    }
+}
