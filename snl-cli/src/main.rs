@@ -1,5 +1,27 @@
-//! The `snl` command (filled in by the CLI issue).
+//! `snl`: train, linearize, evaluate, count, predict, import and export SNL models.
+//!
+//! `main` only parses, runs and reports: exit 0 on success, 1 on failure (one line per cause
+//! of the error chain), 2 on a usage error (from clap, or a bad flag value found later).
+
+mod cli;
+mod commands;
+mod cost;
+mod data;
+mod model;
+mod run;
+mod setup;
+mod ui;
+
+use clap::Parser;
+
 fn main() {
-    eprintln!("snl: the command line is not built yet");
-    std::process::exit(2);
+    let cli = cli::Cli::parse();
+    if let Err(err) = commands::run(cli) {
+        eprintln!("error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        let usage = err.downcast_ref::<setup::UsageError>().is_some();
+        std::process::exit(if usage { 2 } else { 1 });
+    }
 }

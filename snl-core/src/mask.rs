@@ -161,11 +161,8 @@ impl Module for ReluMask {
     /// `a * relu(x) + (1 - a) * x`, computed as `x + a * relu(-x)` (the same function and
     /// gradients, two passes fewer).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let a = if self.is_frozen() {
-            self.alphas.as_tensor().detach()
-        } else {
-            self.alphas.as_tensor().clone()
-        };
+        let a =
+            if self.is_frozen() { self.alphas.as_tensor().detach() } else { self.alphas.as_tensor().clone() };
         x + x.neg()?.relu()?.broadcast_mul(&a)?
     }
 }
@@ -200,11 +197,7 @@ pub struct ReluReport {
 
 impl ReluReport {
     pub fn of(model: &(impl Masked + ?Sized), eps: f64) -> Result<Self> {
-        let sites = model
-            .masks()
-            .iter()
-            .map(|m| m.report(eps))
-            .collect::<Result<Vec<_>>>()?;
+        let sites = model.masks().iter().map(|m| m.report(eps)).collect::<Result<Vec<_>>>()?;
         Ok(Self {
             threshold: eps,
             total: sites.iter().map(|s| s.total).sum(),

@@ -1,0 +1,290 @@
+//! The command line: flags only. Each command turns its flags into a checked configuration
+//! before any work starts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "snl",
+    version,
+    about = "Selective Network Linearization: fewer ReLUs for private inference",
+    long_about = "Selective Network Linearization (Cho et al., ICML 2022): learn which ReLUs of a \
+                  pretrained CNN to keep within a budget, turn the rest into identities, finetune.\n\n\
+                  Start with `snl demo`: it needs no data and no network."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Device: cpu, cuda, cuda:N or metal (cuda and metal need a build with that feature).
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: String,
+    /// Seed of initialisation, data order, augmentation and validation split.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Print only results and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail (every epoch's loss terms).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train, linearize and finetune a small ResNet18 on synthetic data: no downloads.
+    Demo(DemoArgs),
+    /// Train a baseline network from scratch (all ReLUs), keeping the best epoch on validation.
+    Train(TrainArgs),
+    /// Algorithm 1: learn masks to a ReLU budget, binarize them, finetune (the model is the teacher).
+    Linearize(LinearizeArgs),
+    /// Top-1, top-5 and loss of a model on a dataset split.
+    Eval(EvalArgs),
+    /// The per-site ReLU table of an architecture or a model, with a private-inference cost estimate.
+    Count(CountArgs),
+    /// Logits (tensor `logits`) for already-normalised NCHW f32 images (tensor `x`).
+    Predict(PredictArgs),
+    /// Convert a checkpoint of the authors' PyTorch scripts (.pth/.pth.tar) into an snl checkpoint.
+    Import(ImportArgs),
+    /// Write the bundle a private-inference framework needs: weights, U8 masks, manifest, kept indices.
+    Export(ExportArgs),
+}
+
+/// The network, wherever an architecture is named.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ModelArgs {
+    /// Architecture: resnet18, resnet34, wrn-22-8, wrn-16-8, wrn-28-10 (any wrn-D-K).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// ResNet base width (64 is the paper's; smaller trains on a CPU).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Number of classes (default: the dataset's, else 10).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Input height and width (32 for CIFAR, 64 for Tiny-ImageNet; default: the dataset's).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Stride of the stem convolution.
+    #[arg(long)]
+    pub stem_stride: Option<usize>,
+    /// What one mask element gates: one activation (pixel) or a channel.
+    #[arg(long, value_parser = ["pixel", "channel"])]
+    pub granularity: Option<String>,
+    /// ResNet: add the standard masked stem ReLU (557,056 ReLUs for ResNet18 at 32x32).
+    #[arg(long)]
+    pub stem_relu: bool,
+    /// WRN: add the standard masked final BN-ReLU.
+    #[arg(long)]
+    pub final_relu: bool,
+}
+
+/// Where the data comes from.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// cifar10, cifar100, tiny-imagenet, folder (with --data-dir: <dir>/{train,test}/<class>/<image>),
+    /// or synthetic (a small in-memory 10-class task, for trying things out).
+    #[arg(long)]
+    pub dataset: String,
+    /// A local copy (folder or official archive); without it, the Hugging Face Hub cache.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Never touch the network (also HF_HUB_OFFLINE=1); fail if the data is not cached.
+    #[arg(long)]
+    pub offline: bool,
+    /// Images held out of the training set for validation (model selection).
+    #[arg(long, default_value_t = 5000)]
+    pub val_size: usize,
+    /// Batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run folder (default: the first free runs/demo, runs/demo-2, ...).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Decay by 10 at 1/2 and 3/4 of the epochs (the authors' baseline).
+    Multistep,
+    /// Cosine annealing to zero.
+    Cosine,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Epochs (the authors train 160).
+    #[arg(long, default_value_t = 160)]
+    pub epochs: usize,
+    /// SGD learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Multistep)]
+    pub schedule: ScheduleKind,
+    /// Run folder (created; must not hold a finished run).
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue a killed run from its folder, at its last finished epoch.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    /// Algorithm 1's learned masks.
+    Snl,
+    /// Baseline: the budget's ReLUs drawn at random over the whole network.
+    Random,
+    /// Baseline: the same fraction kept at random in every site.
+    Uniform,
+}
+
+#[derive(Debug, Args)]
+pub struct LinearizeArgs {
+    /// The pretrained model (snl checkpoint, or PyTorch-named safetensors with model flags).
+    #[arg(long, required_unless_present = "resume")]
+    pub model: Option<PathBuf>,
+    /// ReLUs to keep: a count (50000, 50k) or a fraction (10%, 0.1).
+    #[arg(long, required_unless_present = "resume")]
+    pub budget: Option<String>,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// How ReLUs are chosen: snl (learned) or a baseline (random, uniform).
+    #[arg(long, value_enum, default_value_t = Selection::Snl)]
+    pub selection: Selection,
+    /// Initial lasso coefficient lambda.
+    #[arg(long, default_value_t = 1e-5)]
+    pub lasso: f64,
+    /// Lambda's growth factor when the count stalls.
+    #[arg(long, default_value_t = 1.1)]
+    pub kappa: f64,
+    /// Search epochs before lambda may grow.
+    #[arg(long, default_value_t = 5)]
+    pub warmup_epochs: usize,
+    /// A mask element counts as a ReLU when alphas > threshold.
+    #[arg(long, default_value_t = 1e-2)]
+    pub threshold: f64,
+    /// Adam learning rate of the mask search.
+    #[arg(long, default_value_t = 1e-3)]
+    pub search_lr: f64,
+    #[arg(long, default_value_t = 2000)]
+    pub max_search_epochs: usize,
+    /// Distillation temperature.
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f64,
+    /// Finetuning epochs after binarizing (0 stops after binarizing).
+    #[arg(long, default_value_t = 100)]
+    pub finetune_epochs: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub finetune_lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub finetune_momentum: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    pub finetune_weight_decay: f64,
+    /// Run folder (created; must not hold a finished run).
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue a killed run from its folder, at its last finished epoch.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalSplit {
+    Test,
+    Val,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+    pub split: EvalSplit,
+    /// Print one JSON object (samples, top1, top5, loss).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// A model whose masks to count (else --arch describes a fresh network).
+    #[arg(long, conflicts_with = "arch")]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
+    /// A mask element counts when alphas > threshold (default: the checkpoint's, else 0.01).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
+    /// safetensors with tensor `x`: f32 (N, 3, H, W), already normalised.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// safetensors to write with tensor `logits` (N, classes).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The PyTorch checkpoint (zip-format .pth/.pth.tar; `state_dict` key and `module.` prefix handled).
+    #[arg(long)]
+    pub pth: PathBuf,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub model_args: ModelArgs,
+    /// A mask element is kept when alphas > threshold (default: the checkpoint's, else 0.01).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Folder to write (created).
+    #[arg(long)]
+    pub out: PathBuf,
+}

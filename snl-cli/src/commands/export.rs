@@ -1,0 +1,113 @@
+//! `snl export`: what a private-inference framework needs (REFERENCE §6). It gains nothing
+//! from `relu(x) * m + x * (1 - m)`: it needs, per site, the kept positions (gather, one
+//! ReLU, scatter back) and which sites became fully linear.
+//!
+//! Writes `weights.safetensors` (PyTorch names, masks binarized), `masks.safetensors` (one
+//! U8 `[C, H, W]` tensor per site), `kept_indices.safetensors` (one U32 tensor of flat
+//! indices into `C*H*W` per site that keeps any ReLU) and `manifest.json`.
+
+use std::collections::HashMap;
+
+use anyhow::{Result, bail};
+use candle::{DType, Device, Tensor};
+use serde::Serialize;
+use snl_core::Masked;
+
+use super::Context;
+use crate::cli::ExportArgs;
+use crate::model;
+use crate::run::write_atomic;
+
+#[derive(Serialize)]
+struct Manifest {
+    arch: String,
+    threshold: f64,
+    layout: &'static str,
+    relu_total: usize,
+    relu_kept: usize,
+    files: HashMap<&'static str, &'static str>,
+    sites: Vec<SiteEntry>,
+}
+
+#[derive(Serialize)]
+struct SiteEntry {
+    name: String,
+    /// `[C, H, W]` of the activation (and of its mask tensor).
+    shape: [usize; 3],
+    layout: &'static str,
+    kept: usize,
+    total: usize,
+    fully_linear: bool,
+}
+
+pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
+    let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
+    let threshold = args.threshold.unwrap_or_else(|| loaded.threshold());
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!(
+            "{} exists and is not empty; choose another --out (nothing was overwritten)",
+            args.out.display()
+        );
+    }
+    let model = loaded.frozen(&ctx.device)?;
+    let (mut weights, mut masks, mut indices, mut sites) =
+        (loaded.tensors.clone(), HashMap::new(), HashMap::new(), vec![]);
+    for m in model.masks() {
+        let (c, h, w) = m.activation_shape();
+        // Binary and expanded to the activation's shape, whatever the granularity.
+        let on = m.alphas().as_tensor().gt(threshold)?;
+        let full = on
+            .broadcast_as((1, c, h, w))?
+            .reshape((c, h, w))?
+            .to_dtype(DType::U8)?
+            .to_device(&Device::Cpu)?;
+        let flat: Vec<u8> = full.flatten_all()?.to_vec1()?;
+        let kept: Vec<u32> =
+            flat.iter().enumerate().filter(|&(_, &v)| v == 1).map(|(i, _)| i as u32).collect();
+        weights.insert(format!("{}.alphas", m.site()), on.to_dtype(DType::F32)?);
+        sites.push(SiteEntry {
+            name: m.site().to_string(),
+            shape: [c, h, w],
+            layout: "CHW (of NCHW activations)",
+            kept: kept.len(),
+            total: c * h * w,
+            fully_linear: kept.is_empty(),
+        });
+        if !kept.is_empty() {
+            let n = kept.len();
+            indices.insert(m.site().to_string(), Tensor::from_vec(kept, n, &Device::Cpu)?);
+        }
+        masks.insert(m.site().to_string(), full);
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let meta = HashMap::from([("arch".to_string(), loaded.config.arch_name())]);
+    snl_models::checkpoint::save(&weights, &meta, args.out.join("weights.safetensors"))?;
+    snl_models::checkpoint::save(&masks, &meta, args.out.join("masks.safetensors"))?;
+    snl_models::checkpoint::save(&indices, &meta, args.out.join("kept_indices.safetensors"))?;
+    let manifest = Manifest {
+        arch: loaded.config.arch_name(),
+        threshold,
+        layout: "NCHW",
+        relu_total: sites.iter().map(|s| s.total).sum(),
+        relu_kept: sites.iter().map(|s| s.kept).sum(),
+        files: HashMap::from([
+            ("weights", "weights.safetensors"),
+            ("masks", "masks.safetensors"),
+            ("kept_indices", "kept_indices.safetensors"),
+        ]),
+        sites,
+    };
+    let mut text = serde_json::to_string_pretty(&manifest)?;
+    text.push('\n');
+    write_atomic(&args.out.join("manifest.json"), text.as_bytes())?;
+    let linear = manifest.sites.iter().filter(|s| s.fully_linear).count();
+    ctx.ui.say(format!(
+        "exported {} of {} ReLUs ({} of {} sites fully linear) to {}",
+        manifest.relu_kept,
+        manifest.relu_total,
+        linear,
+        manifest.sites.len(),
+        args.out.display()
+    ));
+    Ok(())
+}

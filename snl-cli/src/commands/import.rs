@@ -1,0 +1,33 @@
+//! `snl import`: a checkpoint of the authors' PyTorch scripts to an snl checkpoint.
+
+use anyhow::{Result, bail};
+
+use super::Context;
+use crate::cli::ImportArgs;
+use crate::model::{self, keys, metadata};
+
+pub fn run(ctx: &Context, args: ImportArgs) -> Result<()> {
+    if args.out.exists() {
+        bail!("{} exists; choose another --out (nothing was overwritten)", args.out.display());
+    }
+    let loaded = model::load(&args.pth, &args.model_args, &ctx.device)?;
+    let frozen = loaded.frozen(&ctx.device)?;
+    let threshold = loaded.threshold();
+    let meta = metadata(
+        &loaded.config,
+        &[
+            (keys::THRESHOLD, threshold.to_string()),
+            (keys::RELU_COUNT, snl_core::relu_count(&frozen, threshold)?.to_string()),
+            (keys::RELU_TOTAL, snl_core::relu_total(&frozen).to_string()),
+        ],
+    );
+    snl_models::checkpoint::save(&loaded.tensors, &meta, &args.out)?;
+    ctx.ui.say(format!(
+        "imported {} ({}, {} tensors) into {}",
+        args.pth.display(),
+        loaded.config.arch_name(),
+        loaded.tensors.len(),
+        args.out.display()
+    ));
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! `snl train`: a baseline with every ReLU, SGD with momentum and weight decay, a multi-step
+//! or cosine schedule, the best epoch chosen on the validation split. Resumable.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+use snl_core::optim::{LrSchedule, Sgd, SgdConfig};
+use snl_core::{Batches, Masked};
+use snl_models::{ModelConfig, checkpoint, params};
+
+use super::{Context, RunResult};
+use crate::cli::{ScheduleKind, TrainArgs};
+use crate::data::{self, DataConfig, Splits, TrainBatches};
+use crate::model::{keys, metadata};
+use crate::run::{self, RunDir};
+use crate::setup::usage;
+
+/// Everything a training run depends on: written to `config.json`, read back on resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub epochs: usize,
+    pub sgd: SgdConfig,
+    pub schedule: ScheduleKind,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    fn lr_schedule(&self) -> LrSchedule {
+        match self.schedule {
+            ScheduleKind::Multistep => {
+                LrSchedule::MultiStep { milestones: vec![self.epochs / 2, self.epochs * 3 / 4], gamma: 0.1 }
+            }
+            ScheduleKind::Cosine => LrSchedule::Cosine { epochs: self.epochs, min_lr: 0.0 },
+        }
+    }
+}
+
+/// Resume state between epochs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct TrainState {
+    /// Epochs finished.
+    epoch: usize,
+    best_epoch: Option<usize>,
+    best_val_top1: f64,
+    /// Wall time of the finished epochs, across resumes.
+    seconds: f64,
+}
+
+#[derive(Serialize)]
+struct EpochRecord {
+    phase: &'static str,
+    epoch: usize,
+    lr: f64,
+    loss: f64,
+    train_top1: f64,
+    val: data::Metrics,
+    seconds: f64,
+}
+
+pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
+    let (config, run, splits) = match &args.resume {
+        Some(dir) => {
+            let run = RunDir::open(dir)?;
+            let config = run.read_json::<TrainConfig>(run::CONFIG)?;
+            let splits = Splits::load(&config.data, config.seed)?;
+            (config, run, splits)
+        }
+        None => {
+            let data = DataConfig::from_args(&args.data, 256)?;
+            args.model.config(None, None)?; // bad flags fail before any data is read
+            let splits = Splits::load(&data, ctx.seed)?;
+            let model = args.model.config(Some(splits.classes()), Some(splits.image_size()))?;
+            if args.epochs == 0 {
+                return Err(usage("--epochs must be at least 1"));
+            }
+            let sgd = SgdConfig {
+                lr: args.lr,
+                momentum: args.momentum,
+                weight_decay: args.weight_decay,
+                nesterov: false,
+            };
+            if !(sgd.lr > 0.0) || !(0.0..1.0).contains(&sgd.momentum) || !(sgd.weight_decay >= 0.0) {
+                return Err(usage(
+                    "--lr must be positive, --momentum in [0, 1), --weight-decay non-negative",
+                ));
+            }
+            let config = TrainConfig {
+                model,
+                data,
+                epochs: args.epochs,
+                sgd,
+                schedule: args.schedule,
+                seed: ctx.seed,
+            };
+            let out = args.out.as_ref().context("--out is required")?;
+            let run = RunDir::create(out)?;
+            run.write_json(run::CONFIG, &config)?;
+            (config, run, splits)
+        }
+    };
+    let result = train(ctx, &config, &splits, &run)?;
+    ctx.ui.say(format!(
+        "best epoch {}: val top-1 {:.2}%, test top-1 {:.2}% ({} ReLUs); run folder {}",
+        result.best_epoch.map_or("-".into(), |e| e.to_string()),
+        result.val.top1,
+        result.test.top1,
+        result.relu_count,
+        run.root().display()
+    ));
+    Ok(())
+}
+
+/// Trains (or continues) the baseline of `run`, then writes `model.safetensors`,
+/// `best.safetensors` and `result.json`.
+pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir) -> Result<RunResult> {
+    let (model, vars) = config.model.build_trainable(&ctx.device)?;
+    params::init_seeded(&vars, config.seed)?;
+    // A baseline keeps every ReLU: the masks stay at 1 and take no gradient.
+    model.masks().iter().for_each(|m| m.set_frozen(true));
+    let mut sgd = Sgd::new(params::weight_vars(&vars), config.sgd);
+    let mut state = TrainState::default();
+    if let Some((tensors, optimizer, saved)) = run.load_checkpoint::<TrainState>(&ctx.device)? {
+        checkpoint::load_into(&vars, &tensors).context("the run's checkpoint does not fit its model")?;
+        sgd.load_state(&optimizer)?;
+        state = saved;
+        run.truncate_metrics(state.epoch)?;
+        ctx.ui.say(format!("resuming {} after epoch {}", run.root().display(), state.epoch));
+    }
+    let meta = metadata(
+        &config.model,
+        &[
+            (keys::DATASET, config.data.dataset.clone()),
+            (keys::SEED, config.seed.to_string()),
+            (keys::RELU_TOTAL, snl_core::relu_total(&model).to_string()),
+            (keys::RELU_COUNT, snl_core::relu_total(&model).to_string()),
+        ],
+    );
+    let mut batches = TrainBatches::new(&splits.train, config.data.batch_size, config.seed, &ctx.device)?;
+    let schedule = config.lr_schedule();
+    for epoch in state.epoch..config.epochs {
+        let epoch_start = Instant::now();
+        let lr = schedule.lr(config.sgd.lr, epoch);
+        sgd.set_lr(lr);
+        let bar = ctx.ui.bar(batches.len(), format!("train epoch {}/{}", epoch + 1, config.epochs));
+        batches.set_bar(bar.clone());
+        let (mut loss_sum, mut hits, mut seen, mut steps) = (0f64, 0usize, 0usize, 0usize);
+        for (i, batch) in batches.epoch(epoch).enumerate() {
+            let (x, y) = batch?;
+            let logits = candle::ModuleT::forward_t(&model, &x, true)?;
+            let loss = snl_core::loss::cross_entropy(&logits, &y)?;
+            let value = loss.to_scalar::<f32>()?;
+            if !value.is_finite() {
+                bail!(
+                    "the loss became {value} at epoch {epoch}, batch {i}; stopped. The last good state (epoch {}) is in {}: \
+                     lower --lr and start again, or resume with --resume {}",
+                    state.epoch,
+                    run.path(run::CHECKPOINT).display(),
+                    run.root().display()
+                );
+            }
+            sgd.step(&loss.backward()?)?;
+            loss_sum += f64::from(value);
+            hits += snl_core::loss::correct(&logits, &y)?;
+            seen += y.dim(0)?;
+            steps += 1;
+        }
+        bar.finish_and_clear();
+        let val = data::evaluate(&model, &splits.val, config.data.batch_size, &ctx.device)?;
+        let record = EpochRecord {
+            phase: "train",
+            epoch,
+            lr,
+            loss: loss_sum / steps.max(1) as f64,
+            train_top1: 100.0 * hits as f64 / seen.max(1) as f64,
+            val,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        state.seconds += record.seconds;
+        run.append_metrics(&record)?;
+        if state.best_epoch.is_none() || val.top1 > state.best_val_top1 {
+            state.best_epoch = Some(epoch);
+            state.best_val_top1 = val.top1;
+            run.save_model(run::BEST, &vars, &meta)?;
+        }
+        state.epoch = epoch + 1;
+        run.save_checkpoint(&vars, &sgd.state(), &meta, &state)?;
+        ctx.ui.say(format!(
+            "epoch {:>3}/{}: loss {:.4}, train top-1 {:.2}%, val top-1 {:.2}% (lr {:.2e}, {:.1}s)",
+            epoch + 1,
+            config.epochs,
+            record.loss,
+            record.train_top1,
+            val.top1,
+            lr,
+            record.seconds
+        ));
+    }
+    run.save_model(run::MODEL, &vars, &meta)?;
+    let best =
+        crate::model::load(&run.path(run::BEST), &Default::default(), &ctx.device)?.frozen(&ctx.device)?;
+    let result = RunResult {
+        command: "train".into(),
+        arch: config.model.arch_name(),
+        dataset: config.data.dataset.clone(),
+        selection: None,
+        budget: None,
+        relu_count: snl_core::relu_total(&model),
+        relu_total: snl_core::relu_total(&model),
+        val: data::evaluate(&best, &splits.val, config.data.batch_size, &ctx.device)?,
+        test: data::evaluate(&best, &splits.test, config.data.batch_size, &ctx.device)?,
+        best_epoch: state.best_epoch,
+        epochs: config.epochs,
+        search_epochs: None,
+        wall_time_s: state.seconds,
+        seed: config.seed,
+    };
+    run.write_json(run::RESULT, &result)?;
+    std::fs::remove_file(run.path(run::CHECKPOINT)).ok();
+    Ok(result)
+}

@@ -1,0 +1,159 @@
+//! Model configurations from flags or checkpoint metadata, and checkpoints in and out.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use candle::Device;
+use candle_nn::VarMap;
+use snl_models::checkpoint::{self, StateDict};
+use snl_models::{Model, ModelConfig};
+
+use crate::cli::ModelArgs;
+use crate::setup::usage;
+
+/// Metadata keys snl adds beside the model's own (`snl_models::metadata_keys`).
+pub mod keys {
+    pub const FORMAT: &str = "format";
+    pub const FORMAT_SNL: &str = "snl";
+    pub const VERSION: &str = "snl_version";
+    pub const THRESHOLD: &str = "threshold";
+    pub const RELU_COUNT: &str = "relu_count";
+    pub const RELU_TOTAL: &str = "relu_total";
+    pub const DATASET: &str = "dataset";
+    pub const SEED: &str = "seed";
+}
+
+/// The default threshold (the authors' eps).
+pub const DEFAULT_THRESHOLD: f64 = 1e-2;
+
+impl ModelArgs {
+    fn any_given(&self) -> bool {
+        self.arch.is_some()
+            || self.width.is_some()
+            || self.classes.is_some()
+            || self.image_size.is_some()
+            || self.stem_stride.is_some()
+            || self.granularity.is_some()
+            || self.stem_relu
+            || self.final_relu
+    }
+
+    /// The configuration these flags describe; `classes` and `image_size` default to the
+    /// dataset's when it is known.
+    pub fn config(&self, dataset_classes: Option<usize>, dataset_size: Option<usize>) -> Result<ModelConfig> {
+        let Some(arch) = &self.arch else {
+            return Err(usage("give the architecture with --arch (resnet18, resnet34, wrn-22-8, ...)"));
+        };
+        let classes = self.classes.or(dataset_classes).unwrap_or(10);
+        if let (Some(flag), Some(data)) = (self.classes, dataset_classes)
+            && flag != data
+        {
+            return Err(usage(format!("--classes {flag} but the dataset has {data} classes")));
+        }
+        let mut config =
+            ModelConfig::from_arch(arch, classes).map_err(|e| usage(format!("--arch {arch}: {e}")))?;
+        if let Some(size) = self.image_size.or(dataset_size) {
+            config = config.with_image_size(size);
+        }
+        if let Some(width) = self.width {
+            if !matches!(config, ModelConfig::ResNet(_)) {
+                return Err(usage("--width applies to ResNets; a WRN's width is its widen factor (wrn-D-K)"));
+            }
+            config = config.with_width(width);
+        }
+        if let Some(stride) = self.stem_stride {
+            config = config.with_stem_stride(stride);
+        }
+        if let Some(g) = &self.granularity {
+            config = config.with_granularity(g.parse().map_err(usage)?);
+        }
+        match (&config, self.stem_relu, self.final_relu) {
+            (ModelConfig::Wrn(_), true, _) => {
+                return Err(usage("--stem-relu is for ResNets; WRN has --final-relu"));
+            }
+            (ModelConfig::ResNet(_), _, true) => {
+                return Err(usage("--final-relu is for WRN; ResNets have --stem-relu"));
+            }
+            _ => {}
+        }
+        config = config.with_extra_activation(self.stem_relu || self.final_relu);
+        config.validate().map_err(|e| usage(e.to_string()))?;
+        Ok(config)
+    }
+}
+
+/// A checkpoint's tensors and the configuration that describes them.
+pub struct Loaded {
+    pub config: ModelConfig,
+    pub tensors: StateDict,
+    pub metadata: HashMap<String, String>,
+}
+
+impl Loaded {
+    /// The metadata's threshold (else the authors' 1e-2).
+    pub fn threshold(&self) -> f64 {
+        self.metadata.get(keys::THRESHOLD).and_then(|t| t.parse().ok()).unwrap_or(DEFAULT_THRESHOLD)
+    }
+
+    /// A trainable copy: a fresh VarMap loaded strictly from the checkpoint.
+    pub fn trainable(&self, device: &Device) -> Result<(Model, VarMap)> {
+        let (model, vars) = self.config.build_trainable(device)?;
+        checkpoint::load_into(&vars, &self.tensors)?;
+        Ok((model, vars))
+    }
+
+    /// A frozen model (records no graph).
+    pub fn frozen(&self, device: &Device) -> Result<Model> {
+        Ok(self.config.build_from_tensors(self.tensors.clone(), device)?)
+    }
+}
+
+/// Reads a model checkpoint: an snl checkpoint describes itself; any other (PyTorch's own
+/// safetensors or .pth) needs the model flags. Names and shapes are checked strictly.
+pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    let read = checkpoint::read(path, device)
+        .with_context(|| format!("cannot read the model {}", path.display()))?;
+    let config = if read.metadata.contains_key(snl_models::metadata_keys::ARCH) {
+        if args.any_given() {
+            return Err(usage(format!(
+                "{} describes its own model ({}); drop the model flags",
+                path.display(),
+                read.metadata[snl_models::metadata_keys::ARCH]
+            )));
+        }
+        ModelConfig::from_metadata(&read.metadata)
+            .with_context(|| format!("{}: bad snl metadata", path.display()))?
+    } else if args.arch.is_some() {
+        args.config(None, None)?
+    } else {
+        return Err(usage(format!(
+            "{} has no snl metadata: describe its model with --arch and the model options",
+            path.display()
+        )));
+    };
+    let expected = {
+        let (_, vars) = config.build_trainable(&Device::Cpu)?;
+        let data = vars.data().lock().map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
+        data.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect()
+    };
+    let mismatch = checkpoint::compare(&expected, &read.tensors);
+    if !mismatch.is_empty() {
+        bail!("{} does not fit {}: {mismatch}", path.display(), config.arch_name());
+    }
+    Ok(Loaded { config, tensors: read.tensors, metadata: read.metadata })
+}
+
+/// The metadata of an snl checkpoint: the model's configuration and provenance.
+pub fn metadata(config: &ModelConfig, extra: &[(&str, String)]) -> HashMap<String, String> {
+    let mut m = config.to_metadata();
+    m.insert(keys::FORMAT.into(), keys::FORMAT_SNL.into());
+    m.insert(keys::VERSION.into(), env!("CARGO_PKG_VERSION").into());
+    for (k, v) in extra {
+        m.insert((*k).into(), v.clone());
+    }
+    m
+}

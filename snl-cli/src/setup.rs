@@ -1,0 +1,55 @@
+//! Process-wide settings from the global flags: device and threads.
+
+use anyhow::Result;
+use candle::Device;
+
+/// A flag value that cannot be used (exit code 2, as clap's own usage errors).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+/// `cpu`, `cuda`, `cuda:N` or `metal`; a clear error when this build lacks the feature.
+pub fn device(spec: &str) -> Result<Device> {
+    let (kind, ordinal) = match spec.split_once(':') {
+        Some((kind, n)) => {
+            let n = n
+                .parse::<usize>()
+                .map_err(|_| usage(format!("--device {spec}: `{n}` is not a device number")))?;
+            (kind, n)
+        }
+        None => (spec, 0),
+    };
+    match kind {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if cfg!(feature = "cuda") => Ok(Device::new_cuda(ordinal)?),
+        "metal" if cfg!(feature = "metal") => Ok(Device::new_metal(ordinal)?),
+        "cuda" | "metal" => Err(usage(format!(
+            "--device {spec}: this snl was built without {kind} support; rebuild with `cargo build --release -p snl-cli --features {kind}`"
+        ))),
+        other => Err(usage(format!("--device {other}: expected cpu, cuda, cuda:N or metal"))),
+    }
+}
+
+/// Sets the CPU thread count for candle's kernels before any of them runs.
+pub fn threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err(usage("--threads must be at least 1"));
+        }
+        // SAFETY: called first thing in `main`'s command, before any other thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
+    let _tuned = snl_core::fast::tune_allocator();
+    Ok(())
+}

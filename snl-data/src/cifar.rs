@@ -1,0 +1,390 @@
+//! CIFAR-10 and CIFAR-100 binary releases, from the extracted folder or straight from the
+//! official `.tar.gz` (streamed, never unpacked to disk).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::Split;
+use crate::dataset::{Dataset, Normalization};
+use crate::error::{Error, Result};
+
+const PIXELS: usize = 3 * 32 * 32;
+
+/// CIFAR-10 class names, label order.
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+
+/// CIFAR-100 fine class names, label order.
+pub const CIFAR100_FINE_CLASSES: [&str; 100] = [
+    "apple",
+    "aquarium_fish",
+    "baby",
+    "bear",
+    "beaver",
+    "bed",
+    "bee",
+    "beetle",
+    "bicycle",
+    "bottle",
+    "bowl",
+    "boy",
+    "bridge",
+    "bus",
+    "butterfly",
+    "camel",
+    "can",
+    "castle",
+    "caterpillar",
+    "cattle",
+    "chair",
+    "chimpanzee",
+    "clock",
+    "cloud",
+    "cockroach",
+    "couch",
+    "crab",
+    "crocodile",
+    "cup",
+    "dinosaur",
+    "dolphin",
+    "elephant",
+    "flatfish",
+    "forest",
+    "fox",
+    "girl",
+    "hamster",
+    "house",
+    "kangaroo",
+    "keyboard",
+    "lamp",
+    "lawn_mower",
+    "leopard",
+    "lion",
+    "lizard",
+    "lobster",
+    "man",
+    "maple_tree",
+    "motorcycle",
+    "mountain",
+    "mouse",
+    "mushroom",
+    "oak_tree",
+    "orange",
+    "orchid",
+    "otter",
+    "palm_tree",
+    "pear",
+    "pickup_truck",
+    "pine_tree",
+    "plain",
+    "plate",
+    "poppy",
+    "porcupine",
+    "possum",
+    "rabbit",
+    "raccoon",
+    "ray",
+    "road",
+    "rocket",
+    "rose",
+    "sea",
+    "seal",
+    "shark",
+    "shrew",
+    "skunk",
+    "skyscraper",
+    "snail",
+    "snake",
+    "spider",
+    "squirrel",
+    "streetcar",
+    "sunflower",
+    "sweet_pepper",
+    "table",
+    "tank",
+    "telephone",
+    "television",
+    "tiger",
+    "tractor",
+    "train",
+    "trout",
+    "tulip",
+    "turtle",
+    "wardrobe",
+    "whale",
+    "willow_tree",
+    "wolf",
+    "woman",
+    "worm",
+];
+
+/// CIFAR-100 coarse (superclass) names, label order.
+pub const CIFAR100_COARSE_CLASSES: [&str; 20] = [
+    "aquatic_mammals",
+    "fish",
+    "flowers",
+    "food_containers",
+    "fruit_and_vegetables",
+    "household_electrical_devices",
+    "household_furniture",
+    "insects",
+    "large_carnivores",
+    "large_man-made_outdoor_things",
+    "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores",
+    "medium_mammals",
+    "non-insect_invertebrates",
+    "people",
+    "reptiles",
+    "small_mammals",
+    "trees",
+    "vehicles_1",
+    "vehicles_2",
+];
+
+/// Which CIFAR release, and for CIFAR-100 which label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cifar {
+    /// CIFAR-10.
+    Ten,
+    /// CIFAR-100 with its fine (100-class) labels, as papers train.
+    HundredFine,
+    /// CIFAR-100 with its coarse (20-superclass) labels.
+    HundredCoarse,
+}
+
+struct Layout {
+    folder: &'static str,
+    archive: &'static str,
+    train: &'static [&'static str],
+    test: &'static [&'static str],
+    names_file: &'static str,
+    record: usize,
+    /// Offset of the label byte used.
+    label_at: usize,
+    builtin: &'static [&'static str],
+    what: &'static str,
+    hint: &'static str,
+}
+
+impl Cifar {
+    fn layout(self) -> Layout {
+        match self {
+            Cifar::Ten => Layout {
+                folder: "cifar-10-batches-bin",
+                archive: "cifar-10-binary.tar.gz",
+                train: &[
+                    "data_batch_1.bin",
+                    "data_batch_2.bin",
+                    "data_batch_3.bin",
+                    "data_batch_4.bin",
+                    "data_batch_5.bin",
+                ],
+                test: &["test_batch.bin"],
+                names_file: "batches.meta.txt",
+                record: 1 + PIXELS,
+                label_at: 0,
+                builtin: &CIFAR10_CLASSES,
+                what: "CIFAR-10 binary release",
+                hint: "Download https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz into the data \
+                       folder (no need to unpack it), or load from the Hub (uoft-cs/cifar10)",
+            },
+            Cifar::HundredFine | Cifar::HundredCoarse => {
+                let coarse = self == Cifar::HundredCoarse;
+                Layout {
+                    folder: "cifar-100-binary",
+                    archive: "cifar-100-binary.tar.gz",
+                    train: &["train.bin"],
+                    test: &["test.bin"],
+                    names_file: if coarse { "coarse_label_names.txt" } else { "fine_label_names.txt" },
+                    record: 2 + PIXELS,
+                    label_at: usize::from(!coarse),
+                    builtin: if coarse { &CIFAR100_COARSE_CLASSES } else { &CIFAR100_FINE_CLASSES },
+                    what: "CIFAR-100 binary release",
+                    hint: "Download https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz into the data \
+                           folder (no need to unpack it), or load from the Hub (uoft-cs/cifar100)",
+                }
+            }
+        }
+    }
+
+    /// The normalisation of this release.
+    pub fn normalization(self) -> Normalization {
+        match self {
+            Cifar::Ten => Normalization::cifar10(),
+            _ => Normalization::cifar100(),
+        }
+    }
+}
+
+/// A file (or archive member) name and its bytes.
+type Named = (PathBuf, Vec<u8>);
+
+enum Found {
+    Dir(PathBuf),
+    TarGz(PathBuf),
+}
+
+fn is_archive(p: &Path) -> bool {
+    let s = p.to_string_lossy();
+    s.ends_with(".tar.gz") || s.ends_with(".tgz")
+}
+
+fn locate(lay: &Layout, location: &Path) -> Result<Found> {
+    if location.is_file() && is_archive(location) {
+        return Ok(Found::TarGz(location.to_path_buf()));
+    }
+    let has_release = |d: &Path| {
+        d.join(lay.names_file).is_file() || lay.train.iter().chain(lay.test).any(|f| d.join(f).is_file())
+    };
+    let candidates = [location.to_path_buf(), location.join(lay.folder)];
+    for d in &candidates {
+        if d.is_dir() && has_release(d) {
+            return Ok(Found::Dir(d.clone()));
+        }
+    }
+    let archive = location.join(lay.archive);
+    if archive.is_file() {
+        return Ok(Found::TarGz(archive));
+    }
+    let mut looked = candidates.to_vec();
+    looked.push(archive);
+    Err(Error::NotFound { what: lay.what.to_owned(), looked, hint: lay.hint.to_owned() })
+}
+
+/// Loads a CIFAR split from `location`: the extracted folder (`cifar-10-batches-bin/`,
+/// `cifar-100-binary/`), its parent, a folder holding the official `.tar.gz`, or the `.tar.gz`.
+pub fn load(kind: Cifar, split: Split, location: &Path) -> Result<Dataset> {
+    let lay = kind.layout();
+    let files = match split {
+        Split::Train => lay.train,
+        Split::Test => lay.test,
+    };
+    let (sources, names): (Vec<Named>, Option<Named>) = match locate(&lay, location)? {
+        Found::Dir(dir) => {
+            let mut sources = Vec::new();
+            for f in files {
+                let p = dir.join(f);
+                if !p.is_file() {
+                    return Err(Error::NotFound {
+                        what: format!("{} file {f}", lay.what),
+                        looked: vec![p],
+                        hint: lay.hint.to_owned(),
+                    });
+                }
+                let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+                sources.push((p, bytes));
+            }
+            let np = dir.join(lay.names_file);
+            let names = if np.is_file() {
+                let b = std::fs::read(&np).map_err(|e| Error::io(&np, e))?;
+                Some((np, b))
+            } else {
+                None
+            };
+            (sources, names)
+        }
+        Found::TarGz(archive) => {
+            let mut wanted: Vec<&str> = files.to_vec();
+            wanted.push(lay.names_file);
+            let mut got = read_tar_gz(&archive, lay.folder, &wanted)?;
+            let mut sources = Vec::new();
+            for f in files {
+                let member = archive.join(lay.folder).join(f);
+                match got.remove(*f) {
+                    Some(b) => sources.push((member, b)),
+                    None => {
+                        return Err(Error::NotFound {
+                            what: format!("member {}/{f}", lay.folder),
+                            looked: vec![archive.clone()],
+                            hint: format!("the archive is not the official {}; {}", lay.archive, lay.hint),
+                        });
+                    }
+                }
+            }
+            let names =
+                got.remove(lay.names_file).map(|b| (archive.join(lay.folder).join(lay.names_file), b));
+            (sources, names)
+        }
+    };
+
+    let classes: Vec<String> = match names {
+        Some((path, bytes)) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let names: Vec<String> =
+                text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+            if names.len() != lay.builtin.len() {
+                return Err(Error::format(
+                    path,
+                    format!("{} class names, expected {}", names.len(), lay.builtin.len()),
+                ));
+            }
+            names
+        }
+        None => lay.builtin.iter().map(|s| (*s).to_owned()).collect(),
+    };
+
+    let total: usize = sources.iter().map(|(_, b)| b.len() / lay.record).sum();
+    let mut images = Vec::with_capacity(total * PIXELS);
+    let mut labels = Vec::with_capacity(total);
+    for (path, bytes) in &sources {
+        if bytes.is_empty() || bytes.len() % lay.record != 0 {
+            return Err(Error::RecordSize {
+                path: path.clone(),
+                size: bytes.len() as u64,
+                record: lay.record,
+            });
+        }
+        for (index, rec) in bytes.chunks_exact(lay.record).enumerate() {
+            let label = rec[lay.label_at];
+            if usize::from(label) >= classes.len() {
+                return Err(Error::LabelOutOfRange {
+                    path: path.clone(),
+                    index,
+                    label: i64::from(label),
+                    classes: classes.len(),
+                });
+            }
+            labels.push(u32::from(label));
+            images.extend_from_slice(&rec[lay.record - PIXELS..]);
+        }
+    }
+    Dataset::from_raw(images, labels, 32, 32, classes, kind.normalization())
+}
+
+/// Streams a `.tar.gz` and returns the members whose file name is in `wanted` and whose parent
+/// folder is `folder` (or that sit at the top level), keyed by file name.
+fn read_tar_gz(archive: &Path, folder: &str, wanted: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
+    let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
+    let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
+    let mut tar = tar::Archive::new(gz);
+    let bad = |e: std::io::Error| Error::archive(archive, e.to_string());
+    let mut out = HashMap::new();
+    for entry in tar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let path = entry.path().map_err(bad)?.into_owned();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+        let parent_ok = match path.parent().and_then(|p| p.file_name()) {
+            None => true,
+            Some(p) => p == folder,
+        };
+        if !parent_ok || !wanted.contains(&name.as_str()) || out.contains_key(&name) {
+            continue;
+        }
+        let size = entry.size();
+        let mut bytes = Vec::with_capacity(size as usize);
+        entry.read_to_end(&mut bytes).map_err(bad)?;
+        if bytes.len() as u64 != size {
+            return Err(Error::archive(
+                archive,
+                format!("member {} ends after {} of its {size} bytes", path.display(), bytes.len()),
+            ));
+        }
+        out.insert(name, bytes);
+        if out.len() == wanted.len() {
+            break;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,423 @@
+//! The Hugging Face Hub: `uoft-cs/cifar10`, `uoft-cs/cifar100`, `zh-plus/tiny-imagenet` parquet
+//! files, downloaded into the standard Hub cache (shared with Python) on first use and read
+//! from the cache afterwards without touching the network.
+//!
+//! Offline mode (`HF_HUB_OFFLINE=1` or [`HubOptions::offline`]) never builds an HTTP client:
+//! the cache is searched by this module (`hf-hub` 1.0 does not read `HF_HUB_OFFLINE`).
+//! `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE` and `HF_TOKEN` are honoured through `hf-hub`.
+//!
+//! Images are decoded here (HWC from the image decoder, permuted to CHW), never through
+//! candle-datasets' parquet loader, which swaps height and width.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::Split;
+use crate::cifar::{CIFAR10_CLASSES, CIFAR100_COARSE_CLASSES, CIFAR100_FINE_CLASSES};
+use crate::dataset::{Dataset, Normalization};
+use crate::decode::{self, InMemory};
+use crate::error::{Error, Result};
+
+/// Where and how to reach the Hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubOptions {
+    /// Never touch the network; fail with a clear message if the files are not cached.
+    pub offline: bool,
+    /// Hub URL; `None` means `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub endpoint: Option<String>,
+    /// Hub cache folder; `None` means `HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+    /// `~/.cache/huggingface/hub`.
+    pub cache_dir: Option<PathBuf>,
+    /// Git revision (branch, tag or commit) of the dataset repo.
+    pub revision: String,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        Self { offline: false, endpoint: None, cache_dir: None, revision: "main".to_owned() }
+    }
+}
+
+/// Whether an environment flag value means "on" (`1`, `true`, `yes`, `on`, any case).
+pub fn env_flag(value: &str) -> bool {
+    matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+}
+
+impl HubOptions {
+    /// Defaults, with `offline` set from `HF_HUB_OFFLINE`.
+    pub fn from_env() -> Self {
+        Self::from_env_with(|k| std::env::var(k).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with an explicit variable lookup (for tests).
+    pub fn from_env_with(var: impl Fn(&str) -> Option<String>) -> Self {
+        Self { offline: var("HF_HUB_OFFLINE").is_some_and(|v| env_flag(&v)), ..Self::default() }
+    }
+
+    /// The cache folder used.
+    pub fn resolved_cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(hf_hub::resolve_cache_dir)
+    }
+}
+
+/// A dataset on the Hub and how to read it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HubDataset {
+    /// Repo id, `owner/name`.
+    pub repo: &'static str,
+    /// Image column (a struct `{bytes, path}` or plain binary).
+    pub image_column: &'static str,
+    /// Label column (integer).
+    pub label_column: &'static str,
+    /// Split names on the Hub for train and test.
+    pub splits: [&'static str; 2],
+    /// Class names used when the parquet metadata has none.
+    pub classes: &'static [&'static str],
+    /// Expected number of classes.
+    pub num_classes: usize,
+    /// Normalisation.
+    pub normalization: Normalization,
+    /// Whether class names are ImageNet wnids, to be numbered in sorted order.
+    pub wnids: bool,
+}
+
+impl HubDataset {
+    /// `uoft-cs/cifar10`.
+    pub const CIFAR10: HubDataset = HubDataset {
+        repo: "uoft-cs/cifar10",
+        image_column: "img",
+        label_column: "label",
+        splits: ["train", "test"],
+        classes: &CIFAR10_CLASSES,
+        num_classes: 10,
+        normalization: Normalization::cifar10(),
+        wnids: false,
+    };
+    /// `uoft-cs/cifar100`, fine labels.
+    pub const CIFAR100: HubDataset = HubDataset {
+        repo: "uoft-cs/cifar100",
+        image_column: "img",
+        label_column: "fine_label",
+        splits: ["train", "test"],
+        classes: &CIFAR100_FINE_CLASSES,
+        num_classes: 100,
+        normalization: Normalization::cifar100(),
+        wnids: false,
+    };
+    /// `uoft-cs/cifar100`, coarse labels.
+    pub const CIFAR100_COARSE: HubDataset = HubDataset {
+        repo: "uoft-cs/cifar100",
+        image_column: "img",
+        label_column: "coarse_label",
+        splits: ["train", "test"],
+        classes: &CIFAR100_COARSE_CLASSES,
+        num_classes: 20,
+        normalization: Normalization::cifar100(),
+        wnids: false,
+    };
+    /// `zh-plus/tiny-imagenet` (its `valid` split is the test split).
+    pub const TINY_IMAGENET: HubDataset = HubDataset {
+        repo: "zh-plus/tiny-imagenet",
+        image_column: "image",
+        label_column: "label",
+        splits: ["train", "valid"],
+        classes: &[],
+        num_classes: 200,
+        normalization: Normalization::tiny_imagenet(),
+        wnids: true,
+    };
+
+    /// The Hub's name of `split`.
+    pub fn split_name(&self, split: Split) -> &'static str {
+        match split {
+            Split::Train => self.splits[0],
+            Split::Test => self.splits[1],
+        }
+    }
+}
+
+/// Loads `split` of `ds` from the Hub cache, downloading it first unless offline.
+pub fn load(ds: &HubDataset, split: Split, opts: &HubOptions) -> Result<Dataset> {
+    let files = fetch(ds.repo, ds.split_name(split), opts)?;
+    read_parquet_files(ds, &files)
+}
+
+/// Local paths of the parquet files of `split` in `repo`: from the cache if complete there,
+/// else (unless offline) downloaded into the cache first.
+pub fn fetch(repo: &str, split: &str, opts: &HubOptions) -> Result<Vec<PathBuf>> {
+    let cache = opts.resolved_cache_dir();
+    let repo_dir = cache.join(format!("datasets--{}", repo.replace('/', "--")));
+    let cached = find_in_cache(&repo_dir, &opts.revision, split);
+    let why = match cached {
+        Ok(files) => return Ok(files),
+        Err(why) => why,
+    };
+    if opts.offline {
+        return Err(Error::HubOffline {
+            repo: repo.to_owned(),
+            what: format!("split `{split}` at revision `{}` ({why})", opts.revision),
+            cache: repo_dir,
+        });
+    }
+    download(repo, split, opts, &cache)
+}
+
+fn hub_err(repo: &str, msg: impl Into<String>) -> Error {
+    Error::Hub { repo: repo.to_owned(), msg: msg.into() }
+}
+
+const NET_HINT: &str = "(no network? set HF_HUB_OFFLINE=1 to use only the local cache, HF_ENDPOINT for a \
+                        mirror, or give a data folder with the official release)";
+
+fn download(repo: &str, split: &str, opts: &HubOptions, cache: &Path) -> Result<Vec<PathBuf>> {
+    let mut builder = hf_hub::HFClientBuilder::new().cache_dir(cache);
+    if let Some(e) = &opts.endpoint {
+        builder = builder.endpoint(e.clone());
+    }
+    let client = builder.build_sync().map_err(|e| hub_err(repo, format!("cannot create the client: {e}")))?;
+    let (owner, name) = hf_hub::split_id(repo);
+    let handle = client.dataset(owner, name);
+    let info = handle.info().revision(opts.revision.clone()).send().map_err(|e| {
+        hub_err(repo, format!("cannot list the files at revision `{}`: {e} {NET_HINT}", opts.revision))
+    })?;
+    let mut names: Vec<String> = info
+        .siblings
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.rfilename)
+        .filter(|f| is_split_parquet(f, split))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(hub_err(
+            repo,
+            format!("no parquet file for split `{split}` at revision `{}`", opts.revision),
+        ));
+    }
+    names
+        .iter()
+        .map(|f| {
+            handle
+                .download_file()
+                .filename(f.clone())
+                .revision(opts.revision.clone())
+                .send()
+                .map_err(|e| hub_err(repo, format!("cannot download {f}: {e} {NET_HINT}")))
+        })
+        .collect()
+}
+
+/// Whether `rel` (a path in the repo) is a parquet file of `split`: `.../<split>-*.parquet`,
+/// `.../<split>.parquet` or `.../<split>/*.parquet` (the `refs/convert/parquet` layout).
+pub fn is_split_parquet(rel: &str, split: &str) -> bool {
+    if !rel.ends_with(".parquet") {
+        return false;
+    }
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    let Some(base) = parts.pop() else { return false };
+    base.starts_with(&format!("{split}-")) || base == format!("{split}.parquet") || parts.contains(&split)
+}
+
+/// `(index, total)` of a shard named `...-00001-of-00004...`.
+fn shard_of(base: &str) -> Option<(u32, u32)> {
+    let at = base.find("-of-")?;
+    let before = &base[..at];
+    let idx_start = before.rfind('-')? + 1;
+    let idx = before[idx_start..].parse().ok()?;
+    let after = &base[at + 4..];
+    let total_len = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+    let total = after[..total_len].parse().ok()?;
+    Some((idx, total))
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        if path.is_dir() {
+            walk(&path, &r, out);
+        } else if path.is_file() {
+            // `is_file` follows the snapshot symlink: a dangling one (missing blob) is skipped.
+            out.push((r, path));
+        }
+    }
+}
+
+/// The complete set of cached parquet files of `split`, or why there is none.
+fn find_in_cache(repo_dir: &Path, revision: &str, split: &str) -> std::result::Result<Vec<PathBuf>, String> {
+    let is_sha = revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit());
+    let sha = if is_sha {
+        revision.to_owned()
+    } else {
+        let r = repo_dir.join("refs").join(revision);
+        match std::fs::read_to_string(&r) {
+            Ok(s) => s.trim().to_owned(),
+            Err(_) => return Err(format!("no {} (never downloaded)", r.display())),
+        }
+    };
+    let snap = repo_dir.join("snapshots").join(&sha);
+    let mut all = Vec::new();
+    walk(&snap, "", &mut all);
+    let mut files: Vec<(String, PathBuf)> =
+        all.into_iter().filter(|(r, _)| is_split_parquet(r, split)).collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("no parquet file of the split under {}", snap.display()));
+    }
+    // Sharded names say how many shards there are: all must be present.
+    let mut shards: std::collections::BTreeMap<(String, u32), BTreeSet<u32>> = Default::default();
+    for (rel, _) in &files {
+        let (dir, base) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if let Some((i, n)) = shard_of(base) {
+            shards.entry((dir.to_owned(), n)).or_default().insert(i);
+        }
+    }
+    for ((dir, n), got) in &shards {
+        if got.len() as u32 != *n {
+            return Err(format!(
+                "only {} of the {n} shards of the split in {}/{dir}",
+                got.len(),
+                snap.display()
+            ));
+        }
+    }
+    Ok(files.into_iter().map(|(_, p)| p).collect())
+}
+
+fn ints(col: &ArrayRef) -> Option<Vec<Option<i64>>> {
+    macro_rules! prim {
+        ($t:ty) => {
+            col.as_primitive_opt::<$t>().map(|a| a.iter().map(|v| v.map(|v| v as i64)).collect())
+        };
+    }
+    match col.data_type() {
+        DataType::Int8 => prim!(Int8Type),
+        DataType::Int16 => prim!(Int16Type),
+        DataType::Int32 => prim!(Int32Type),
+        DataType::Int64 => prim!(Int64Type),
+        DataType::UInt8 => prim!(UInt8Type),
+        DataType::UInt16 => prim!(UInt16Type),
+        DataType::UInt32 => prim!(UInt32Type),
+        DataType::UInt64 => prim!(UInt64Type),
+        _ => None,
+    }
+}
+
+fn binaries(col: &ArrayRef) -> Option<Vec<Option<Vec<u8>>>> {
+    let col = match col.data_type() {
+        DataType::Struct(_) => col.as_struct_opt()?.column_by_name("bytes")?.clone(),
+        _ => col.clone(),
+    };
+    match col.data_type() {
+        DataType::Binary => Some(col.as_binary::<i32>().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
+        DataType::LargeBinary => Some(col.as_binary::<i64>().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
+        DataType::BinaryView => Some(col.as_binary_view().iter().map(|v| v.map(<[u8]>::to_vec)).collect()),
+        _ => None,
+    }
+}
+
+/// Class names stored by the `datasets` library in the parquet metadata (`huggingface` key).
+fn hf_class_names(kv: Option<&Vec<parquet::file::metadata::KeyValue>>, column: &str) -> Option<Vec<String>> {
+    let json = kv?.iter().find(|k| k.key == "huggingface")?.value.as_ref()?;
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let names = v.get("info")?.get("features")?.get(column)?.get("names")?.as_array()?;
+    names.iter().map(|n| n.as_str().map(str::to_owned)).collect()
+}
+
+/// Reads and decodes the parquet files of one split.
+pub fn read_parquet_files(ds: &HubDataset, files: &[PathBuf]) -> Result<Dataset> {
+    let mut sources = Vec::new();
+    let mut labels_raw = Vec::new();
+    let mut names: Option<Vec<String>> = None;
+    for path in files {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::format(path, format!("not a readable parquet file: {e}")))?;
+        if names.is_none() {
+            names = hf_class_names(builder.metadata().file_metadata().key_value_metadata(), ds.label_column);
+        }
+        let schema = builder.schema().clone();
+        let col_index = |c: &str| {
+            schema.index_of(c).map_err(|_| {
+                let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                Error::format(path, format!("no column `{c}` (columns: {})", have.join(", ")))
+            })
+        };
+        let (ii, li) = (col_index(ds.image_column)?, col_index(ds.label_column)?);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [ii, li]);
+        let mut row = 0usize;
+        let reader = builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| Error::format(path, format!("cannot read: {e}")))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::format(path, format!("cannot read: {e}")))?;
+            let (Some(img), Some(lab)) =
+                (batch.column_by_name(ds.image_column), batch.column_by_name(ds.label_column))
+            else {
+                return Err(Error::format(path, "projected columns missing"));
+            };
+            let imgs = binaries(img).ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("column `{}` is {}, not image bytes", ds.image_column, img.data_type()),
+                )
+            })?;
+            let labs = ints(lab).ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("column `{}` is {}, not integers", ds.label_column, lab.data_type()),
+                )
+            })?;
+            for (bytes, label) in imgs.into_iter().zip(labs) {
+                let name = PathBuf::from(format!("{}#row{row}", path.display()));
+                let Some(bytes) = bytes else { return Err(Error::decode(name, "image is null")) };
+                let Some(label) = label else {
+                    return Err(Error::format(path, format!("row {row}: label is null")));
+                };
+                labels_raw.push((label, path.clone(), row));
+                sources.push(InMemory { name, bytes });
+                row += 1;
+            }
+        }
+    }
+
+    // Class names and numbering: the metadata's if it has the right count, else the built-in
+    // names; Tiny-ImageNet wnids are renumbered in sorted order.
+    let names = names.filter(|n| n.len() == ds.num_classes);
+    let (classes, remap): (Vec<String>, Option<Vec<u32>>) = match names {
+        Some(n) if ds.wnids => {
+            let mut sorted = n.clone();
+            sorted.sort();
+            let remap = n.iter().map(|w| sorted.binary_search(w).unwrap_or(0) as u32).collect();
+            (sorted, Some(remap))
+        }
+        Some(n) => (n, None),
+        None if ds.classes.len() == ds.num_classes => {
+            (ds.classes.iter().map(|s| (*s).to_owned()).collect(), None)
+        }
+        None => ((0..ds.num_classes).map(|i| format!("{i}")).collect(), None),
+    };
+    let mut labels = Vec::with_capacity(labels_raw.len());
+    for (label, path, row) in labels_raw {
+        if label < 0 || label as usize >= classes.len() {
+            return Err(Error::LabelOutOfRange { path, index: row, label, classes: classes.len() });
+        }
+        let l = label as u32;
+        labels.push(remap.as_ref().map_or(l, |m| m[l as usize]));
+    }
+    let (h, w, images) = decode::decode_all(&sources, None)?;
+    Dataset::from_raw(images, labels, h, w, classes, ds.normalization)
+}

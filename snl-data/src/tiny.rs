@@ -1,0 +1,246 @@
+//! Tiny-ImageNet-200 in its official layout, from the extracted folder or the `.zip`.
+//! Class ids follow the **sorted** wnids (the ImageFolder convention PyTorch checkpoints use);
+//! the test split is the official `val/` set (the official test set has no labels).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::Split;
+use crate::dataset::{Dataset, Normalization};
+use crate::decode::{self, InMemory};
+use crate::error::{Error, Result};
+use crate::folder::is_image_file;
+
+const FOLDER: &str = "tiny-imagenet-200";
+const ARCHIVE: &str = "tiny-imagenet-200.zip";
+const HINT: &str = "Download http://cs231n.stanford.edu/tiny-imagenet-200.zip into the data folder \
+                    (no need to unpack it), or load from the Hub (zh-plus/tiny-imagenet)";
+/// Images decoded per chunk when reading from the zip (bounds the compressed bytes held).
+const ZIP_CHUNK: usize = 4096;
+
+enum Tree {
+    Dir(PathBuf),
+    Zip { path: PathBuf, archive: zip::ZipArchive<std::fs::File>, prefix: String, names: Vec<String> },
+}
+
+impl Tree {
+    fn open(location: &Path) -> Result<Tree> {
+        if location.is_file() {
+            return Tree::open_zip(location);
+        }
+        let candidates = [location.to_path_buf(), location.join(FOLDER)];
+        for d in &candidates {
+            if d.join("wnids.txt").is_file() {
+                return Ok(Tree::Dir(d.clone()));
+            }
+        }
+        let z = location.join(ARCHIVE);
+        if z.is_file() {
+            return Tree::open_zip(&z);
+        }
+        let mut looked: Vec<PathBuf> = candidates.iter().map(|d| d.join("wnids.txt")).collect();
+        looked.push(z);
+        Err(Error::NotFound { what: "Tiny-ImageNet-200".to_owned(), looked, hint: HINT.to_owned() })
+    }
+
+    fn open_zip(path: &Path) -> Result<Tree> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let archive = zip::ZipArchive::new(file).map_err(|e| Error::archive(path, e.to_string()))?;
+        let names: Vec<String> = archive
+            .file_names()
+            .map(|n| n.map(|n| n.into_owned()))
+            .collect::<zip::result::ZipResult<_>>()
+            .map_err(|e| Error::archive(path, e.to_string()))?;
+        let prefix = names
+            .iter()
+            .filter_map(|n| n.strip_suffix("wnids.txt"))
+            .filter(|p| p.is_empty() || p.ends_with('/'))
+            .min_by_key(|p| p.len())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::NotFound {
+                what: "wnids.txt in the Tiny-ImageNet archive".to_owned(),
+                looked: vec![path.to_path_buf()],
+                hint: HINT.to_owned(),
+            })?;
+        Ok(Tree::Zip { path: path.to_path_buf(), archive, prefix, names })
+    }
+
+    /// Display name of `rel` (a path, or `archive.zip/member`).
+    fn name(&self, rel: &str) -> PathBuf {
+        match self {
+            Tree::Dir(d) => d.join(rel),
+            Tree::Zip { path, prefix, .. } => path.join(format!("{prefix}{rel}")),
+        }
+    }
+
+    fn read(&mut self, rel: &str) -> Result<Vec<u8>> {
+        match self {
+            Tree::Dir(d) => {
+                let p = d.join(rel);
+                if !p.is_file() {
+                    return Err(Error::NotFound {
+                        what: format!("Tiny-ImageNet file {rel}"),
+                        looked: vec![p],
+                        hint: HINT.to_owned(),
+                    });
+                }
+                std::fs::read(&p).map_err(|e| Error::io(&p, e))
+            }
+            Tree::Zip { path, archive, prefix, .. } => {
+                let member = format!("{prefix}{rel}");
+                let mut f = match archive.by_name(&member) {
+                    Ok(f) => f,
+                    Err(zip::result::ZipError::FileNotFound) => {
+                        return Err(Error::NotFound {
+                            what: format!("member {member}"),
+                            looked: vec![path.clone()],
+                            hint: HINT.to_owned(),
+                        });
+                    }
+                    Err(e) => return Err(Error::archive(&*path, format!("member {member}: {e}"))),
+                };
+                let mut out = Vec::with_capacity(f.size() as usize);
+                f.read_to_end(&mut out)
+                    .map_err(|e| Error::archive(&*path, format!("member {member}: {e}")))?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Image files directly in folder `rel` (sorted); `None` if the folder does not exist.
+    fn list_images(&self, rel: &str) -> Result<Option<Vec<String>>> {
+        match self {
+            Tree::Dir(d) => {
+                let dir = d.join(rel);
+                if !dir.is_dir() {
+                    return Ok(None);
+                }
+                let mut out = Vec::new();
+                for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+                    let e = e.map_err(|e| Error::io(&dir, e))?;
+                    let p = e.path();
+                    let fname = e.file_name().to_string_lossy().into_owned();
+                    if p.is_file() && is_image_file(&p) && !fname.starts_with('.') {
+                        out.push(format!("{rel}/{fname}"));
+                    }
+                }
+                out.sort();
+                Ok(Some(out))
+            }
+            Tree::Zip { prefix, names, .. } => {
+                let dir = format!("{prefix}{rel}/");
+                let mut any = false;
+                let mut out = Vec::new();
+                for n in names {
+                    if let Some(rest) = n.strip_prefix(&dir) {
+                        any = true;
+                        if !rest.is_empty() && !rest.contains('/') && is_image_file(Path::new(rest)) {
+                            out.push(format!("{rel}/{rest}"));
+                        }
+                    }
+                }
+                out.sort();
+                Ok(any.then_some(out))
+            }
+        }
+    }
+
+    fn decode(&mut self, files: &[String]) -> Result<(usize, usize, Vec<u8>)> {
+        if let Tree::Dir(d) = self {
+            let paths: Vec<PathBuf> = files.iter().map(|f| d.join(f)).collect();
+            return decode::decode_all(&paths, None);
+        }
+        let Some(first) = files.first() else { return Ok((0, 0, Vec::new())) };
+        let first_bytes = self.read(first)?;
+        let (h, w, _) = decode::decode_rgb(&first_bytes, &self.name(first))?;
+        let per = 3 * h * w;
+        let mut store = vec![0u8; files.len() * per];
+        for (chunk, out) in files.chunks(ZIP_CHUNK).zip(store.chunks_mut(ZIP_CHUNK * per)) {
+            let mut mem = Vec::with_capacity(chunk.len());
+            for f in chunk {
+                mem.push(InMemory { name: self.name(f), bytes: self.read(f)? });
+            }
+            decode::decode_into_store(&mem, h, w, out)?;
+        }
+        Ok((h, w, store))
+    }
+}
+
+/// Loads Tiny-ImageNet-200 from `location`: the extracted `tiny-imagenet-200/` folder, its
+/// parent, a folder holding `tiny-imagenet-200.zip`, or the zip itself.
+pub fn load(split: Split, location: &Path) -> Result<Dataset> {
+    let mut tree = Tree::open(location)?;
+    let wnids_text = String::from_utf8_lossy(&tree.read("wnids.txt")?).into_owned();
+    let mut wnids: Vec<String> =
+        wnids_text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    wnids.sort();
+    wnids.dedup();
+    if wnids.is_empty() {
+        return Err(Error::format(tree.name("wnids.txt"), "no class id in it"));
+    }
+    let index: HashMap<&str, u32> = wnids.iter().enumerate().map(|(i, w)| (w.as_str(), i as u32)).collect();
+
+    let mut files = Vec::new();
+    let mut labels = Vec::new();
+    match split {
+        Split::Train => {
+            for (label, wnid) in wnids.iter().enumerate() {
+                let rel = format!("train/{wnid}/images");
+                match tree.list_images(&rel)? {
+                    None => {
+                        return Err(Error::NotFound {
+                            what: format!("training folder of class {wnid}"),
+                            looked: vec![tree.name(&rel)],
+                            hint: HINT.to_owned(),
+                        });
+                    }
+                    Some(v) if v.is_empty() => return Err(Error::EmptyClass { path: tree.name(&rel) }),
+                    Some(v) => {
+                        labels.resize(labels.len() + v.len(), label as u32);
+                        files.extend(v);
+                    }
+                }
+            }
+        }
+        Split::Test => {
+            let ann_rel = "val/val_annotations.txt";
+            let ann_name = tree.name(ann_rel);
+            let text = String::from_utf8_lossy(&tree.read(ann_rel)?).into_owned();
+            for (n, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let mut parts = line.split('\t');
+                let (Some(file), Some(wnid)) = (parts.next(), parts.next()) else {
+                    return Err(Error::format(
+                        &ann_name,
+                        format!("line {}: expected `file<TAB>wnid<TAB>box`, got {line:?}", n + 1),
+                    ));
+                };
+                let Some(&label) = index.get(wnid.trim()) else {
+                    return Err(Error::format(
+                        &ann_name,
+                        format!("line {}: class id {:?} is not in wnids.txt", n + 1, wnid.trim()),
+                    ));
+                };
+                files.push(format!("val/images/{}", file.trim()));
+                labels.push(label);
+            }
+            if files.is_empty() {
+                return Err(Error::format(&ann_name, "no annotation in it"));
+            }
+            if let Tree::Dir(d) = &tree
+                && let Some(missing) = files.iter().find(|f| !d.join(f).is_file())
+            {
+                return Err(Error::NotFound {
+                    what: format!("validation image listed in {}", ann_name.display()),
+                    looked: vec![d.join(missing)],
+                    hint: HINT.to_owned(),
+                });
+            }
+        }
+    }
+    let (h, w, images) = tree.decode(&files)?;
+    Dataset::from_raw(images, labels, h, w, wnids, Normalization::tiny_imagenet())
+}

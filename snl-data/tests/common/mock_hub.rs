@@ -1,0 +1,91 @@
+//! A local HTTP server playing the Hugging Face Hub for one dataset repo.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+pub const SHA: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+
+pub struct MockHub {
+    pub url: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+fn etag(bytes: &[u8]) -> String {
+    // FNV-1a, enough to tell files apart
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+fn handle(mut s: TcpStream, repo: &str, files: &HashMap<String, Vec<u8>>, log: &Mutex<Vec<String>>) {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut content_length = 0usize;
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; content_length];
+    let _ = r.read_exact(&mut body);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    log.lock().unwrap().push(format!("{method} {path}"));
+    let path = path.split('?').next().unwrap_or("").to_owned();
+
+    let info = format!("/api/datasets/{repo}/revision/main");
+    let resolve = format!("/datasets/{repo}/resolve/main/");
+    let (status, headers, payload): (&str, Vec<(String, String)>, Vec<u8>) = if path == info {
+        let siblings: Vec<String> = files.keys().map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
+        let json = format!(
+            "{{\"id\":\"{repo}\",\"sha\":\"{SHA}\",\"siblings\":[{{\"rfilename\":\"README.md\"}},{}]}}",
+            siblings.join(",")
+        );
+        ("200 OK", vec![("Content-Type".into(), "application/json".into())], json.into_bytes())
+    } else if let Some(f) = path.strip_prefix(&resolve).and_then(|f| files.get(f)) {
+        let h = vec![
+            ("ETag".into(), format!("\"{}\"", etag(f))),
+            ("X-Repo-Commit".into(), SHA.into()),
+            ("Content-Type".into(), "application/octet-stream".into()),
+        ];
+        ("200 OK", h, f.clone())
+    } else {
+        ("404 Not Found", vec![("X-Error-Code".into(), "EntryNotFound".into())], b"not found".to_vec())
+    };
+    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n", payload.len());
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let _ = s.write_all(out.as_bytes());
+    if method != "HEAD" {
+        let _ = s.write_all(&payload);
+    }
+    let _ = s.flush();
+}
+
+pub fn serve(repo: &'static str, files: HashMap<String, Vec<u8>>) -> MockHub {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (log2, files) = (log.clone(), Arc::new(files));
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let (log, files) = (log2.clone(), files.clone());
+            std::thread::spawn(move || handle(s, repo, &files, &log));
+        }
+    });
+    MockHub { url, log }
+}

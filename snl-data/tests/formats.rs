@@ -1,0 +1,319 @@
+//! Tiny files in each real format: labels, counts, class order and pixel placement.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use snl_data::{Cifar, DatasetName, HubDataset, HubOptions, LoadOptions, Normalization, Split, load};
+
+fn opts(dir: &Path) -> LoadOptions {
+    // Offline with an empty cache: a test never reaches the network by accident.
+    let hub =
+        HubOptions { offline: true, cache_dir: Some(dir.join("no-hub-cache")), ..HubOptions::default() };
+    LoadOptions { data_dir: Some(dir.to_path_buf()), hub, normalization: None }
+}
+
+fn check_cifar10(ds: &snl_data::Dataset, split: Split, per_file: usize) {
+    let files: Vec<usize> = match split {
+        Split::Train => (0..5).collect(),
+        Split::Test => vec![5],
+    };
+    assert_eq!(ds.len(), files.len() * per_file);
+    assert_eq!((ds.height(), ds.width()), (32, 32));
+    assert_eq!(ds.classes()[0], "airplane");
+    assert_eq!(ds.classes()[9], "truck");
+    assert_eq!(ds.normalization(), Normalization::cifar10());
+    let mut n = 0;
+    for b in files {
+        for i in 0..per_file {
+            assert_eq!(ds.label(n), ((b + i) % 10) as u32, "image {n}");
+            assert_eq!(ds.image(n), pattern_chw(b * 1000 + i, 32, 32).as_slice(), "image {n}");
+            n += 1;
+        }
+    }
+}
+
+#[test]
+fn cifar10_from_folder_parent_and_tar_gz() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_cifar10_dir(tmp.path(), 7);
+    for split in [Split::Train, Split::Test] {
+        // the release folder itself, and its parent
+        check_cifar10(&snl_data::cifar::load(Cifar::Ten, split, &dir).unwrap(), split, 7);
+        check_cifar10(&load(DatasetName::Cifar10, split, &opts(tmp.path())).unwrap(), split, 7);
+    }
+    // the official archive, found in a data folder, or given directly
+    let arch_dir = tempfile::tempdir().unwrap();
+    let archive = arch_dir.path().join("cifar-10-binary.tar.gz");
+    tar_gz(&dir, &archive);
+    for split in [Split::Train, Split::Test] {
+        check_cifar10(&load(DatasetName::Cifar10, split, &opts(arch_dir.path())).unwrap(), split, 7);
+        check_cifar10(&snl_data::cifar::load(Cifar::Ten, split, &archive).unwrap(), split, 7);
+    }
+}
+
+#[test]
+fn cifar10_without_meta_uses_builtin_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_cifar10_dir(tmp.path(), 2);
+    std::fs::remove_file(dir.join("batches.meta.txt")).unwrap();
+    let ds = snl_data::cifar::load(Cifar::Ten, Split::Test, &dir).unwrap();
+    assert_eq!(ds.classes(), snl_data::cifar::CIFAR10_CLASSES.map(String::from).as_slice());
+}
+
+fn check_cifar100(ds: &snl_data::Dataset, f: usize, n: usize, coarse: bool) {
+    assert_eq!(ds.len(), n);
+    assert_eq!(ds.num_classes(), if coarse { 20 } else { 100 });
+    assert_eq!(ds.normalization(), Normalization::cifar100());
+    for i in 0..n {
+        let want = if coarse { (i + f) % 20 } else { (3 * i + f) % 100 };
+        assert_eq!(ds.label(i), want as u32);
+        assert_eq!(ds.image(i), pattern_chw(f * 1000 + i, 32, 32).as_slice());
+    }
+    if coarse {
+        assert_eq!(ds.classes()[0], "aquatic_mammals");
+    } else {
+        assert_eq!(ds.classes()[0], "apple");
+        assert_eq!(ds.classes()[99], "worm");
+    }
+}
+
+#[test]
+fn cifar100_fine_and_coarse_from_folder_and_tar_gz() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_cifar100_dir(tmp.path(), 9, 5);
+    let arch_dir = tempfile::tempdir().unwrap();
+    tar_gz(&dir, &arch_dir.path().join("cifar-100-binary.tar.gz"));
+    for root in [tmp.path(), arch_dir.path()] {
+        let o = opts(root);
+        check_cifar100(&load(DatasetName::Cifar100, Split::Train, &o).unwrap(), 0, 9, false);
+        check_cifar100(&load(DatasetName::Cifar100, Split::Test, &o).unwrap(), 1, 5, false);
+        check_cifar100(&load(DatasetName::Cifar100Coarse, Split::Train, &o).unwrap(), 0, 9, true);
+        check_cifar100(&load(DatasetName::Cifar100Coarse, Split::Test, &o).unwrap(), 1, 5, true);
+    }
+}
+
+/// candle-datasets' CIFAR-10 binary reader as an independent cross-check (it needs full-size
+/// files of exactly 10,000 records).
+#[test]
+fn cifar10_binary_matches_candle_datasets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rec = vec![0u8; 10_000 * 3073];
+    for (i, r) in rec.chunks_exact_mut(3073).enumerate() {
+        r[0] = (i * 7 % 10) as u8;
+        for (j, v) in r[1..].iter_mut().enumerate() {
+            *v = ((i * 31 + j * 7 + j / 32 * 3) % 256) as u8;
+        }
+    }
+    for name in cifar10_files() {
+        std::fs::write(dir.join(name), &rec).unwrap();
+    }
+    let theirs = candle_datasets::vision::cifar::load_dir(&dir).unwrap();
+    let ours = snl_data::cifar::load(Cifar::Ten, Split::Test, &dir).unwrap();
+    let their_labels: Vec<u8> = theirs.test_labels.to_vec1().unwrap();
+    assert_eq!(ours.labels().iter().map(|&l| l as u8).collect::<Vec<_>>(), their_labels);
+    // theirs: f32 in [0,1], (N, 3, 32, 32)
+    let their_px: Vec<f32> = theirs.test_images.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(their_px.len(), ours.images().len());
+    for (a, b) in ours.images().iter().zip(&their_px) {
+        assert!((f32::from(*a) / 255.0 - b).abs() < 1e-6);
+    }
+    let train = snl_data::cifar::load(Cifar::Ten, Split::Train, &dir).unwrap();
+    assert_eq!(train.len(), theirs.train_labels.dim(0).unwrap());
+}
+
+fn check_tiny_train(ds: &snl_data::Dataset) {
+    let mut sorted = TINY_WNIDS.to_vec();
+    sorted.sort();
+    assert_eq!(ds.classes(), sorted.iter().map(|s| s.to_string()).collect::<Vec<_>>().as_slice());
+    assert_eq!(ds.len(), 6);
+    assert_eq!((ds.height(), ds.width()), (TINY_H as usize, TINY_W as usize));
+    assert_eq!(ds.labels(), &[0, 0, 1, 1, 2, 2]);
+    assert_eq!(ds.normalization(), Normalization::tiny_imagenet());
+    for i in 0..5 {
+        check_quadrants(ds.image(i), ds.height(), ds.width(), tiny_colors(i / 2), 12);
+    }
+    // grayscale -> RGB: three equal planes
+    let g = ds.image(5);
+    let hw = ds.height() * ds.width();
+    assert!(g[..hw].iter().all(|&v| (i32::from(v) - 77).abs() <= 2));
+    assert_eq!(&g[..hw], &g[hw..2 * hw]);
+    assert_eq!(&g[..hw], &g[2 * hw..]);
+}
+
+fn check_tiny_val(ds: &snl_data::Dataset) {
+    assert_eq!(ds.len(), 4);
+    for j in 0..4 {
+        let k = (j + 1) % 3;
+        assert_eq!(ds.label(j), k as u32);
+        check_quadrants(ds.image(j), ds.height(), ds.width(), tiny_colors(k), 12);
+    }
+}
+
+#[test]
+fn tiny_imagenet_from_tree_and_zip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write_tiny(tmp.path());
+    check_tiny_train(&snl_data::tiny::load(Split::Train, &dir).unwrap());
+    check_tiny_train(&load(DatasetName::TinyImageNet, Split::Train, &opts(tmp.path())).unwrap());
+    check_tiny_val(&load(DatasetName::TinyImageNet, Split::Test, &opts(tmp.path())).unwrap());
+
+    let zdir = tempfile::tempdir().unwrap();
+    let zip = zdir.path().join("tiny-imagenet-200.zip");
+    zip_dir(&dir, &zip);
+    check_tiny_train(&load(DatasetName::TinyImageNet, Split::Train, &opts(zdir.path())).unwrap());
+    check_tiny_val(&load(DatasetName::TinyImageNet, Split::Test, &opts(zdir.path())).unwrap());
+    check_tiny_val(&snl_data::tiny::load(Split::Test, &zip).unwrap());
+}
+
+#[test]
+fn image_folder_jpeg_and_png() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, w) = (16usize, 24usize);
+    // classes deliberately created out of order; "b_png" is PNG (exact), the others JPEG
+    for class in ["c_jpg", "a_jpg", "b_png"] {
+        std::fs::create_dir_all(tmp.path().join("train").join(class)).unwrap();
+        std::fs::create_dir_all(tmp.path().join("test").join(class)).unwrap();
+    }
+    for i in 0..3 {
+        let png = png_bytes(&pattern_rgb(i, h, w));
+        std::fs::write(tmp.path().join("train/b_png").join(format!("img{i}.png")), &png).unwrap();
+        let jpg = jpeg_bytes(&quadrants(h as u32, w as u32, QUAD));
+        std::fs::write(tmp.path().join("train/a_jpg").join(format!("{i}.jpg")), &jpg).unwrap();
+        std::fs::write(tmp.path().join("train/c_jpg").join(format!("{i}.JPEG")), &jpg).unwrap();
+    }
+    std::fs::write(tmp.path().join("train/c_jpg/notes.txt"), "not an image").unwrap();
+    std::fs::write(tmp.path().join("test/a_jpg/x.jpeg"), jpeg_bytes(&quadrants(h as u32, w as u32, QUAD)))
+        .unwrap();
+    std::fs::write(tmp.path().join("test/b_png/y.png"), png_bytes(&pattern_rgb(9, h, w))).unwrap();
+    std::fs::write(tmp.path().join("test/c_jpg/z.jpg"), jpeg_bytes(&quadrants(h as u32, w as u32, QUAD)))
+        .unwrap();
+
+    let ds = load(DatasetName::Folder, Split::Train, &opts(tmp.path())).unwrap();
+    assert_eq!(ds.classes(), &["a_jpg", "b_png", "c_jpg"]);
+    assert_eq!(ds.labels(), &[0, 0, 0, 1, 1, 1, 2, 2, 2]);
+    assert_eq!((ds.height(), ds.width()), (h, w));
+    assert_eq!(ds.normalization(), Normalization::imagenet());
+    for i in 0..3 {
+        assert_eq!(ds.image(3 + i), pattern_chw(i, h, w).as_slice(), "png {i}");
+        check_quadrants(ds.image(i), h, w, QUAD, 12);
+        check_quadrants(ds.image(6 + i), h, w, QUAD, 12);
+    }
+    let test = load(DatasetName::Folder, Split::Test, &opts(tmp.path())).unwrap();
+    assert_eq!(test.labels(), &[0, 1, 2]);
+    assert_eq!(test.image(1), pattern_chw(9, h, w).as_slice());
+
+    let o = LoadOptions { normalization: Some(Normalization::cifar10()), ..opts(tmp.path()) };
+    assert_eq!(load(DatasetName::Folder, Split::Test, &o).unwrap().normalization(), Normalization::cifar10());
+}
+
+#[test]
+fn hub_cache_offline_cifar10_cifar100_tiny() {
+    let cache = tempfile::tempdir().unwrap();
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let (h, w) = (32usize, 32usize);
+    let hub =
+        HubOptions { offline: true, cache_dir: Some(cache.path().to_path_buf()), ..HubOptions::default() };
+    let lo = LoadOptions { data_dir: None, hub: hub.clone(), normalization: None };
+
+    // CIFAR-10: PNG bytes, names from the `huggingface` metadata.
+    let imgs: Vec<Vec<u8>> = (0..4).map(|i| png_bytes(&pattern_rgb(i, h, w))).collect();
+    let p =
+        put_in_cache(cache.path(), "uoft-cs/cifar10", "main", sha, "plain_text/test-00000-of-00001.parquet");
+    let names = snl_data::cifar::CIFAR10_CLASSES;
+    write_hub_parquet(&p, "img", "label", &imgs, &[3, 1, 4, 9], Some(&names));
+    let ds = load(DatasetName::Cifar10, Split::Test, &lo).unwrap();
+    assert_eq!(ds.labels(), &[3, 1, 4, 9]);
+    assert_eq!(ds.classes()[0], "airplane");
+    for i in 0..4 {
+        assert_eq!(ds.image(i), pattern_chw(i, h, w).as_slice(), "hub image {i}: HWC -> CHW");
+    }
+    // the train split is not cached: a clear offline error
+    let err = load(DatasetName::Cifar10, Split::Train, &lo).unwrap_err();
+    assert!(matches!(err, snl_data::Error::HubOffline { .. }), "{err}");
+
+    // CIFAR-100: fine and coarse columns in the same file, two shards.
+    for shard in 0..2 {
+        let rel = format!("cifar100/train-0000{shard}-of-00002.parquet");
+        let p = put_in_cache(cache.path(), "uoft-cs/cifar100", "main", sha, &rel);
+        let path = p.clone();
+        let imgs: Vec<Vec<u8>> = (0..2).map(|i| png_bytes(&pattern_rgb(10 * shard + i, h, w))).collect();
+        // write both label columns: build with fine, then rewrite with an extra column
+        write_two_label_parquet(&path, &imgs, &[(shard * 50) as i64, 99], &[(shard * 5) as i64, 19]);
+    }
+    let fine = load(DatasetName::Cifar100, Split::Train, &lo).unwrap();
+    assert_eq!(fine.labels(), &[0, 99, 50, 99]);
+    assert_eq!(fine.classes()[99], "worm");
+    assert_eq!(fine.image(2), pattern_chw(10, h, w).as_slice());
+    let coarse = load(DatasetName::Cifar100Coarse, Split::Train, &lo).unwrap();
+    assert_eq!(coarse.labels(), &[0, 19, 5, 19]);
+    // a missing shard makes the cached split incomplete
+    let repo = cache.path().join("datasets--uoft-cs--cifar100/snapshots").join(sha).join("cifar100");
+    std::fs::remove_file(repo.join("train-00001-of-00002.parquet")).unwrap();
+    let err = load(DatasetName::Cifar100, Split::Train, &lo).unwrap_err();
+    assert!(err.to_string().contains("shards"), "{err}");
+
+    // Tiny-ImageNet: JPEG, non-square here, label names are wnids in a non-sorted order.
+    let wn = ["n3", "n1", "n2"];
+    let p = put_in_cache(
+        cache.path(),
+        "zh-plus/tiny-imagenet",
+        "main",
+        sha,
+        "data/valid-00000-of-00001-abc.parquet",
+    );
+    let imgs: Vec<Vec<u8>> = (0..3).map(|k| jpeg_bytes(&quadrants(16, 24, tiny_colors(k)))).collect();
+    let mut names200: Vec<String> = wn.iter().map(|s| s.to_string()).collect();
+    names200.extend((3..200).map(|i| format!("n{i:03}x")));
+    let refs: Vec<&str> = names200.iter().map(String::as_str).collect();
+    write_hub_parquet(&p, "image", "label", &imgs, &[0, 1, 2], Some(&refs));
+    let ds = load(DatasetName::TinyImageNet, Split::Test, &lo).unwrap();
+    assert_eq!(ds.num_classes(), 200);
+    // sorted: n003x.. < n1 < n2 < n3 ? ("n0.." < "n1" < "n2" < "n3") -> ids by rank
+    let rank = |w: &str| ds.classes().iter().position(|c| c == w).unwrap() as u32;
+    assert_eq!(ds.labels(), &[rank("n3"), rank("n1"), rank("n2")]);
+    assert_eq!((ds.height(), ds.width()), (16, 24));
+    check_quadrants(ds.image(1), 16, 24, tiny_colors(1), 12);
+    let _ = HubDataset::TINY_IMAGENET;
+}
+
+/// `uoft-cs/cifar100`'s layout: `img`, `fine_label`, `coarse_label`.
+fn write_two_label_parquet(path: &Path, imgs: &[Vec<u8>], fine: &[i64], coarse: &[i64]) {
+    use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, StructArray};
+    use arrow_schema::{DataType, Field, Fields, Schema};
+    use std::sync::Arc;
+    let fields = Fields::from(vec![
+        Field::new("bytes", DataType::Binary, true),
+        Field::new("path", DataType::Utf8, true),
+    ]);
+    let img = StructArray::new(
+        fields.clone(),
+        vec![
+            Arc::new(BinaryArray::from_iter_values(imgs.iter())) as ArrayRef,
+            Arc::new(StringArray::from_iter_values(imgs.iter().map(|_| "x.png"))) as ArrayRef,
+        ],
+        None,
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("img", DataType::Struct(fields), true),
+        Field::new("fine_label", DataType::Int64, true),
+        Field::new("coarse_label", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(img) as ArrayRef,
+            Arc::new(Int64Array::from(fine.to_vec())) as ArrayRef,
+            Arc::new(Int64Array::from(coarse.to_vec())) as ArrayRef,
+        ],
+    )
+    .unwrap();
+    let mut wr =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    wr.write(&batch).unwrap();
+    wr.close().unwrap();
+}
