@@ -1,13 +1,30 @@
 //! `cargo xtask <task>`: project chores that drive the `snl` binary as a child process.
+//! xtask links neither candle nor any snl crate.
 
-const TASKS: &str = "tasks:\n  (none yet: `pareto` and `bench-vs-torch` come with their issues)";
+mod pareto;
+mod plot;
+
+const TASKS: &str = "tasks:
+  pareto   sweep ReLU budgets with `snl linearize` (snl, random, uniform), then write
+           pareto.csv, pareto.json and pareto.svg      (cargo xtask pareto --help)
+  sites    bar chart of kept ReLUs per site of one run  (cargo xtask sites --help)
+  help     this list";
 
 fn main() {
-    match std::env::args().nth(1).as_deref() {
-        None | Some("help" | "--help" | "-h") => println!("cargo xtask <task>\n\n{TASKS}"),
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let code = match task.as_deref() {
+        None | Some("help" | "--help" | "-h") => {
+            println!("cargo xtask <task>\n\n{TASKS}");
+            0
+        }
+        Some("pareto") => pareto::main(&rest),
+        Some("sites") => pareto::sites_main(&rest),
         Some(other) => {
             eprintln!("xtask: unknown task `{other}`\n\n{TASKS}");
-            std::process::exit(2);
+            2
         }
-    }
+    };
+    std::process::exit(code);
 }
