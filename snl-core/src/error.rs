@@ -33,10 +33,16 @@ pub enum Error {
     Candle(#[from] candle::Error),
     #[error("invalid SNL configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error(
-        "{phase} loss became {value} at epoch {epoch}, batch {batch} (ce {ce}, kd {kd}, lasso {lasso})"
-    )]
-    NonFiniteLoss { phase: crate::Phase, epoch: usize, batch: usize, value: f32, ce: f32, kd: f32, lasso: f32 },
+    #[error("{phase} loss became {value} at epoch {epoch}, batch {batch} (ce {ce}, kd {kd}, lasso {lasso})")]
+    NonFiniteLoss {
+        phase: crate::Phase,
+        epoch: usize,
+        batch: usize,
+        value: f32,
+        ce: f32,
+        kd: f32,
+        lasso: f32,
+    },
     #[error(
         "mask search gave up after {epochs} epochs: {count} ReLUs left, budget {budget}, lambda {lambda:.3e}"
     )]

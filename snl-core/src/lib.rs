@@ -6,6 +6,7 @@
 //! This crate knows nothing about files, datasets or command lines, and never prints.
 
 mod error;
+pub mod fast;
 pub mod loss;
 mod mask;
 pub mod optim;

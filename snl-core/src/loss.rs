@@ -27,9 +27,7 @@ pub fn distillation(student: &Tensor, teacher: &Tensor, temperature: f64) -> Res
 /// Sum of `|alphas|` over every mask element of the model (unnormalised, as the authors').
 pub fn lasso(model: &(impl Masked + ?Sized)) -> Result<Tensor> {
     let masks = model.masks();
-    let Some(first) = masks.first() else {
-        candle::bail!("lasso: the model has no masks")
-    };
+    let Some(first) = masks.first() else { candle::bail!("lasso: the model has no masks") };
     masks[1..].iter().try_fold(first.l1()?, |acc, m| acc + m.l1()?)
 }
 

@@ -205,9 +205,9 @@ impl Adam {
 /// Every key must be `<slot>.<i>` with a known slot and `i` below `vars`.
 fn check_slots(state: &OptimizerState, slots: &[&str], vars: usize) -> Result<(), Error> {
     for key in state.keys() {
-        let known = key.rsplit_once('.').is_some_and(|(slot, i)| {
-            slots.contains(&slot) && i.parse::<usize>().is_ok_and(|i| i < vars)
-        });
+        let known = key
+            .rsplit_once('.')
+            .is_some_and(|(slot, i)| slots.contains(&slot) && i.parse::<usize>().is_ok_and(|i| i < vars));
         if !known {
             return Err(Error::OptimizerState(format!(
                 "unexpected entry `{key}` for an optimizer over {vars} variables"

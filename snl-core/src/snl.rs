@@ -249,7 +249,12 @@ impl MaskSearch {
     }
 
     /// Continues a search saved with [`MaskSearch::state`] and [`MaskSearch::optimizer_state`].
-    pub fn resume(plan: &Plan, vars: Vec<Var>, state: SearchState, optimizer: &OptimizerState) -> Result<Self> {
+    pub fn resume(
+        plan: &Plan,
+        vars: Vec<Var>,
+        state: SearchState,
+        optimizer: &OptimizerState,
+    ) -> Result<Self> {
         let mut search = Self::with_state(plan, vars, state);
         search.adam.load_state(optimizer)?;
         Ok(search)
@@ -274,7 +279,13 @@ impl MaskSearch {
     }
 
     /// One search epoch, then the count and lambda's update.
-    pub fn run_epoch<M, T, B, O>(&mut self, student: &M, teacher: &T, batches: &mut B, observer: &mut O) -> Result<EpochReport>
+    pub fn run_epoch<M, T, B, O>(
+        &mut self,
+        student: &M,
+        teacher: &T,
+        batches: &mut B,
+        observer: &mut O,
+    ) -> Result<EpochReport>
     where
         M: ModuleT + Masked,
         T: Module,
@@ -287,11 +298,8 @@ impl MaskSearch {
         let sums = run_batches(Phase::Search, epoch, batches, observer, |x, y| {
             let logits = student.forward_t(x, true)?;
             let target = teacher.forward(x)?.detach();
-            let terms = [
-                cross_entropy(&logits, y)?,
-                distillation(&logits, &target, temperature)?,
-                lasso(student)?,
-            ];
+            let terms =
+                [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?, lasso(student)?];
             let loss = (&terms[0] + &terms[1])?.add(&terms[2].affine(lambda, 0.0)?)?;
             let values = step_values(&loss, &terms, &logits, y)?;
             if values.loss.is_finite() {
@@ -311,7 +319,13 @@ impl MaskSearch {
 
     /// Runs epochs until the count is within the budget; a typed error when the epoch cap
     /// passes first.
-    pub fn run<M, T, B, O>(&mut self, student: &M, teacher: &T, batches: &mut B, observer: &mut O) -> Result<()>
+    pub fn run<M, T, B, O>(
+        &mut self,
+        student: &M,
+        teacher: &T,
+        batches: &mut B,
+        observer: &mut O,
+    ) -> Result<()>
     where
         M: ModuleT + Masked,
         T: Module,
@@ -380,7 +394,13 @@ impl Finetune {
         self.sgd.state()
     }
 
-    pub fn run_epoch<M, T, B, O>(&mut self, student: &M, teacher: &T, batches: &mut B, observer: &mut O) -> Result<EpochReport>
+    pub fn run_epoch<M, T, B, O>(
+        &mut self,
+        student: &M,
+        teacher: &T,
+        batches: &mut B,
+        observer: &mut O,
+    ) -> Result<EpochReport>
     where
         M: ModuleT + Masked,
         T: Module,
@@ -419,12 +439,22 @@ struct StepValues {
     samples: usize,
 }
 
-fn step_values(loss: &Tensor, terms: &[Tensor], logits: &Tensor, labels: &Tensor) -> candle::Result<StepValues> {
+fn step_values(
+    loss: &Tensor,
+    terms: &[Tensor],
+    logits: &Tensor,
+    labels: &Tensor,
+) -> candle::Result<StepValues> {
     let mut values = [0f32; 3];
     for (v, t) in values.iter_mut().zip(terms) {
         *v = t.to_scalar::<f32>()?;
     }
-    Ok(StepValues { loss: loss.to_scalar()?, terms: values, correct: correct(logits, labels)?, samples: labels.dim(0)? })
+    Ok(StepValues {
+        loss: loss.to_scalar()?,
+        terms: values,
+        correct: correct(logits, labels)?,
+        samples: labels.dim(0)?,
+    })
 }
 
 #[derive(Default)]

@@ -163,7 +163,8 @@ fn search_gives_up_with_a_typed_error_after_max_epochs() {
     let mut config = SnlConfig::paper(Budget::Absolute(1));
     config.max_search_epochs = 2;
     let mut batches = tiny_cnn::synthetic_batches(2, 8, 3).unwrap();
-    let err = snl_core::linearize(&student, vars.all_vars(), &teacher, &mut batches, config, &mut ()).unwrap_err();
+    let err =
+        snl_core::linearize(&student, vars.all_vars(), &teacher, &mut batches, config, &mut ()).unwrap_err();
     match err {
         Error::BudgetNotReached { epochs, count, budget, lambda } => {
             assert_eq!((epochs, budget), (2, 1));
@@ -184,16 +185,26 @@ fn a_non_finite_loss_stops_the_run_with_a_typed_error() {
     let poisoned = (batches[1].0.ones_like().unwrap() * f64::NAN).unwrap();
     batches[1].0 = poisoned;
     let before = vars.all_vars().iter().map(|v| v.as_tensor().copy().unwrap()).collect::<Vec<_>>();
-    let err = snl_core::linearize(&student, vars.all_vars(), &teacher, &mut batches, SnlConfig::paper(Budget::Absolute(10)), &mut ())
-        .unwrap_err();
+    let err = snl_core::linearize(
+        &student,
+        vars.all_vars(),
+        &teacher,
+        &mut batches,
+        SnlConfig::paper(Budget::Absolute(10)),
+        &mut (),
+    )
+    .unwrap_err();
     match &err {
-        Error::NonFiniteLoss { phase: Phase::Search, epoch: 0, batch: 1, value, .. } => assert!(value.is_nan()),
+        Error::NonFiniteLoss { phase: Phase::Search, epoch: 0, batch: 1, value, .. } => {
+            assert!(value.is_nan())
+        }
         other => panic!("expected NonFiniteLoss at batch 1, got {other}"),
     }
     assert!(err.to_string().contains("epoch 0, batch 1"), "{err}");
     // Only the first (finite) batch was applied: the poisoned one never reached the weights.
     for (v, b) in vars.all_vars().iter().zip(before) {
-        let finite = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite());
+        let finite =
+            v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite());
         assert!(finite, "weights stay finite");
         assert_eq!(v.dims(), b.dims());
     }

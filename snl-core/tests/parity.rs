@@ -43,7 +43,9 @@ impl Masked for OneMask {
 
 fn mask_with(alphas: &Tensor, granularity: Granularity) -> ReluMask {
     let vars = VarMap::new();
-    let mask = ReluMask::new(VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu), (3, 4, 5), granularity).unwrap();
+    let mask =
+        ReluMask::new(VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu), (3, 4, 5), granularity)
+            .unwrap();
     mask.alphas().set(alphas).unwrap();
     mask
 }
@@ -107,11 +109,15 @@ fn losses_match_pytorch() {
 }
 
 /// Three steps on `loss_k = sum(p * g_k)`, as the fixture script does.
-fn three_steps(f: &HashMap<String, Tensor>, mut step: impl FnMut(&Var, &candle::backprop::GradStore)) -> Vec<Tensor> {
+fn three_steps(
+    f: &HashMap<String, Tensor>,
+    mut step: impl FnMut(&Var, &candle::backprop::GradStore),
+) -> Vec<Tensor> {
     let p = Var::from_tensor(&f["optim.p0"].copy().unwrap()).unwrap();
     (0..3)
         .map(|k| {
-            let grads = (p.as_tensor() * &f[&format!("optim.g{k}")]).unwrap().sum_all().unwrap().backward().unwrap();
+            let grads =
+                (p.as_tensor() * &f[&format!("optim.g{k}")]).unwrap().sum_all().unwrap().backward().unwrap();
             step(&p, &grads);
             p.as_tensor().copy().unwrap()
         })
@@ -163,7 +169,9 @@ fn optimizer_state_round_trip_resumes_exactly() {
     let config = AdamConfig::with_lr(1e-3);
     // Two steps, save, a fresh optimizer restores the state and takes the third.
     let p = Var::from_tensor(&f["optim.p0"].copy().unwrap()).unwrap();
-    let grad_of = |k: usize| (p.as_tensor() * &f[&format!("optim.g{k}")]).unwrap().sum_all().unwrap().backward().unwrap();
+    let grad_of = |k: usize| {
+        (p.as_tensor() * &f[&format!("optim.g{k}")]).unwrap().sum_all().unwrap().backward().unwrap()
+    };
     let mut adam = Adam::new(vec![p.clone()], config);
     adam.step(&grad_of(0)).unwrap();
     adam.step(&grad_of(1)).unwrap();
@@ -174,7 +182,9 @@ fn optimizer_state_round_trip_resumes_exactly() {
     assert_close("adam resumed step 3", p.as_tensor(), &f["optim.adam.p3"], 1e-5);
 
     let p = Var::from_tensor(&f["optim.p0"].copy().unwrap()).unwrap();
-    let grad_of = |k: usize| (p.as_tensor() * &f[&format!("optim.g{k}")]).unwrap().sum_all().unwrap().backward().unwrap();
+    let grad_of = |k: usize| {
+        (p.as_tensor() * &f[&format!("optim.g{k}")]).unwrap().sum_all().unwrap().backward().unwrap()
+    };
     let config = SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 5e-4, nesterov: false };
     let mut sgd = Sgd::new(vec![p.clone()], config);
     sgd.step(&grad_of(0)).unwrap();
@@ -198,7 +208,8 @@ fn optimizer_state_with_wrong_shape_or_unknown_key_is_rejected() {
     .into();
     let err = adam.load_state(&bad_shape).unwrap_err().to_string();
     assert!(err.contains("exp_avg.0") && err.contains("[7, 5]"), "{err}");
-    let unknown: HashMap<_, _> = [("exp_avg.3".to_string(), Tensor::zeros((5, 7), DType::F32, &Device::Cpu).unwrap())].into();
+    let unknown: HashMap<_, _> =
+        [("exp_avg.3".to_string(), Tensor::zeros((5, 7), DType::F32, &Device::Cpu).unwrap())].into();
     let err = adam.load_state(&unknown).unwrap_err().to_string();
     assert!(err.contains("exp_avg.3"), "{err}");
     let mut sgd = Sgd::new(vec![p], SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false });

@@ -1,0 +1,91 @@
+//! Per-layer benches: the convolutions of ResNet18 (width 64, 32x32 inputs) forward and
+//! forward + backward, candle's op against `snl_core::fast::conv2d`, and the masked
+//! activation against plain ReLU. Batch 32 keeps a criterion run short; the `throughput`
+//! binary measures whole steps at batch 128.
+
+use candle::{Device, Tensor, Var};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+const BATCH: usize = 32;
+
+fn randn(dims: &[usize]) -> Tensor {
+    Tensor::randn(0f32, 1.0, dims, &Device::Cpu).expect("randn")
+}
+
+/// (name, cin, cout, kernel, stride, input size)
+const CONVS: [(&str, usize, usize, usize, usize, usize); 7] = [
+    ("stem 3-64 32x32", 3, 64, 3, 1, 32),
+    ("l1 64-64 32x32", 64, 64, 3, 1, 32),
+    ("l2 64-128 s2", 64, 128, 3, 2, 32),
+    ("l2 1x1 64-128 s2", 64, 128, 1, 2, 32),
+    ("l2 128-128 16x16", 128, 128, 3, 1, 16),
+    ("l3 256-256 8x8", 256, 256, 3, 1, 8),
+    ("l4 512-512 4x4", 512, 512, 3, 1, 4),
+];
+
+fn conv(x: &Tensor, w: &Tensor, stride: usize, pad: usize, fast: bool) -> Tensor {
+    if fast {
+        snl_core::fast::conv2d(x, w, stride, pad).expect("fast conv")
+    } else {
+        x.conv2d(w, pad, stride, 1, 1).expect("candle conv")
+    }
+}
+
+fn convs(c: &mut Criterion) {
+    snl_core::fast::tune_allocator();
+    let mut g = c.benchmark_group("conv2d");
+    g.sample_size(10);
+    for (name, cin, cout, k, stride, hw) in CONVS {
+        let pad = k / 2;
+        let x = Var::from_tensor(&randn(&[BATCH, cin, hw, hw])).expect("var");
+        let w = Var::from_tensor(&randn(&[cout, cin, k, k])).expect("var");
+        for (label, fast) in [("candle", false), ("fast", true)] {
+            g.bench_function(BenchmarkId::new(format!("forward/{label}"), name), |b| {
+                b.iter(|| conv(&x.as_tensor().detach(), &w.as_tensor().detach(), stride, pad, fast))
+            });
+            g.bench_function(BenchmarkId::new(format!("forward+backward/{label}"), name), |b| {
+                b.iter(|| {
+                    let y = conv(&x, &w, stride, pad, fast);
+                    y.sum_all().expect("sum").backward().expect("backward")
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn activations(c: &mut Criterion) {
+    snl_core::fast::tune_allocator();
+    let mut g = c.benchmark_group("masked_activation");
+    g.sample_size(20);
+    let x = Var::from_tensor(&randn(&[BATCH, 64, 32, 32])).expect("var");
+    let a = Var::from_tensor(&randn(&[1, 64, 32, 32])).expect("var");
+    let plain = |x: &Tensor, a: &Tensor| -> Tensor {
+        x.neg().and_then(|n| n.relu()).and_then(|r| r.broadcast_mul(a)).and_then(|m| x + m).expect("plain")
+    };
+    g.bench_function("forward/relu", |b| b.iter(|| x.as_tensor().relu().expect("relu")));
+    g.bench_function("forward/plain-mask", |b| b.iter(|| plain(x.as_tensor(), a.as_tensor())));
+    g.bench_function("forward/fast-mask", |b| {
+        b.iter(|| snl_core::fast::masked_relu(x.as_tensor(), a.as_tensor()).expect("fast"))
+    });
+    g.bench_function("forward+backward/relu", |b| {
+        b.iter(|| x.relu().expect("relu").sum_all().expect("sum").backward().expect("bwd"))
+    });
+    g.bench_function("forward+backward/plain-mask", |b| {
+        b.iter(|| plain(&x, &a).sum_all().expect("sum").backward().expect("bwd"))
+    });
+    g.bench_function("forward+backward/fast-mask", |b| {
+        b.iter(|| {
+            snl_core::fast::masked_relu(&x, &a)
+                .expect("fast")
+                .sum_all()
+                .expect("sum")
+                .backward()
+                .expect("bwd")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, convs, activations);
+criterion_main!(benches);

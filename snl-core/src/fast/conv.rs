@@ -1,0 +1,486 @@
+//! 2-D convolution (NCHW, `f32`, no bias, dilation 1, one group) as im2col + gemm, with a
+//! gemm + col2im input gradient and an im2col + gemm weight gradient.
+//!
+//! candle 0.11's CPU backward runs the input gradient through a direct-loop transposed
+//! convolution and always computes both gradients; here both gradients are one large gemm
+//! each, and a gradient is computed only when its argument is part of a graph.
+//!
+//! The batch is cut into chunks of whole images, each chunk lowered to one column matrix
+//! `(C*R*S, images*OH*OW)` so that even the 4x4 maps of ResNet18's last stage make gemms
+//! a few hundred columns wide. Chunks run in parallel on the rayon pool with
+//! single-threaded gemms; a batch too small to fill the pool runs its chunks one after
+//! the other with a parallel gemm instead. The column buffer is recomputed in backward
+//! rather than kept alive from forward.
+
+use std::cell::RefCell;
+
+use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::gemm::{Mat, sgemm};
+
+/// A column matrix this wide (in output pixels) keeps gemm near its peak; wider only costs
+/// memory.
+const TARGET_COLUMNS: usize = 512;
+
+/// `x` (N, C, H, W) convolved with `weight` (K, C, R, S): stride and zero padding on both
+/// spatial axes, no bias, dilation 1, one group. Output (N, K, OH, OW).
+///
+/// On the CPU with `f32` tensors this is the im2col + gemm op of this module, whose
+/// backward computes only the gradients the graph needs. Anywhere else (CUDA, Metal,
+/// other dtypes) it is candle's own `conv2d`, which it matches to rounding.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    if !applies(x, weight) {
+        return x.conv2d(weight, padding, stride, 1, 1);
+    }
+    let geom = Geom::new(x.dims(), weight.dims(), stride, padding)?;
+    let x = x.contiguous()?;
+    let weight = weight.contiguous()?;
+    x.apply_op2(&weight, Conv2dOp { geom })
+}
+
+/// Where the custom op runs: both tensors on the CPU, both `f32`, both 4-D.
+fn applies(x: &Tensor, weight: &Tensor) -> bool {
+    x.device().is_cpu()
+        && weight.device().is_cpu()
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && x.rank() == 4
+        && weight.rank() == 4
+}
+
+/// Every size of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    r: usize,
+    s: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn new(x: &[usize], weight: &[usize], stride: usize, pad: usize) -> Result<Self> {
+        let (&[n, c, h, w], &[k, wc, r, s]) = (x, weight) else {
+            candle::bail!("fast conv2d: expected 4-D input and weight, got {x:?} and {weight:?}")
+        };
+        if wc != c {
+            candle::bail!("fast conv2d: input has {c} channels, weight {weight:?} expects {wc}")
+        }
+        if stride == 0 {
+            candle::bail!("fast conv2d: stride must be positive")
+        }
+        if h + 2 * pad < r || w + 2 * pad < s || r == 0 || s == 0 {
+            candle::bail!("fast conv2d: kernel {r}x{s} larger than padded input {h}x{w} (padding {pad})")
+        }
+        let oh = (h + 2 * pad - r) / stride + 1;
+        let ow = (w + 2 * pad - s) / stride + 1;
+        Ok(Self { n, c, h, w, k, r, s, stride, pad, oh, ow })
+    }
+
+    /// Rows of the column matrix.
+    fn crs(&self) -> usize {
+        self.c * self.r * self.s
+    }
+
+    /// Output pixels per image and channel.
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn input_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    fn output_len(&self) -> usize {
+        self.k * self.p()
+    }
+
+    /// Images per chunk, and whether chunks run in parallel (with single-threaded gemms)
+    /// or one after the other (with a parallel gemm).
+    fn plan(&self) -> (usize, bool, gemm::Parallelism) {
+        let threads = candle::utils::get_num_threads().max(1);
+        let want = TARGET_COLUMNS.div_ceil(self.p().max(1)).max(1);
+        let nb = want.min(self.n.div_ceil(threads)).max(1);
+        let chunks = self.n.div_ceil(nb);
+        if threads > 1 && chunks >= threads {
+            (nb, true, gemm::Parallelism::None)
+        } else if threads > 1 {
+            (nb, false, gemm::Parallelism::Rayon(threads))
+        } else {
+            (nb, false, gemm::Parallelism::None)
+        }
+    }
+
+    /// Output columns `[lo, hi)` of kernel offset `s` that read inside the input row
+    /// (the rest read the zero padding).
+    fn valid_cols(&self, s: usize) -> (usize, usize) {
+        let (st, pad) = (self.stride, self.pad);
+        let lo = if pad > s { (pad - s).div_ceil(st) } else { 0 };
+        let hi = if self.w + pad > s { ((self.w - 1 + pad - s) / st + 1).min(self.ow) } else { 0 };
+        (lo.min(hi), hi)
+    }
+}
+
+/// Runs `f` on a scratch buffer of `len` floats (contents unspecified), reused across
+/// calls on the same thread (columns are megabytes: a fresh allocation per chunk would be
+/// mmapped and page-faulted every time). Falls back to a fresh buffer if the thread's
+/// scratch is already in use (a rayon task stolen while this one waits).
+fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// Lowers image `img` (C, H, W) into columns `[off, off + OH*OW)` of `col`, a row-major
+/// `(C*R*S, ld)` matrix. Every element of those columns is written.
+fn im2col(g: &Geom, img: &[f32], col: &mut [f32], ld: usize, off: usize) {
+    let (p, st) = (g.p(), g.stride);
+    for c in 0..g.c {
+        let plane = &img[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for r in 0..g.r {
+            for s in 0..g.s {
+                let row = (c * g.r + r) * g.s + s;
+                let dst = &mut col[row * ld + off..row * ld + off + p];
+                let (lo, hi) = g.valid_cols(s);
+                for oh in 0..g.oh {
+                    let d = &mut dst[oh * g.ow..(oh + 1) * g.ow];
+                    let ih = (oh * st + r) as isize - g.pad as isize;
+                    if ih < 0 || ih >= g.h as isize {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[ih as usize * g.w..(ih as usize + 1) * g.w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    if lo < hi {
+                        let first = lo * st + s - g.pad;
+                        if st == 1 {
+                            d[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                        } else {
+                            for (dv, sv) in d[lo..hi].iter_mut().zip(src[first..].iter().step_by(st)) {
+                                *dv = *sv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds columns `[off, off + OH*OW)` of `col` into image
+/// `img` (C, H, W).
+fn col2im(g: &Geom, col: &[f32], ld: usize, off: usize, img: &mut [f32]) {
+    let (p, st) = (g.p(), g.stride);
+    for c in 0..g.c {
+        let plane = &mut img[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for r in 0..g.r {
+            for s in 0..g.s {
+                let row = (c * g.r + r) * g.s + s;
+                let src = &col[row * ld + off..row * ld + off + p];
+                let (lo, hi) = g.valid_cols(s);
+                if lo >= hi {
+                    continue;
+                }
+                for oh in 0..g.oh {
+                    let ih = (oh * st + r) as isize - g.pad as isize;
+                    if ih < 0 || ih >= g.h as isize {
+                        continue;
+                    }
+                    let srow = &src[oh * g.ow + lo..oh * g.ow + hi];
+                    let drow = &mut plane[ih as usize * g.w..(ih as usize + 1) * g.w];
+                    let first = lo * st + s - g.pad;
+                    if st == 1 {
+                        for (dv, sv) in drow[first..first + hi - lo].iter_mut().zip(srow) {
+                            *dv += *sv;
+                        }
+                    } else {
+                        for (dv, sv) in drow[first..].iter_mut().step_by(st).zip(srow) {
+                            *dv += *sv;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `imgs` images of (K, P) maps into one `(K, imgs*P)` matrix.
+fn gather_maps(g: &Geom, maps: &[f32], imgs: usize, dst: &mut [f32]) {
+    let (k, p) = (g.k, g.p());
+    for i in 0..imgs {
+        for kk in 0..k {
+            let src = &maps[(i * k + kk) * p..(i * k + kk + 1) * p];
+            dst[kk * imgs * p + i * p..kk * imgs * p + (i + 1) * p].copy_from_slice(src);
+        }
+    }
+}
+
+/// The inverse of [`gather_maps`].
+fn scatter_maps(g: &Geom, src: &[f32], imgs: usize, maps: &mut [f32]) {
+    let (k, p) = (g.k, g.p());
+    for i in 0..imgs {
+        for kk in 0..k {
+            maps[(i * k + kk) * p..(i * k + kk + 1) * p]
+                .copy_from_slice(&src[kk * imgs * p + i * p..kk * imgs * p + (i + 1) * p]);
+        }
+    }
+}
+
+/// The contiguous `f32` data of a custom op argument.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = s else {
+        candle::bail!(
+            "fast {what}: expected f32 storage, got {:?}",
+            candle::backend::BackendStorage::dtype(s)
+        )
+    };
+    match l.contiguous_offsets() {
+        Some((lo, hi)) => Ok(&data[lo..hi]),
+        None => candle::bail!("fast {what}: expected a contiguous tensor"),
+    }
+}
+
+/// Runs `work(first_image, images, out_chunk)` over the batch, `out` cut into chunks of
+/// `nb` images of `per_image` floats, in parallel or in sequence as planned.
+fn for_chunks(
+    out: &mut [f32],
+    per_image: usize,
+    nb: usize,
+    parallel: bool,
+    work: impl Fn(usize, usize, &mut [f32]) -> Result<()> + Sync,
+) -> Result<()> {
+    let size = (nb * per_image).max(1);
+    if parallel {
+        out.par_chunks_mut(size)
+            .enumerate()
+            .try_for_each(|(ci, chunk)| work(ci * nb, chunk.len() / per_image.max(1), chunk))
+    } else {
+        out.chunks_mut(size)
+            .enumerate()
+            .try_for_each(|(ci, chunk)| work(ci * nb, chunk.len() / per_image.max(1), chunk))
+    }
+}
+
+/// Forward: `(x, weight) -> y`.
+struct Conv2dOp {
+    geom: Geom,
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "snl-fast-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geom::new(xl.dims(), wl.dims(), self.geom.stride, self.geom.pad)?;
+        let x = f32_slice(xs, xl, "conv2d")?;
+        let w = f32_slice(ws, wl, "conv2d")?;
+        let (crs, p) = (g.crs(), g.p());
+        let (nb, parallel, par) = g.plan();
+        let mut y = vec![0f32; g.n * g.output_len()];
+        for_chunks(&mut y, g.output_len(), nb, parallel, |n0, imgs, out| {
+            let ld = imgs * p;
+            let tmp_len = if imgs > 1 { g.k * ld } else { 0 };
+            with_scratch(crs * ld + tmp_len, |buf| {
+                let (col, tmp) = buf.split_at_mut(crs * ld);
+                for i in 0..imgs {
+                    let img = &x[(n0 + i) * g.input_len()..(n0 + i + 1) * g.input_len()];
+                    im2col(&g, img, col, ld, i * p);
+                }
+                let a = Mat::rows(w, g.k, crs);
+                let b = Mat::rows(col, crs, ld);
+                if imgs == 1 {
+                    sgemm(a, b, out, p, false, par)
+                } else {
+                    sgemm(a, b, tmp, ld, false, par)?;
+                    scatter_maps(&g, tmp, imgs, out);
+                    Ok(())
+                }
+            })
+        })?;
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = dy.contiguous()?;
+        let dx = if x.track_op() {
+            Some(dy.apply_op2_no_bwd(w, &Conv2dInputGrad { geom: self.geom })?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            Some(x.apply_op2_no_bwd(&dy, &Conv2dWeightGrad { geom: self.geom })?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// Input gradient: `(dy, weight) -> dx`, `W^T dy` by gemm, then col2im.
+struct Conv2dInputGrad {
+    geom: Geom,
+}
+
+impl CustomOp2 for Conv2dInputGrad {
+    fn name(&self) -> &'static str {
+        "snl-fast-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ds: &CpuStorage,
+        dl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom;
+        if dl.dims() != [g.n, g.k, g.oh, g.ow] || wl.dims() != [g.k, g.c, g.r, g.s] {
+            candle::bail!("fast conv2d input grad: unexpected shapes {:?} and {:?}", dl.dims(), wl.dims())
+        }
+        let dy = f32_slice(ds, dl, "conv2d input grad")?;
+        let w = f32_slice(ws, wl, "conv2d input grad")?;
+        let (crs, p) = (g.crs(), g.p());
+        let (nb, parallel, par) = g.plan();
+        let mut dx = vec![0f32; g.n * g.input_len()];
+        for_chunks(&mut dx, g.input_len(), nb, parallel, |n0, imgs, out| {
+            let ld = imgs * p;
+            let maps = &dy[n0 * g.output_len()..(n0 + imgs) * g.output_len()];
+            let tmp_len = if imgs > 1 { g.k * ld } else { 0 };
+            with_scratch(crs * ld + tmp_len, |buf| {
+                let (col, tmp) = buf.split_at_mut(crs * ld);
+                let b = if imgs == 1 {
+                    Mat::rows(maps, g.k, ld)
+                } else {
+                    gather_maps(&g, maps, imgs, tmp);
+                    Mat::rows(tmp, g.k, ld)
+                };
+                sgemm(Mat::rows(w, g.k, crs).t(), b, col, ld, false, par)?;
+                for i in 0..imgs {
+                    col2im(&g, col, ld, i * p, &mut out[i * g.input_len()..(i + 1) * g.input_len()]);
+                }
+                Ok(())
+            })
+        })?;
+        Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))))
+    }
+}
+
+/// Weight gradient: `(x, dy) -> dW`, `dy im2col(x)^T` summed over the batch.
+struct Conv2dWeightGrad {
+    geom: Geom,
+}
+
+impl Conv2dWeightGrad {
+    /// Adds the chunk of `imgs` images starting at `n0` into `dw`.
+    fn chunk(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        n0: usize,
+        imgs: usize,
+        dw: &mut [f32],
+        par: gemm::Parallelism,
+    ) -> Result<()> {
+        let g = self.geom;
+        let (crs, p) = (g.crs(), g.p());
+        let ld = imgs * p;
+        let maps = &dy[n0 * g.output_len()..(n0 + imgs) * g.output_len()];
+        let tmp_len = if imgs > 1 { g.k * ld } else { 0 };
+        with_scratch(crs * ld + tmp_len, |buf| {
+            let (col, tmp) = buf.split_at_mut(crs * ld);
+            for i in 0..imgs {
+                let img = &x[(n0 + i) * g.input_len()..(n0 + i + 1) * g.input_len()];
+                im2col(&g, img, col, ld, i * p);
+            }
+            let a = if imgs == 1 {
+                Mat::rows(maps, g.k, ld)
+            } else {
+                gather_maps(&g, maps, imgs, tmp);
+                Mat::rows(tmp, g.k, ld)
+            };
+            sgemm(a, Mat::rows(col, crs, ld).t(), dw, crs, true, par)
+        })
+    }
+}
+
+impl CustomOp2 for Conv2dWeightGrad {
+    fn name(&self) -> &'static str {
+        "snl-fast-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ds: &CpuStorage,
+        dl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom;
+        if xl.dims() != [g.n, g.c, g.h, g.w] || dl.dims() != [g.n, g.k, g.oh, g.ow] {
+            candle::bail!("fast conv2d weight grad: unexpected shapes {:?} and {:?}", xl.dims(), dl.dims())
+        }
+        let x = f32_slice(xs, xl, "conv2d weight grad")?;
+        let dy = f32_slice(ds, dl, "conv2d weight grad")?;
+        let len = g.k * g.crs();
+        let (nb, parallel, par) = g.plan();
+        let chunks = g.n.div_ceil(nb);
+        let first = |ci: usize| (ci * nb, nb.min(g.n - ci * nb));
+        let dw = if parallel {
+            (0..chunks)
+                .into_par_iter()
+                .try_fold(
+                    || vec![0f32; len],
+                    |mut acc, ci| {
+                        let (n0, imgs) = first(ci);
+                        self.chunk(x, dy, n0, imgs, &mut acc, par)?;
+                        Ok::<_, candle::Error>(acc)
+                    },
+                )
+                .try_reduce(
+                    || vec![0f32; len],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
+                        Ok(a)
+                    },
+                )?
+        } else {
+            let mut acc = vec![0f32; len];
+            for ci in 0..chunks {
+                let (n0, imgs) = first(ci);
+                self.chunk(x, dy, n0, imgs, &mut acc, par)?;
+            }
+            acc
+        };
+        Ok((CpuStorage::F32(dw), Shape::from((g.k, g.c, g.r, g.s))))
+    }
+}

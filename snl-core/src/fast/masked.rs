@@ -1,0 +1,257 @@
+//! The SNL masked activation `x + a * relu(-x)` (= `a * relu(x) + (1 - a) * x`) in one
+//! pass forward and one pass per gradient.
+//!
+//! The plain candle expression takes four passes and three temporaries forward and about
+//! ten backward (neg, relu, broadcast mul, add, the relu mask, the broadcast reduction);
+//! on 2 cores those passes, not arithmetic, dominate the activation's cost.
+
+use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// `x + alphas * relu(-x)`, `alphas` broadcast over the batch (first) axis of `x`.
+///
+/// `alphas` is either `(1, rest of x's shape)` (one mask element per activation) or
+/// `(1, C, 1, ..., 1)` (one per channel, `C = x.dim(1)`). On the CPU with `f32` tensors of
+/// those shapes this is one custom op whose backward computes `dx = g * (1 - a [x <= 0])`
+/// and `da = sum of g * relu(-x)` over the broadcast axes, each only when its argument is
+/// part of a graph, with the plain expression's values (the same `[x <= 0]` convention as
+/// candle's relu gradient). Anywhere else it is the plain expression itself.
+pub fn masked_relu(x: &Tensor, alphas: &Tensor) -> Result<Tensor> {
+    match broadcast_of(x, alphas) {
+        Some(bcast) => x.contiguous()?.apply_op2(&alphas.contiguous()?, MaskedRelu { bcast }),
+        None => x + x.neg()?.relu()?.broadcast_mul(alphas)?,
+    }
+}
+
+/// How mask elements map onto the activations of one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bcast {
+    /// One mask element per activation.
+    Element,
+    /// One mask element per run of `plane` consecutive activations (a channel).
+    Channel { plane: usize },
+}
+
+/// The broadcast of `alphas` over `x`, when the custom op applies.
+fn broadcast_of(x: &Tensor, a: &Tensor) -> Option<Bcast> {
+    if !x.device().is_cpu() || !a.device().is_cpu() || x.dtype() != DType::F32 || a.dtype() != DType::F32 {
+        return None;
+    }
+    let (xd, ad) = (x.dims(), a.dims());
+    if xd.len() < 2 || ad.len() != xd.len() || ad[0] != 1 || xd[0] == 0 {
+        return None;
+    }
+    if ad[1..] == xd[1..] {
+        Some(Bcast::Element)
+    } else if ad[1] == xd[1] && ad[2..].iter().all(|&d| d == 1) {
+        Some(Bcast::Channel { plane: xd[2..].iter().product() })
+    } else {
+        None
+    }
+}
+
+/// The contiguous `f32` data of a custom op argument.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = s else {
+        candle::bail!(
+            "fast masked_relu: expected f32 storage, got {:?}",
+            candle::backend::BackendStorage::dtype(s)
+        )
+    };
+    match l.contiguous_offsets() {
+        Some((lo, hi)) => Ok(&data[lo..hi]),
+        None => candle::bail!("fast masked_relu: expected a contiguous tensor"),
+    }
+}
+
+/// Activations per image, checked against the mask's length.
+fn image_len(bcast: Bcast, x: &Layout, a_len: usize) -> Result<usize> {
+    let dims = x.dims();
+    let per_image: usize = dims[1..].iter().product();
+    let expect = match bcast {
+        Bcast::Element => per_image,
+        Bcast::Channel { plane } => per_image / plane.max(1),
+    };
+    if a_len != expect || dims[0] == 0 {
+        candle::bail!("fast masked_relu: mask of {a_len} elements for activations {dims:?}")
+    }
+    Ok(per_image)
+}
+
+/// Calls `f(x, a, out)` for every activation of one image, `a` its mask element.
+#[inline]
+fn per_element(bcast: Bcast, x: &[f32], a: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    match bcast {
+        Bcast::Element => {
+            for ((o, &v), &m) in out.iter_mut().zip(x).zip(a) {
+                *o = f(v, m);
+            }
+        }
+        Bcast::Channel { plane } => {
+            for ((oc, xc), &m) in out.chunks_mut(plane).zip(x.chunks(plane)).zip(a) {
+                for (o, &v) in oc.iter_mut().zip(xc) {
+                    *o = f(v, m);
+                }
+            }
+        }
+    }
+}
+
+/// Forward: `(x, alphas) -> x + alphas * relu(-x)`.
+struct MaskedRelu {
+    bcast: Bcast,
+}
+
+impl CustomOp2 for MaskedRelu {
+    fn name(&self) -> &'static str {
+        "snl-fast-masked-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        as_: &CpuStorage,
+        al: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(xs, xl)?;
+        let a = f32_slice(as_, al)?;
+        let len = image_len(self.bcast, xl, a.len())?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(len).zip(x.par_chunks(len)).for_each(|(yi, xi)| {
+            per_element(self.bcast, xi, a, yi, |v, m| v + (-v).max(0.0) * m);
+        });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let dx = if x.track_op() {
+            Some(x.apply_op3_no_bwd(a, &g, &MaskedReluInputGrad { bcast: self.bcast })?)
+        } else {
+            None
+        };
+        let da = if a.track_op() {
+            let da = x.apply_op2_no_bwd(&g, &MaskedReluMaskGrad { bcast: self.bcast })?;
+            Some(da.reshape(a.shape())?)
+        } else {
+            None
+        };
+        Ok((dx, da))
+    }
+}
+
+/// Input gradient: `(x, alphas, g) -> g - g * alphas [x <= 0]`.
+struct MaskedReluInputGrad {
+    bcast: Bcast,
+}
+
+impl CustomOp3 for MaskedReluInputGrad {
+    fn name(&self) -> &'static str {
+        "snl-fast-masked-relu-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        as_: &CpuStorage,
+        al: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(xs, xl)?;
+        let a = f32_slice(as_, al)?;
+        let g = f32_slice(gs, gl)?;
+        if xl.dims() != gl.dims() {
+            candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
+        }
+        let len = image_len(self.bcast, xl, a.len())?;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(len).zip(x.par_chunks(len).zip(g.par_chunks(len))).for_each(|(di, (xi, gi))| {
+            match self.bcast {
+                Bcast::Element => {
+                    for (((d, &v), &gv), &m) in di.iter_mut().zip(xi).zip(gi).zip(a) {
+                        *d = if v <= 0.0 { gv + -(gv * m) } else { gv };
+                    }
+                }
+                Bcast::Channel { plane } => {
+                    for (((dc, xc), gc), &m) in
+                        di.chunks_mut(plane).zip(xi.chunks(plane)).zip(gi.chunks(plane)).zip(a)
+                    {
+                        for ((d, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
+                            *d = if v <= 0.0 { gv + -(gv * m) } else { gv };
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(dx), xl.shape().clone()))
+    }
+}
+
+/// Mask gradient: `(x, g) -> sum over the broadcast axes of g * relu(-x)`, flat.
+struct MaskedReluMaskGrad {
+    bcast: Bcast,
+}
+
+impl CustomOp2 for MaskedReluMaskGrad {
+    fn name(&self) -> &'static str {
+        "snl-fast-masked-relu-mask-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(xs, xl)?;
+        let g = f32_slice(gs, gl)?;
+        if xl.dims() != gl.dims() {
+            candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
+        }
+        let len: usize = xl.dims()[1..].iter().product();
+        let out_len = match self.bcast {
+            Bcast::Element => len,
+            Bcast::Channel { plane } => len / plane.max(1),
+        };
+        let bcast = self.bcast;
+        let da = x
+            .par_chunks(len.max(1))
+            .zip(g.par_chunks(len.max(1)))
+            .fold(
+                || vec![0f32; out_len],
+                |mut acc, (xi, gi)| {
+                    match bcast {
+                        Bcast::Element => {
+                            for ((s, &v), &gv) in acc.iter_mut().zip(xi).zip(gi) {
+                                *s += gv * (-v).max(0.0);
+                            }
+                        }
+                        Bcast::Channel { plane } => {
+                            for ((s, xc), gc) in acc.iter_mut().zip(xi.chunks(plane)).zip(gi.chunks(plane)) {
+                                *s += xc.iter().zip(gc).map(|(&v, &gv)| gv * (-v).max(0.0)).sum::<f32>();
+                            }
+                        }
+                    }
+                    acc
+                },
+            )
+            .reduce(
+                || vec![0f32; out_len],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
+                    a
+                },
+            );
+        Ok((CpuStorage::F32(da), Shape::from(out_len)))
+    }
+}

@@ -1,0 +1,22 @@
+//! CPU fast paths for training and inference.
+//!
+//! Each function here gives the same numbers (to float rounding) as the plain candle ops
+//! it replaces, forward and backward, and runs its own kernels only where they apply (CPU,
+//! `f32`); on CUDA or Metal, or for other dtypes, it *is* the plain candle op. The tests
+//! in `snl-core/tests/fast_*.rs` hold them to that.
+//!
+//! - [`conv2d`]: im2col + gemm forward, gemm + col2im input gradient, im2col + gemm weight
+//!   gradient, each gradient computed only when needed (candle 0.11's CPU backward is a
+//!   direct-loop transposed convolution that always computes both).
+//! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way.
+//! - [`tune_allocator`]: glibc settings so large buffers are reused instead of mmapped
+//!   afresh for every activation.
+
+mod alloc;
+mod conv;
+mod gemm;
+mod masked;
+
+pub use alloc::tune_allocator;
+pub use conv::conv2d;
+pub use masked::masked_relu;
