@@ -1,23 +1,23 @@
-//! Whole-step benches on the ResNet18 of `torch_snl.py` at width 16, batch 128: an SNL step,
-//! an SGD train step and inference, candle's ops against `snl_core::fast`. Width 64 is
-//! measured by the `throughput` binary (a criterion run there would take minutes).
+//! Whole-step benches on the product ResNet18 (snl-models, width 16, batch 128): an SNL
+//! step, an SGD train step and inference, as `torch_snl.py bench` runs them. Width 64 and
+//! WRN-22-8 are measured by the `throughput` binary (a criterion run there would take
+//! minutes). candle's own ops against `snl_core::fast` are compared per layer in
+//! `benches/layers.rs`.
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use snl_bench::{Impl, Workload, Workloads};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use snl_bench::{Arch, Workload, Workloads};
 
 fn steps(c: &mut Criterion) {
     snl_core::fast::tune_allocator();
+    let batch = 128;
     let mut g = c.benchmark_group("resnet18_w16_b128");
     g.sample_size(10);
-    for imp in [Impl::Candle, Impl::Fast] {
-        let mut w = Workloads::new(16, 128, imp).expect("workloads");
-        for workload in Workload::ALL {
-            let name = serde_json::to_value(workload).expect("name");
-            g.bench_function(
-                BenchmarkId::new(format!("{imp:?}").to_lowercase(), name.as_str().unwrap_or("?")),
-                |b| b.iter(|| w.run(workload).expect("step")),
-            );
-        }
+    g.throughput(Throughput::Elements(batch as u64));
+    let mut w = Workloads::new(&Arch::resnet18(16), batch, 0).expect("workloads");
+    for workload in Workload::ALL {
+        g.bench_function(BenchmarkId::new("snl", workload.name()), |b| {
+            b.iter(|| w.run(workload).expect("step"))
+        });
     }
     g.finish();
 }

@@ -1,13 +1,15 @@
 //! Benchmarks of snl against PyTorch: the workloads of `torch_snl.py bench` (an SNL step,
-//! an SGD train step, inference) on a ResNet18, run either through candle's plain ops or
-//! through `snl_core::fast`, and the measurement helpers the `throughput` binary and the
-//! criterion benches share.
+//! an SGD train step, inference) on the product models of snl-models (ResNet18, WRN), with
+//! the product's losses and optimizers, and the measurement helpers the `throughput` binary
+//! and the criterion benches share.
+//!
+//! The whole-model workloads run exactly what `snl` users run: snl-models' layers call
+//! `snl_core::fast::{conv2d, masked_relu}`. candle's own ops are compared against the fast
+//! ones only per layer (`benches/layers.rs`).
 
-pub mod resnet;
 pub mod workload;
 
-pub use resnet::{Impl, ResNet18};
-pub use workload::{Measurement, Workload, Workloads};
+pub use workload::{Arch, Measurement, Workload, Workloads};
 
 /// Peak resident set size of this process so far, in MiB (as `torch_snl.py` reports it).
 pub fn peak_rss_mib() -> u64 {

@@ -1,15 +1,13 @@
 //! The three workloads of `torch_snl.py bench`, timed the same way (one warm-up run, then
-//! the median of `runs`).
+//! the median of `runs`), on snl-models' product models.
 
 use std::time::Instant;
 
-use candle::{DType, Device, Result, Tensor};
-use candle_nn::VarMap;
+use candle::{DType, Device, ModuleT, Result, Tensor};
 use serde::Serialize;
 use snl_core::loss;
 use snl_core::optim::{Adam, AdamConfig, Sgd, SgdConfig};
-
-use crate::resnet::{Impl, ResNet18};
+use snl_models::{Model, ModelConfig, params};
 
 /// `torch_snl.py`'s workload names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,9 +23,50 @@ pub enum Workload {
 
 impl Workload {
     pub const ALL: [Workload; 3] = [Workload::SnlStep, Workload::TrainStep, Workload::Inference];
+
+    /// `snl_step`, `train_step`, `inference`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::SnlStep => "snl_step",
+            Workload::TrainStep => "train_step",
+            Workload::Inference => "inference",
+        }
+    }
 }
 
-/// One JSON line of `throughput`, the keys of `torch_snl.py bench` (plus `tuned_alloc`).
+/// The architecture flags of `torch_snl.py bench`: `--arch resnet18 --width W` or
+/// `--arch wrn --depth D --k K` (WRN-22-8 by default). Any other name snl-models knows
+/// (`resnet34`, `wrn-16-8`, ...) is accepted too, for snl alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arch {
+    pub name: String,
+    pub width: usize,
+    pub depth: usize,
+    pub k: usize,
+}
+
+impl Arch {
+    pub fn resnet18(width: usize) -> Self {
+        Self { name: "resnet18".into(), width, depth: 22, k: 8 }
+    }
+
+    pub fn wrn(depth: usize, k: usize) -> Self {
+        Self { name: "wrn".into(), width: 64, depth, k }
+    }
+
+    /// The snl-models configuration for `classes` classes (32x32 inputs, pixel masks).
+    pub fn config(&self, classes: usize) -> anyhow::Result<ModelConfig> {
+        let name = match self.name.as_str() {
+            "wrn" => format!("wrn-{}-{}", self.depth, self.k),
+            other => other.to_string(),
+        };
+        let config = ModelConfig::from_arch(&name, classes)?.with_width(self.width);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// One JSON line of `throughput`, the keys of `torch_snl.py bench`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measurement {
     #[serde(rename = "impl")]
@@ -43,11 +82,12 @@ pub struct Measurement {
 }
 
 /// A student, its teacher, a random batch and both optimizers, as `torch_snl.py bench`
-/// sets them up.
+/// sets them up (teacher = frozen copy of the student's initial weights).
 pub struct Workloads {
-    pub student: ResNet18,
-    pub teacher: ResNet18,
-    pub varmap: VarMap,
+    pub config: ModelConfig,
+    pub student: Model,
+    pub teacher: Model,
+    pub vars: candle_nn::VarMap,
     x: Tensor,
     y: Tensor,
     adam: Adam,
@@ -55,18 +95,22 @@ pub struct Workloads {
 }
 
 impl Workloads {
-    pub fn new(width: usize, batch: usize, imp: Impl) -> Result<Self> {
+    pub fn new(arch: &Arch, batch: usize, seed: u64) -> anyhow::Result<Self> {
         let device = Device::Cpu;
-        let (classes, image) = (10, 32);
-        let (student, teacher, varmap) = ResNet18::student_and_teacher(classes, width, image, imp, &device)?;
+        let classes = 10;
+        let config = arch.config(classes)?;
+        let image = config.image_size();
+        let (student, vars) = config.build_trainable(&device)?;
+        params::init_seeded(&vars, seed)?;
+        let teacher = config.build_frozen(&vars, &device)?;
         let x = Tensor::randn(0f32, 1.0, (batch, 3, image, image), &device)?;
         let y = Tensor::rand(0f32, classes as f32, batch, &device)?.floor()?.to_dtype(DType::U32)?;
-        let adam = Adam::new(varmap.all_vars(), AdamConfig::with_lr(1e-3));
+        let adam = Adam::new(params::trainable_vars(&vars), AdamConfig::with_lr(1e-3));
         let sgd = Sgd::new(
-            varmap.all_vars(),
+            params::trainable_vars(&vars),
             SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 5e-4, nesterov: false },
         );
-        Ok(Self { student, teacher, varmap, x, y, adam, sgd })
+        Ok(Self { config, student, teacher, vars, x, y, adam, sgd })
     }
 
     pub fn batch(&self) -> usize {
@@ -113,5 +157,26 @@ impl Workloads {
         }
         times.sort_by(f64::total_cmp);
         Ok(times[times.len() / 2])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arch_flags_map_to_product_configs() {
+        assert_eq!(Arch::resnet18(16).config(10).unwrap().arch_name(), "resnet18");
+        assert_eq!(Arch::wrn(22, 8).config(10).unwrap().arch_name(), "wrn-22-8");
+        assert_eq!(Arch::wrn(16, 4).config(10).unwrap().arch_name(), "wrn-16-4");
+        assert!(Arch { name: "vgg".into(), ..Arch::resnet18(16) }.config(10).is_err());
+    }
+
+    #[test]
+    fn tiny_resnet_runs_every_workload() {
+        let mut w = Workloads::new(&Arch::resnet18(2), 2, 0).unwrap();
+        for workload in Workload::ALL {
+            w.run(workload).unwrap();
+        }
     }
 }

@@ -94,8 +94,9 @@ pub struct ModelArgs {
 pub struct DataArgs {
     /// cifar10, cifar100, tiny-imagenet, folder (with --data-dir: <dir>/{train,test}/<class>/<image>),
     /// or synthetic (a small in-memory 10-class task, for trying things out).
+    /// Required, except with --resume (the run folder names its data).
     #[arg(long)]
-    pub dataset: String,
+    pub dataset: Option<String>,
     /// A local copy (folder or official archive); without it, the Hugging Face Hub cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -150,6 +151,9 @@ pub struct TrainArgs {
     /// Continue a killed run from its folder, at its last finished epoch.
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// For tests: exit with code 3 once N epochs (counted from the run's start) are checkpointed.
+    #[arg(long, hide = true)]
+    pub stop_after_epochs: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -213,6 +217,9 @@ pub struct LinearizeArgs {
     /// Continue a killed run from its folder, at its last finished epoch.
     #[arg(long, conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// For tests: exit with code 3 once N epochs (counted from the run's start) are checkpointed.
+    #[arg(long, hide = true)]
+    pub stop_after_epochs: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -238,8 +245,9 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct CountArgs {
-    /// A model whose masks to count (else --arch describes a fresh network).
-    #[arg(long, conflicts_with = "arch")]
+    /// A model whose masks to count (else --arch describes a fresh network). A checkpoint
+    /// without snl metadata needs --arch and the model options too.
+    #[arg(long)]
     pub model: Option<PathBuf>,
     #[command(flatten)]
     pub model_args: ModelArgs,

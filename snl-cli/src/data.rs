@@ -30,8 +30,13 @@ pub struct DataConfig {
 
 impl DataConfig {
     pub fn from_args(args: &DataArgs, default_batch: usize) -> Result<Self> {
-        if args.dataset != SYNTHETIC {
-            args.dataset.parse::<DatasetName>().map_err(|e| usage(format!("--dataset: {e}")))?;
+        let Some(dataset) = &args.dataset else {
+            return Err(usage(
+                "--dataset is required (cifar10, cifar100, tiny-imagenet, folder or synthetic)",
+            ));
+        };
+        if dataset != SYNTHETIC {
+            dataset.parse::<DatasetName>().map_err(|e| usage(format!("--dataset: {e}")))?;
         }
         let batch_size = args.batch_size.unwrap_or(default_batch);
         if batch_size == 0 {
@@ -39,7 +44,7 @@ impl DataConfig {
         }
         let data_dir = args.data_dir.as_ref().map(|d| std::path::absolute(d)).transpose()?;
         Ok(Self {
-            dataset: args.dataset.clone(),
+            dataset: dataset.clone(),
             data_dir,
             offline: args.offline,
             val_size: args.val_size,
@@ -81,7 +86,8 @@ impl Splits {
         Ok(Self { train: Arc::new(train), val: Arc::new(val), test: Arc::new(test) })
     }
 
-    /// The demo's data: `classes` oriented gratings with a random phase and colour noise.
+    /// The demo's data: `classes` gratings (an orientation and one of two frequencies each)
+    /// with a random phase, contrast, tint and noise.
     /// Telling them apart needs an energy detector, i.e. nonlinearity: a network stripped of
     /// every ReLU falls towards chance, so the demo shows which ReLUs matter.
     pub fn synthetic(classes: usize, side: usize, per_class: [usize; 3], seed: u64) -> Result<Self> {
@@ -92,7 +98,10 @@ impl Splits {
             let mut labels = Vec::with_capacity(count * classes);
             for i in 0..count * classes {
                 let c = i % classes;
-                let angle = std::f32::consts::PI * c as f32 / classes as f32;
+                // Orientations in [0, pi/2] only: a horizontal flip (training augmentation)
+                // maps theta to pi - theta, which must not turn one class into another.
+                let orientations = classes.div_ceil(2).max(2);
+                let angle = std::f32::consts::FRAC_PI_2 * (c / 2) as f32 / (orientations - 1) as f32;
                 let frequency = 2.0 * std::f32::consts::PI * (2.0 + (c % 2) as f32) / side as f32;
                 let (dx, dy) = (angle.cos() * frequency, angle.sin() * frequency);
                 let phase: f32 = rng.random_range(0.0..std::f32::consts::TAU);

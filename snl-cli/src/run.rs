@@ -26,6 +26,26 @@ const STATE_KEY: &str = "snl_state";
 /// Prefix of optimizer tensors inside `checkpoint.safetensors`.
 const OPTIMIZER_PREFIX: &str = "optimizer.";
 
+/// A run stopped on purpose by the hidden `--stop-after-epochs` (exit code 3).
+#[derive(Debug)]
+pub struct Stopped {
+    pub epochs: usize,
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stopped after {} epochs as asked; resume with --resume {}",
+            self.epochs,
+            self.dir.display()
+        )
+    }
+}
+
+impl std::error::Error for Stopped {}
+
 #[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,

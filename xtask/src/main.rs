@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: project chores that drive the `snl` binary as a child process.
 //! xtask links neither candle nor any snl crate.
 
+mod bench;
 mod pareto;
 mod plot;
 
@@ -8,6 +9,8 @@ const TASKS: &str = "tasks:
   pareto   sweep ReLU budgets with `snl linearize` (snl, random, uniform), then write
            pareto.csv, pareto.json and pareto.svg      (cargo xtask pareto --help)
   sites    bar chart of kept ReLUs per site of one run  (cargo xtask sites --help)
+  bench-vs-torch  build snl-bench and run vs_torch: snl vs PyTorch images/s
+           (cargo xtask bench-vs-torch --help)
   help     this list";
 
 fn main() {
@@ -21,6 +24,7 @@ fn main() {
         }
         Some("pareto") => pareto::main(&rest),
         Some("sites") => pareto::sites_main(&rest),
+        Some("bench-vs-torch") => bench::main(&rest),
         Some(other) => {
             eprintln!("xtask: unknown task `{other}`\n\n{TASKS}");
             2

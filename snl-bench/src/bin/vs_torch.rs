@@ -1,8 +1,10 @@
 //! `vs_torch`: runs `throughput` and `torch_snl.py bench` with the same flags and prints
-//! both JSON line sets and the snl / PyTorch ratio per workload. Reports clearly (and still
-//! prints snl's figures) when python3 or torch is missing.
+//! both JSON line sets, then the snl / PyTorch ratio and peak RSS per workload, with the
+//! load average before and after (the figures mean little on a loaded machine). Says so
+//! clearly (and still prints snl's figures) when python3, torch or the script is missing.
 //!
 //! `cargo run --release -p snl-bench --bin vs_torch -- --width 64 --batch 128 --threads 2`
+//! `cargo xtask bench-vs-torch --arch wrn` (builds first)
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,10 +16,18 @@ use serde_json::Value;
 #[derive(Parser, Debug)]
 #[command(about = "snl throughput next to PyTorch's, with ratios")]
 struct Args {
+    /// `resnet18` or `wrn` (WideResNet-depth-k, 22-8 by default).
     #[arg(long, default_value = "resnet18")]
     arch: String,
+    /// ResNet base width (ignored by wrn).
     #[arg(long, default_value_t = 64)]
     width: usize,
+    /// WRN depth.
+    #[arg(long, default_value_t = 22)]
+    depth: usize,
+    /// WRN widen factor.
+    #[arg(long, default_value_t = 8)]
+    k: usize,
     #[arg(long, default_value_t = 128)]
     batch: usize,
     #[arg(long, default_value_t = 2)]
@@ -29,13 +39,37 @@ struct Args {
     torch_script: Option<PathBuf>,
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Extra flags for `throughput` (e.g. `--impl=candle`).
+    /// Extra flags for `throughput` (e.g. `--snl-flag=--no-tune-alloc`).
     #[arg(long, allow_hyphen_values = true)]
     snl_flag: Vec<String>,
+    /// Run snl only.
+    #[arg(long)]
+    no_torch: bool,
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Why the PyTorch side cannot run, if it cannot.
+fn torch_missing(python: &str, script: &std::path::Path) -> Option<String> {
+    match Command::new(python).args(["-c", "import torch"]).output() {
+        Err(e) => return Some(format!("`{python}` could not be started ({e}): python3 is not installed")),
+        Ok(o) if !o.status.success() => {
+            return Some(format!(
+                "`{python} -c 'import torch'` failed: PyTorch is not installed for {python}"
+            ));
+        }
+        Ok(_) => {}
+    }
+    (!script.exists())
+        .then(|| format!("{} not found (set --torch-script or SNL_TORCH_SCRIPT)", script.display()))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,32 +77,30 @@ fn main() -> anyhow::Result<()> {
     let common = [
         format!("--arch={}", a.arch),
         format!("--width={}", a.width),
+        format!("--depth={}", a.depth),
+        format!("--k={}", a.k),
         format!("--batch={}", a.batch),
         format!("--threads={}", a.threads),
         format!("--runs={}", a.runs),
     ];
+    println!("# load average before: {}", loadavg());
 
     let exe = std::env::current_exe()?;
     let throughput = exe.with_file_name(format!("throughput{}", std::env::consts::EXE_SUFFIX));
     let out = Command::new(&throughput).args(&common).args(&a.snl_flag).output().with_context(|| {
-        format!("running {} (build it with `cargo build --release -p snl-bench`)", throughput.display())
+        format!(
+            "running {} (build it with `cargo build --release -p snl-bench --bins`)",
+            throughput.display()
+        )
     })?;
     if !out.status.success() {
         bail!("throughput failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let snl = json_lines(&out.stdout);
     snl.iter().for_each(|v| println!("{v}"));
+    println!("# load average after snl: {}", loadavg());
 
-    let has_torch = Command::new(&a.python)
-        .args(["-c", "import torch"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_torch {
-        println!(
-            "PyTorch comparison skipped: `{} -c 'import torch'` failed (python3 or torch not installed)",
-            a.python
-        );
+    if a.no_torch {
         return Ok(());
     }
     let script = a
@@ -76,11 +108,8 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var_os("SNL_TORCH_SCRIPT").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/work/shared/reference/torch_snl.py"));
-    if !script.exists() {
-        println!(
-            "PyTorch comparison skipped: {} not found (set --torch-script or SNL_TORCH_SCRIPT)",
-            script.display()
-        );
+    if let Some(why) = torch_missing(&a.python, &script) {
+        println!("\nPyTorch comparison SKIPPED: {why}. Only snl's figures above were measured.");
         return Ok(());
     }
     let out = Command::new(&a.python)
@@ -94,16 +123,31 @@ fn main() -> anyhow::Result<()> {
     }
     let torch = json_lines(&out.stdout);
     torch.iter().for_each(|v| println!("{v}"));
+    println!("# load average after torch: {}", loadavg());
 
+    let what = if a.arch == "wrn" {
+        format!("wrn-{}-{}", a.depth, a.k)
+    } else {
+        format!("{} width {}", a.arch, a.width)
+    };
     println!(
-        "\n{:<11} {:>12} {:>12} {:>8}   ({} width {}, batch {}, {} threads)",
-        "workload", "snl img/s", "torch img/s", "ratio", a.arch, a.width, a.batch, a.threads
+        "\n{:<11} {:>10} {:>12} {:>7} {:>9} {:>10}   ({what}, batch {}, {} threads)",
+        "workload", "snl img/s", "torch img/s", "ratio", "snl MiB", "torch MiB", a.batch, a.threads
     );
     for s in &snl {
         let Some(t) = torch.iter().find(|t| t["workload"] == s["workload"]) else { continue };
         let (si, ti) = (s["images_per_s"].as_f64().unwrap_or(0.0), t["images_per_s"].as_f64().unwrap_or(0.0));
         let ratio = if ti > 0.0 { si / ti } else { f64::NAN };
-        println!("{:<11} {:>12.1} {:>12.1} {:>7.2}x", s["workload"].as_str().unwrap_or("?"), si, ti, ratio);
+        println!(
+            "{:<11} {:>10.1} {:>12.1} {:>6.2}x {:>9} {:>10}",
+            s["workload"].as_str().unwrap_or("?"),
+            si,
+            ti,
+            ratio,
+            s["peak_rss_mib"].as_u64().unwrap_or(0),
+            t["peak_rss_mib"].as_u64().unwrap_or(0)
+        );
     }
+    println!("(snl / PyTorch images/s; peak RSS is the process's high-water mark after each workload)");
     Ok(())
 }

@@ -25,7 +25,7 @@ const BATCH: usize = 64;
 pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     let out = args.out.unwrap_or_else(free_demo_folder);
     let started = std::time::Instant::now();
-    let splits = Splits::synthetic(10, SIDE, [200, 40, 40], ctx.seed)?;
+    let splits = Splits::synthetic(10, SIDE, [150, 40, 40], ctx.seed)?;
     let data = DataConfig {
         dataset: SYNTHETIC.into(),
         data_dir: None,
@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     let train_config = TrainConfig {
         model: model.clone(),
         data: data.clone(),
-        epochs: 12,
+        epochs: 6,
         sgd: SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, nesterov: false },
         schedule: ScheduleKind::Cosine,
         seed: ctx.seed,
@@ -54,11 +54,11 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     let snl_dir = RunDir::create(&out.join("linearized"))?;
     // The paper's schedule takes hundreds of epochs; a demo affords a stronger lasso.
     let snl = SnlConfig {
-        lasso: 2e-3,
-        search_lr: 1e-2,
+        lasso: 5e-3,
+        search_lr: 2e-2,
         warmup_epochs: 2,
         max_search_epochs: 100,
-        finetune_epochs: 8,
+        finetune_epochs: 3,
         finetune: SgdConfig { lr: 1e-2, ..SnlConfig::paper(Budget::Fraction(0.1)).finetune },
         ..SnlConfig::paper(Budget::Fraction(0.1))
     };

@@ -58,6 +58,7 @@ struct EpochRecord<'a> {
 }
 
 pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
+    let ctx = &ctx.stopping_after(args.stop_after_epochs);
     let (config, run, splits) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
@@ -233,6 +234,7 @@ pub fn linearize(
                     state.seconds += seconds;
                     state.stage = Stage::Search(search.state().clone());
                     run.save_checkpoint(&vars, &search.optimizer_state()?, &meta(report.relu_count), &state)?;
+                    ctx.check_stop(state.records, run)?;
                 }
                 search.state().epoch
             }
@@ -278,6 +280,9 @@ pub fn linearize(
         state.seconds += seconds;
         state.stage = Stage::Finetune { search_epochs, epoch: finetune.epoch(), best_epoch, best_val_top1 };
         run.save_checkpoint(&vars, &finetune.optimizer_state(), &meta(count), &state)?;
+        if !finetune.finished() {
+            ctx.check_stop(state.records, run)?;
+        }
     }
     run.save_model(run::MODEL, &vars, &meta(count))?;
 
@@ -311,11 +316,14 @@ fn fresh_search_state(plan: &Plan) -> SearchState {
 fn nan_context(err: snl_core::Error, run: &RunDir, records: usize) -> anyhow::Error {
     let hint = match &err {
         snl_core::Error::NonFiniteLoss { .. } if records > 0 => format!(
-            "stopped; the last good state ({records} epochs) is kept in {}",
+            "the loss became non-finite in epoch {} of the run; stopped. The last good state (after epoch {records}) \
+             is kept in {}",
+            records + 1,
             run.path(run::CHECKPOINT).display()
         ),
         snl_core::Error::NonFiniteLoss { .. } => {
-            "stopped before the first epoch finished; nothing was saved".into()
+            "the loss became non-finite in epoch 1 of the run; stopped before it finished, nothing was saved"
+                .into()
         }
         _ => return err.into(),
     };

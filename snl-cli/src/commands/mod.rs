@@ -22,6 +22,25 @@ pub struct Context {
     pub device: candle::Device,
     pub seed: u64,
     pub ui: Ui,
+    /// The hidden `--stop-after-epochs` of train and linearize (tests of `--resume`).
+    pub stop_after_epochs: Option<usize>,
+}
+
+impl Context {
+    /// This context, stopping after `epochs` checkpointed epochs when given.
+    pub fn stopping_after(&self, epochs: Option<usize>) -> Self {
+        Self { device: self.device.clone(), seed: self.seed, ui: self.ui, stop_after_epochs: epochs }
+    }
+
+    /// `Err(Stopped)` when `--stop-after-epochs` asks to stop once `done` epochs are checkpointed.
+    pub fn check_stop(&self, done: usize, run: &crate::run::RunDir) -> Result<()> {
+        match self.stop_after_epochs {
+            Some(n) if done >= n => {
+                Err(crate::run::Stopped { epochs: done, dir: run.root().to_path_buf() }.into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -30,6 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
         device: setup::device(&cli.global.device)?,
         seed: cli.global.seed,
         ui: Ui::new(cli.global.quiet, cli.global.verbose),
+        stop_after_epochs: None,
     };
     match cli.command {
         Command::Demo(args) => demo::run(&ctx, args),

@@ -61,6 +61,7 @@ struct EpochRecord {
 }
 
 pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
+    let ctx = &ctx.stopping_after(args.stop_after_epochs);
     let (config, run, splits) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
@@ -153,12 +154,20 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
             let loss = snl_core::loss::cross_entropy(&logits, &y)?;
             let value = loss.to_scalar::<f32>()?;
             if !value.is_finite() {
+                if state.epoch == 0 {
+                    bail!(
+                        "the loss became {value} at epoch 1, batch {}; stopped before the first epoch finished, \
+                         nothing was saved: lower --lr and start again with another --out",
+                        i + 1
+                    );
+                }
                 bail!(
-                    "the loss became {value} at epoch {epoch}, batch {i}; stopped. The last good state (epoch {}) is in {}: \
-                     lower --lr and start again, or resume with --resume {}",
+                    "the loss became {value} at epoch {}, batch {}; stopped. The last good state (after epoch {}) \
+                     is kept in {}: lower --lr and start again with another --out",
+                    epoch + 1,
+                    i + 1,
                     state.epoch,
-                    run.path(run::CHECKPOINT).display(),
-                    run.root().display()
+                    run.path(run::CHECKPOINT).display()
                 );
             }
             sgd.step(&loss.backward()?)?;
@@ -197,6 +206,9 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
             lr,
             record.seconds
         ));
+        if state.epoch < config.epochs {
+            ctx.check_stop(state.epoch, run)?;
+        }
     }
     run.save_model(run::MODEL, &vars, &meta)?;
     let best =

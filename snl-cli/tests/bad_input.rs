@@ -1,0 +1,418 @@
+//! Bad input: one clear `error:` line (then `  caused by:` lines), exit 2 for usage and 1
+//! for failures, and never a new or overwritten result.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Runs `snl -q args`, checks the exit code and that stderr is one `error:` line (clap's usage
+/// errors add their usage hint; ours add only `  caused by:` lines) holding every `needle`.
+fn fails(args: &[&str], code: i32, needles: &[&str]) -> String {
+    let output = snl().arg("-q").args(args).output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(code), "snl {args:?}: {err}");
+    assert!(
+        output.stdout.is_empty(),
+        "snl {args:?} printed a result: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("error: "), "snl {args:?}: {err}");
+    assert_eq!(err.matches("error:").count(), 1, "snl {args:?}: more than one error line: {err}");
+    if code == 1 {
+        assert!(lines[1..].iter().all(|l| l.starts_with("  caused by: ")), "snl {args:?}: {err}");
+    }
+    for needle in needles {
+        assert!(err.contains(needle), "snl {args:?}: no `{needle}` in: {err}");
+    }
+    err
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Every file of a folder and its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+fn train_to(out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = train_args(2);
+    args.extend(["--out".to_string(), s(out).to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn refs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn unknown_flags_and_values_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let model = baseline_model();
+    fails(&["count", "--arch", "resnet18", "--bogus"], 2, &["unexpected argument '--bogus'"]);
+    fails(&["frobnicate"], 2, &["unrecognized subcommand 'frobnicate'"]);
+    fails(&["count", "--arch", "resnet99"], 2, &["--arch resnet99", "resnet18"]);
+    fails(&["count", "--arch", "resnet18", "--granularity", "voxel"], 2, &["voxel"]);
+    fails(&["count", "--arch", "resnet18", "--width", "four"], 2, &["four"]);
+    fails(&["count", "--arch", "wrn-16-8", "--stem-relu"], 2, &["--stem-relu"]);
+    fails(&["count"], 2, &["--model", "--arch"]);
+    fails(&["--threads", "0", "count", "--arch", "resnet18"], 2, &["--threads"]);
+    fails(&refs(&train_to(&out, &["--schedule", "bogus"])), 2, &["bogus"]);
+    fails(&refs(&train_to(&out, &["--lr", "0"])), 2, &["--lr"]);
+    fails(&refs(&train_to(&out, &["--epochs", "0"])), 2, &["--epochs"]);
+    fails(&refs(&train_to(&out, &["--batch-size", "0"])), 2, &["--batch-size"]);
+    fails(&["train", "--arch", "resnet18", "--dataset", "imagenet22k", "--out", s(&out)], 2, &["--dataset"]);
+    fails(&["train", "--arch", "resnet18", "--out", s(&out)], 2, &["--dataset"]);
+    fails(&["train", "--dataset", "synthetic", "--out", s(&out)], 2, &["--arch"]);
+    fails(&["eval", "--model", s(&model)], 2, &["--dataset"]);
+    let lin = |budget: &str| {
+        let mut args = linearize_args(&model, budget, 1);
+        args.extend(["--out".to_string(), s(&out).to_string()]);
+        args
+    };
+    fails(&refs(&lin("ten")), 2, &["--budget ten"]);
+    fails(&refs(&lin("1.5")), 2, &["--budget 1.5"]);
+    let mut with_flags = lin("10%");
+    with_flags.extend(["--width".to_string(), "4".to_string()]);
+    fails(&refs(&with_flags), 2, &["describes its own model", "drop the model flags"]);
+    assert!(!out.exists(), "a refused command created its run folder");
+}
+
+#[test]
+fn a_budget_at_or_above_the_relus_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let total = W4_TOTAL.to_string();
+    for budget in [total.as_str(), "100k", "100%", "7681"] {
+        let mut args = linearize_args(&baseline_model(), budget, 1);
+        args.extend(["--out".to_string(), s(&out).to_string()]);
+        fails(&refs(&args), 2, &[&format!("network's {total} ReLUs")]);
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn cuda_on_a_cpu_build_says_how_to_rebuild() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    fails(&["--device", "cuda", "count", "--arch", "resnet18"], 2, &["--device cuda", "--features cuda"]);
+    fails(&["--device", "cuda:x", "count", "--arch", "resnet18"], 2, &["cuda:x"]);
+    fails(&["--device", "tpu", "count", "--arch", "resnet18"], 2, &["--device tpu"]);
+}
+
+#[test]
+fn a_missing_checkpoint_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope.safetensors");
+    let out = tmp.path().join("out");
+    let input = tmp.path().join("x.safetensors");
+    write_input(&input, 1, 16);
+    let needle = format!("{}: no such file", missing.display());
+    fails(&["eval", "--model", s(&missing), "--dataset", "synthetic"], 1, &[&needle]);
+    fails(&["count", "--model", s(&missing)], 1, &[&needle]);
+    fails(&["export", "--model", s(&missing), "--out", s(&out)], 1, &[&needle]);
+    fails(&["predict", "--model", s(&missing), "--input", s(&input), "--output", s(&out)], 1, &[&needle]);
+    fails(&["import", "--pth", s(&missing), "--arch", "resnet18", "--out", s(&out)], 1, &[&needle]);
+    let mut args = linearize_args(&missing, "10%", 1);
+    args.extend(["--out".to_string(), s(&out).to_string()]);
+    fails(&refs(&args), 1, &[&needle]);
+    assert!(!out.exists());
+    // --resume of a folder that holds no run.
+    fails(&["train", "--resume", s(tmp.path())], 1, &["not a run folder"]);
+    fails(&["linearize", "--resume", s(&out)], 1, &["not a run folder"]);
+}
+
+#[test]
+fn corrupt_checkpoints_fail_with_the_file_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(baseline_model()).unwrap();
+    let truncated = tmp.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let header_cut = tmp.path().join("header_cut.safetensors");
+    std::fs::write(&header_cut, &bytes[..100]).unwrap();
+    let text = tmp.path().join("notes.safetensors");
+    std::fs::write(&text, "these are not the weights you are looking for\n").unwrap();
+    let empty = tmp.path().join("empty.safetensors");
+    std::fs::write(&empty, "").unwrap();
+    let zip_junk = tmp.path().join("junk.pth");
+    std::fs::write(&zip_junk, b"PK\x03\x04 not really a zip").unwrap();
+    for bad in [&truncated, &header_cut, &text, &empty] {
+        let needle = format!("cannot read the model {}", bad.display());
+        fails(&["eval", "--model", s(bad), "--dataset", "synthetic"], 1, &[&needle, "safetensors"]);
+        fails(&["count", "--model", s(bad)], 1, &[&needle]);
+    }
+    let out = tmp.path().join("imported.safetensors");
+    fails(&["import", "--pth", s(&zip_junk), "--arch", "resnet18", "--out", s(&out)], 1, &[s(&zip_junk)]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_checkpoint_of_another_architecture_lists_what_differs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors = read_tensors(&baseline_model());
+    let mut meta = read_metadata(&baseline_model());
+
+    // PyTorch-named weights without snl metadata, described with the wrong width.
+    let bare = tmp.path().join("bare.safetensors");
+    write_tensors(&bare, &tensors, None);
+    let err = fails(
+        &[
+            "eval",
+            "--model",
+            s(&bare),
+            "--arch",
+            "resnet18",
+            "--width",
+            "2",
+            "--image-size",
+            "16",
+            "--dataset",
+            "synthetic",
+        ],
+        1,
+        &[
+            &format!("{} does not fit resnet18", bare.display()),
+            "conv1.weight (model [2, 3, 3, 3], checkpoint [4, 3, 3, 3])",
+            "linear.weight (model [10, 16], checkpoint [10, 32])",
+        ],
+    );
+    assert!(err.contains("with a different shape"), "{err}");
+    // Described right, it counts.
+    snl()
+        .args([
+            "count",
+            "--model",
+            s(&bare),
+            "--arch",
+            "resnet18",
+            "--width",
+            "4",
+            "--image-size",
+            "16",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!("\"total\": {W4_TOTAL}")));
+    // Without the model flags it cannot be described at all.
+    fails(&["count", "--model", s(&bare)], 2, &["no snl metadata", "--arch"]);
+    // A stem ReLU the checkpoint does not have: a missing name.
+    fails(
+        &[
+            "count",
+            "--model",
+            s(&bare),
+            "--arch",
+            "resnet18",
+            "--width",
+            "4",
+            "--image-size",
+            "16",
+            "--stem-relu",
+        ],
+        1,
+        &["1 missing: alpha0.alphas"],
+    );
+
+    // snl metadata that lies about the width.
+    meta.insert("width".into(), "2".into());
+    let lying = tmp.path().join("lying.safetensors");
+    write_tensors(&lying, &tensors, Some(meta));
+    fails(
+        &["count", "--model", s(&lying)],
+        1,
+        &["does not fit resnet18", "bn1.weight (model [2], checkpoint [4])"],
+    );
+
+    // A tensor missing and one too many.
+    let mut renamed = tensors.clone();
+    let fc = renamed.remove("linear.weight").unwrap();
+    renamed.insert("fc.weight".into(), fc);
+    let odd = tmp.path().join("renamed.safetensors");
+    write_tensors(&odd, &renamed, Some(read_metadata(&baseline_model())));
+    fails(&["count", "--model", s(&odd)], 1, &["1 missing: linear.weight", "1 unexpected: fc.weight"]);
+
+    // The committed PyTorch fixture (channel masks, stem ReLU) imported as a pixel model.
+    let pth = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snl-models/tests/data/resnet18_w4.pth.tar");
+    let out = tmp.path().join("imported.safetensors");
+    fails(
+        &["import", "--pth", s(&pth), "--arch", "resnet18", "--width", "4", "--out", s(&out)],
+        1,
+        &[
+            "1 unexpected: alpha0.alphas",
+            "layer1.0.alpha1.alphas (model [1, 4, 32, 32], checkpoint [1, 4, 1, 1])",
+        ],
+    );
+    assert!(!out.exists());
+
+    // A model for other images than the data's.
+    let count_32 = tmp.path().join("w4_32.safetensors");
+    snl()
+        .args(["import", "--pth", s(&pth), "--arch", "resnet18", "--width", "4", "--granularity", "channel"])
+        .args(["--stem-relu", "--out", s(&count_32)])
+        .assert()
+        .success();
+    fails(&["eval", "--model", s(&count_32), "--dataset", "synthetic"], 2, &["for 32x32 images", "16x16"]);
+}
+
+#[test]
+fn a_dataset_that_cannot_be_found_says_where_it_looked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("no-data-here");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let hf_home = tmp.path().join("hf");
+    let out = tmp.path().join("run");
+    let run = |args: &[&str]| {
+        let output = snl().env("HF_HOME", &hf_home).arg("-q").args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let err = run(&[
+        "train",
+        "--arch",
+        "resnet18",
+        "--width",
+        "4",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        s(&data_dir),
+        "--offline",
+        "--epochs",
+        "1",
+        "--out",
+        s(&out),
+    ]);
+    assert!(err.starts_with("error: cannot load cifar10"), "{err}");
+    for needle in [
+        data_dir.to_str().unwrap(),                                // where it looked
+        "cifar-10-binary.tar.gz",                                  // what to get
+        "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", // and from where
+        hf_home.to_str().unwrap(),                                 // the Hub cache it tried
+        "offline",
+    ] {
+        assert!(err.contains(needle), "no `{needle}` in: {err}");
+    }
+    assert!(!out.exists(), "a run folder was made for data that is not there");
+    let err = run(&["eval", "--model", s(&baseline_model()), "--dataset", "cifar100", "--offline"]);
+    assert!(err.contains("cifar100") || err.contains("CIFAR-100"), "{err}");
+    assert!(err.contains(hf_home.to_str().unwrap()) && err.contains("HF_HOME"), "{err}");
+    let err =
+        run(&["eval", "--model", s(&baseline_model()), "--dataset", "folder", "--data-dir", s(&data_dir)]);
+    assert!(err.contains(data_dir.to_str().unwrap()), "{err}");
+    assert!(
+        !hf_home.join("hub").read_dir().is_ok_and(|mut d| d.next().is_some()),
+        "the Hub cache was written"
+    );
+}
+
+#[test]
+fn a_finished_run_is_never_overwritten() {
+    let run = baseline();
+    let before = snapshot(run);
+    let needle = format!("{} holds a finished run", run.display());
+    fails(&refs(&train_to(run, &[])), 1, &[&needle, "nothing was overwritten"]);
+    let mut args = linearize_args(&baseline_model(), "10%", 1);
+    args.extend(["--out".to_string(), s(run).to_string()]);
+    fails(&refs(&args), 1, &[&needle]);
+    fails(&["train", "--resume", s(run)], 1, &["finished already"]);
+    assert_eq!(snapshot(run), before, "a refused command changed the finished run");
+
+    // import never replaces a file.
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("model.safetensors");
+    std::fs::write(&target, "precious").unwrap();
+    let pth = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snl-models/tests/data/resnet18_w4.pth.tar");
+    fails(
+        &["import", "--pth", s(&pth), "--arch", "resnet18", "--width", "4", "--out", s(&target)],
+        1,
+        &["exists"],
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+}
+
+/// Sets `key` (a dotted path) of a run's config.json to `value`.
+fn edit_config(run: &Path, key: &str, value: serde_json::Value) {
+    let path = run.join("config.json");
+    let mut config = read_json(&path);
+    let mut slot = &mut config;
+    for part in key.split('.') {
+        slot = slot.get_mut(part).unwrap_or_else(|| panic!("no {key} in config.json"));
+    }
+    *slot = value;
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+#[test]
+fn a_nan_loss_in_the_first_epoch_stops_with_nothing_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    fails(
+        &refs(&train_to(&out, &["--lr", "1e10"])),
+        1,
+        &["the loss became NaN at epoch 1", "nothing was saved"],
+    );
+    assert!(!out.join("checkpoint.safetensors").exists() && !out.join("result.json").exists());
+}
+
+#[test]
+fn a_nan_loss_keeps_the_last_good_checkpoint_and_names_the_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut args = train_to(&out, &["--stop-after-epochs", "1"]);
+    let epochs = args.iter().position(|a| a == "--epochs").unwrap() + 1;
+    args[epochs] = "3".into();
+    snl().args(&args).assert().code(3);
+    let checkpoint = out.join("checkpoint.safetensors");
+    let good = std::fs::read(&checkpoint).unwrap();
+    let best = std::fs::read(out.join("best.safetensors")).unwrap();
+    // The run diverges in its second epoch: the learning rate of config.json, made huge.
+    edit_config(&out, "sgd.lr", 1e10.into());
+    fails(
+        &["train", "--resume", s(&out)],
+        1,
+        &["the loss became NaN at epoch 2", "after epoch 1", &format!("kept in {}", checkpoint.display())],
+    );
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), good, "the last good checkpoint changed");
+    assert_eq!(std::fs::read(out.join("best.safetensors")).unwrap(), best);
+    assert!(!out.join("result.json").exists() && !out.join("model.safetensors").exists());
+    // The kept state still loads: the best model counts, and the run resumes once fixed.
+    snl().args(["count", "--model", s(&out.join("best.safetensors")), "--json"]).assert().success();
+    edit_config(&out, "sgd.lr", 0.1.into());
+    snl().args(["train", "--resume", s(&out), "-q"]).assert().success();
+    assert_eq!(metrics_without_time(&out).len(), 3);
+}
+
+#[test]
+fn a_nan_loss_during_linearize_keeps_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut args = linearize_args(&baseline_model(), "10%", 1);
+    args.extend(["--out".to_string(), s(&out).to_string(), "--stop-after-epochs".into(), "1".into()]);
+    snl().args(&args).assert().code(3);
+    let checkpoint = out.join("checkpoint.safetensors");
+    let good = std::fs::read(&checkpoint).unwrap();
+    edit_config(&out, "snl.search_lr", 1e10.into());
+    fails(
+        &["linearize", "--resume", s(&out)],
+        1,
+        &["non-finite in epoch 2", "after epoch 1", &format!("kept in {}", checkpoint.display()), "NaN"],
+    );
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), good);
+    assert!(!out.join("result.json").exists());
+    edit_config(&out, "snl.search_lr", 0.05.into());
+    snl().args(["linearize", "--resume", s(&out), "-q"]).assert().success();
+}

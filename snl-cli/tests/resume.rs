@@ -1,0 +1,130 @@
+//! `--resume`: a run stopped after an epoch (the hidden `--stop-after-epochs`, exit code 3)
+//! and resumed ends exactly where the uninterrupted run ends: same tensors, same metrics.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use predicates::prelude::*;
+
+/// The same names, dtypes and shapes, and values bitwise equal (else within 1e-6).
+fn assert_same_model(a: &Path, b: &Path) {
+    let (ta, tb) = (read_tensors(a), read_tensors(b));
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
+    let mut inexact = vec![];
+    for (name, x) in &ta {
+        let y = &tb[name];
+        assert_eq!((x.dtype, &x.shape), (y.dtype, &y.shape), "{name}");
+        if x.data != y.data {
+            let diff = x.f32s().iter().zip(y.f32s()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(diff <= 1e-6, "{name}: resumed and uninterrupted differ by {diff}");
+            inexact.push(name.clone());
+        }
+    }
+    if !inexact.is_empty() {
+        println!("{}: {} tensors equal within 1e-6 but not bitwise", b.display(), inexact.len());
+    }
+    assert_eq!(read_metadata(a), read_metadata(b));
+}
+
+/// Runs `args --out <dir>/stopped-N --stop-after-epochs N` (exit 3, checkpoint left), then
+/// `--resume`: the run must end as the uninterrupted run `full` (same `args`) ended.
+fn check_resume(command: &str, args: &[String], stop: usize, full: &Path, dir: &Path) {
+    assert!(!full.join("checkpoint.safetensors").exists());
+    let resumed = dir.join(format!("stopped-{stop}"));
+    snl()
+        .args(args)
+        .arg("--out")
+        .arg(&resumed)
+        .args(["--stop-after-epochs", &stop.to_string()])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(format!(
+            "stopped after {stop} epochs as asked; resume with --resume"
+        )));
+    assert!(resumed.join("checkpoint.safetensors").is_file(), "the stopped run keeps its checkpoint");
+    assert!(!resumed.join("result.json").exists() && !resumed.join("model.safetensors").exists());
+    assert_eq!(metrics_without_time(&resumed).len(), stop);
+    // An unfinished run folder is not reused as a new run's --out.
+    snl()
+        .args(args)
+        .arg("--out")
+        .arg(&resumed)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unfinished run").and(predicate::str::contains("--resume")));
+
+    // The run folder names its data and settings: --resume needs nothing else.
+    snl()
+        .args([command, "--resume", resumed.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!("resuming {}", resumed.display())));
+    assert!(!resumed.join("checkpoint.safetensors").exists());
+    assert_same_model(&full.join("model.safetensors"), &resumed.join("model.safetensors"));
+    assert_same_model(&full.join("best.safetensors"), &resumed.join("best.safetensors"));
+    assert_eq!(result_without_time(full), result_without_time(&resumed));
+    assert_eq!(metrics_without_time(full), metrics_without_time(&resumed));
+
+    // A finished run is not resumed again.
+    snl()
+        .args([command, "--resume", resumed.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("finished already"));
+}
+
+/// `-q` off: the resume line goes to stderr.
+fn loud(args: Vec<String>) -> Vec<String> {
+    args.into_iter().filter(|a| a != "-q").collect()
+}
+
+#[test]
+fn train_resumed_after_an_epoch_matches_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = loud(train_args(3));
+    let full = tmp.path().join("uninterrupted");
+    snl().args(&args).arg("--out").arg(&full).assert().success();
+    check_resume("train", &args, 1, &full, tmp.path());
+}
+
+/// The flags of the linearizations below: 2 finetuning epochs.
+fn linearize_flags() -> Vec<String> {
+    loud(linearize_args(&baseline_model(), "10%", 2))
+}
+
+/// The uninterrupted linearization, shared by the tests below (they run in parallel).
+fn uninterrupted_linearization() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let full = scratch_root().join("linearize-uninterrupted");
+        snl().args(linearize_flags()).arg("--out").arg(&full).assert().success();
+        full
+    })
+}
+
+fn search_epochs(run: &Path) -> usize {
+    read_json(&run.join("result.json"))["search_epochs"].as_u64().unwrap() as usize
+}
+
+#[test]
+fn linearize_resumed_during_the_search_matches_an_uninterrupted_run() {
+    let full = uninterrupted_linearization();
+    assert!(search_epochs(full) >= 2, "the search takes 2 epochs or more, so 1 stops inside it");
+    let tmp = tempfile::tempdir().unwrap();
+    check_resume("linearize", &linearize_flags(), 1, full, tmp.path());
+}
+
+#[test]
+fn linearize_resumed_during_finetuning_matches_an_uninterrupted_run() {
+    let full = uninterrupted_linearization();
+    let search = search_epochs(full);
+    let metrics = metrics_without_time(full);
+    assert_eq!(metrics.len(), search + 2);
+    assert_eq!(metrics[search]["phase"], "finetune");
+    let tmp = tempfile::tempdir().unwrap();
+    // Stopped after the first finetuning epoch, whatever the search took.
+    check_resume("linearize", &linearize_flags(), search + 1, full, tmp.path());
+}
