@@ -148,8 +148,9 @@ pub struct TrainArgs {
     /// Run folder (created; must not hold a finished run).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue a killed run from its folder, at its last finished epoch.
-    #[arg(long, conflicts_with = "out")]
+    /// Continue a killed run from its folder, at its last finished epoch, with the run's own
+    /// configuration (other settings are refused).
+    #[arg(long, conflicts_with_all = ["out", "epochs", "lr", "momentum", "weight_decay", "schedule", "arch", "width", "classes", "image_size", "stem_stride", "granularity", "stem_relu", "final_relu", "dataset", "data_dir", "offline", "val_size", "batch_size"])]
     pub resume: Option<PathBuf>,
     /// For tests: exit with code 3 once N epochs (counted from the run's start) are checkpointed.
     #[arg(long, hide = true)]
@@ -214,8 +215,9 @@ pub struct LinearizeArgs {
     /// Run folder (created; must not hold a finished run).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
-    /// Continue a killed run from its folder, at its last finished epoch.
-    #[arg(long, conflicts_with = "out")]
+    /// Continue a killed run from its folder, at its last finished epoch, with the run's own
+    /// configuration (other settings are refused).
+    #[arg(long, conflicts_with_all = ["out", "model", "budget", "selection", "lasso", "kappa", "warmup_epochs", "threshold", "search_lr", "max_search_epochs", "temperature", "finetune_epochs", "finetune_lr", "finetune_momentum", "finetune_weight_decay", "arch", "width", "classes", "image_size", "stem_stride", "granularity", "stem_relu", "final_relu", "dataset", "data_dir", "offline", "val_size", "batch_size"])]
     pub resume: Option<PathBuf>,
     /// For tests: exit with code 3 once N epochs (counted from the run's start) are checkpointed.
     #[arg(long, hide = true)]

@@ -42,7 +42,7 @@ impl DataConfig {
         if batch_size == 0 {
             return Err(usage("--batch-size must be at least 1"));
         }
-        let data_dir = args.data_dir.as_ref().map(|d| std::path::absolute(d)).transpose()?;
+        let data_dir = args.data_dir.as_ref().map(std::path::absolute).transpose()?;
         Ok(Self {
             dataset: dataset.clone(),
             data_dir,

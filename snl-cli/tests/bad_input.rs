@@ -87,6 +87,9 @@ fn unknown_flags_and_values_are_usage_errors() {
     let mut with_flags = lin("10%");
     with_flags.extend(["--width".to_string(), "4".to_string()]);
     fails(&refs(&with_flags), 2, &["describes its own model", "drop the model flags"]);
+    // A resumed run keeps its own configuration: other settings are refused, not ignored.
+    fails(&["train", "--resume", s(&out), "--epochs", "5"], 2, &["--resume", "--epochs"]);
+    fails(&["linearize", "--resume", s(&out), "--budget", "5k"], 2, &["--resume", "--budget"]);
     assert!(!out.exists(), "a refused command created its run folder");
 }
 

@@ -83,7 +83,11 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
                 weight_decay: args.weight_decay,
                 nesterov: false,
             };
-            if !(sgd.lr > 0.0) || !(0.0..1.0).contains(&sgd.momentum) || !(sgd.weight_decay >= 0.0) {
+            let valid = sgd.lr > 0.0
+                && sgd.lr.is_finite()
+                && (0.0..1.0).contains(&sgd.momentum)
+                && sgd.weight_decay >= 0.0;
+            if !valid {
                 return Err(usage(
                     "--lr must be positive, --momentum in [0, 1), --weight-decay non-negative",
                 ));
