@@ -34,6 +34,32 @@ impl Workload {
     }
 }
 
+/// The flags `throughput`, `vs_torch` and `torch_snl.py bench` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchFlags {
+    /// `resnet18` or `wrn` (WideResNet-depth-k, 22-8 by default), as torch_snl.py; any other
+    /// snl-models arch name (resnet34, wrn-16-8, ...) for snl alone.
+    #[arg(long, default_value = "resnet18")]
+    pub arch: String,
+    /// ResNet base width (ignored by wrn).
+    #[arg(long, default_value_t = 64)]
+    pub width: usize,
+    /// WRN depth.
+    #[arg(long, default_value_t = 22)]
+    pub depth: usize,
+    /// WRN widen factor.
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Rayon (and so candle and gemm) threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Timed runs per workload, after one warm-up run; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
 /// The architecture flags of `torch_snl.py bench`: `--arch resnet18 --width W` or
 /// `--arch wrn --depth D --k K` (WRN-22-8 by default). Any other name snl-models knows
 /// (`resnet34`, `wrn-16-8`, ...) is accepted too, for snl alone.

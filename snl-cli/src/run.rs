@@ -12,7 +12,7 @@ use candle_nn::VarMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use snl_core::optim::OptimizerState;
-use snl_models::checkpoint::{self, StateDict};
+use snl_models::checkpoint::{self, StateDict, write_atomic};
 
 pub const CONFIG: &str = "config.json";
 pub const METRICS: &str = "metrics.jsonl";
@@ -91,7 +91,7 @@ impl RunDir {
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
         let mut text = serde_json::to_string_pretty(value)?;
         text.push('\n');
-        write_atomic(&self.path(name), text.as_bytes())
+        Ok(write_atomic(&self.path(name), text.as_bytes())?)
     }
 
     pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
@@ -119,7 +119,7 @@ impl RunDir {
         let path = self.path(METRICS);
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let kept: String = text.lines().take(lines).map(|l| format!("{l}\n")).collect();
-        write_atomic(&path, kept.as_bytes())
+        Ok(write_atomic(&path, kept.as_bytes())?)
     }
 
     /// Saves the resume state: model tensors, optimizer tensors and `state` (JSON).
@@ -170,22 +170,4 @@ impl RunDir {
         checkpoint::save_varmap(vars, metadata, self.path(name))?;
         Ok(())
     }
-}
-
-/// Writes `bytes` to `<path>.tmp`, syncs, then renames over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -142,10 +142,22 @@ pub fn detached_copy(vars: &VarMap) -> Result<StateDict> {
     data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?.detach()))).collect()
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
+/// Writes `bytes` to `<path>.tmp`, syncs, then renames it over `path`: a crash never leaves
+/// half a file. The one way snl writes files (checkpoints here, run files in snl-cli).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error(path, e)
+    })
 }
 
 /// Writes `tensors` as safetensors with `metadata` as `__metadata__`, atomically (to
@@ -162,17 +174,7 @@ pub fn save(tensors: &StateDict, metadata: &HashMap<String, String>, path: impl 
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let bytes = safetensors::serialize(entries, Some(metadata.clone()))
         .map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
-    let tmp = tmp_path(path);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_error(path, e)
-    })
+    write_atomic(path, &bytes)
 }
 
 /// [`save`] of every tensor in `vars` (weights, masks, BN statistics).

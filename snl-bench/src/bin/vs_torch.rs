@@ -16,24 +16,8 @@ use serde_json::Value;
 #[derive(Parser, Debug)]
 #[command(about = "snl throughput next to PyTorch's, with ratios")]
 struct Args {
-    /// `resnet18` or `wrn` (WideResNet-depth-k, 22-8 by default).
-    #[arg(long, default_value = "resnet18")]
-    arch: String,
-    /// ResNet base width (ignored by wrn).
-    #[arg(long, default_value_t = 64)]
-    width: usize,
-    /// WRN depth.
-    #[arg(long, default_value_t = 22)]
-    depth: usize,
-    /// WRN widen factor.
-    #[arg(long, default_value_t = 8)]
-    k: usize,
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
-    #[arg(long, default_value_t = 2)]
-    threads: usize,
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    #[command(flatten)]
+    flags: snl_bench::BenchFlags,
     /// The PyTorch reference script (default: $SNL_TORCH_SCRIPT, else the shared reference).
     #[arg(long)]
     torch_script: Option<PathBuf>,
@@ -75,13 +59,13 @@ fn torch_missing(python: &str, script: &std::path::Path) -> Option<String> {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let common = [
-        format!("--arch={}", a.arch),
-        format!("--width={}", a.width),
-        format!("--depth={}", a.depth),
-        format!("--k={}", a.k),
-        format!("--batch={}", a.batch),
-        format!("--threads={}", a.threads),
-        format!("--runs={}", a.runs),
+        format!("--arch={}", a.flags.arch),
+        format!("--width={}", a.flags.width),
+        format!("--depth={}", a.flags.depth),
+        format!("--k={}", a.flags.k),
+        format!("--batch={}", a.flags.batch),
+        format!("--threads={}", a.flags.threads),
+        format!("--runs={}", a.flags.runs),
     ];
     println!("# load average before: {}", loadavg());
 
@@ -125,14 +109,14 @@ fn main() -> anyhow::Result<()> {
     torch.iter().for_each(|v| println!("{v}"));
     println!("# load average after torch: {}", loadavg());
 
-    let what = if a.arch == "wrn" {
-        format!("wrn-{}-{}", a.depth, a.k)
+    let what = if a.flags.arch == "wrn" {
+        format!("wrn-{}-{}", a.flags.depth, a.flags.k)
     } else {
-        format!("{} width {}", a.arch, a.width)
+        format!("{} width {}", a.flags.arch, a.flags.width)
     };
     println!(
         "\n{:<11} {:>10} {:>12} {:>7} {:>9} {:>10}   ({what}, batch {}, {} threads)",
-        "workload", "snl img/s", "torch img/s", "ratio", "snl MiB", "torch MiB", a.batch, a.threads
+        "workload", "snl img/s", "torch img/s", "ratio", "snl MiB", "torch MiB", a.flags.batch, a.flags.threads
     );
     for s in &snl {
         let Some(t) = torch.iter().find(|t| t["workload"] == s["workload"]) else { continue };

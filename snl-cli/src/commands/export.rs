@@ -16,7 +16,7 @@ use snl_core::Masked;
 use super::Context;
 use crate::cli::ExportArgs;
 use crate::model;
-use crate::run::write_atomic;
+use snl_models::checkpoint::write_atomic;
 
 #[derive(Serialize)]
 struct Manifest {
