@@ -116,7 +116,14 @@ fn main() -> anyhow::Result<()> {
     };
     println!(
         "\n{:<11} {:>10} {:>12} {:>7} {:>9} {:>10}   ({what}, batch {}, {} threads)",
-        "workload", "snl img/s", "torch img/s", "ratio", "snl MiB", "torch MiB", a.flags.batch, a.flags.threads
+        "workload",
+        "snl img/s",
+        "torch img/s",
+        "ratio",
+        "snl MiB",
+        "torch MiB",
+        a.flags.batch,
+        a.flags.threads
     );
     for s in &snl {
         let Some(t) = torch.iter().find(|t| t["workload"] == s["workload"]) else { continue };
