@@ -70,7 +70,6 @@ pub struct BatchNorm2d {
     running_mean: Var,
     running_var: Var,
     num_batches_tracked: Var,
-    channels: usize,
     eps: f64,
     momentum: f64,
 }
@@ -93,7 +92,6 @@ impl BatchNorm2d {
             running_mean: Var::from_tensor(&running_mean)?,
             running_var: Var::from_tensor(&running_var)?,
             num_batches_tracked: Var::from_tensor(&tracked)?,
-            channels,
             eps: Self::EPS,
             momentum: Self::MOMENTUM,
         })
@@ -111,29 +109,13 @@ impl BatchNorm2d {
         self.num_batches_tracked.as_tensor().to_dtype(DType::I64)?.to_scalar::<i64>()
     }
 
-    fn per_channel(&self, t: &Tensor) -> Result<Tensor> {
-        t.reshape((1, self.channels, 1, 1))
-    }
-
     fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
         let (n, _, h, w) = x.dims4()?;
         let count = n * h * w;
-        if count < 2 {
-            candle::bail!(
-                "BatchNorm2d in train mode needs more than one value per channel, got input {:?}",
-                x.dims()
-            )
-        }
-        let mean = x.mean_keepdim((0, 2, 3))?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
-        let scale = self.per_channel(&self.weight)?.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
-        let out = centered.broadcast_mul(&scale)?.broadcast_add(&self.per_channel(&self.bias)?)?;
+        let (out, mean, var) = snl_core::fast::batch_norm_train(x, &self.weight, &self.bias, self.eps)?;
 
         let m = self.momentum;
         let unbias = count as f64 / (count - 1) as f64;
-        let mean = mean.detach().flatten_all()?;
-        let var = var.detach().flatten_all()?;
         let new_mean =
             (self.running_mean.as_tensor().detach().affine(1.0 - m, 0.0)? + mean.affine(m, 0.0)?)?;
         let new_var =
@@ -150,7 +132,7 @@ impl BatchNorm2d {
         let std = (self.running_var() + self.eps)?.sqrt()?;
         let scale = self.weight.div(&std)?;
         let shift = self.bias.sub(&self.running_mean().mul(&scale)?)?;
-        x.broadcast_mul(&self.per_channel(&scale)?)?.broadcast_add(&self.per_channel(&shift)?)
+        snl_core::fast::channel_affine(x, &scale, &shift)
     }
 }
 

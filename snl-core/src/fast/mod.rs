@@ -9,14 +9,19 @@
 //!   gradient, each gradient computed only when needed (candle 0.11's CPU backward is a
 //!   direct-loop transposed convolution that always computes both).
 //! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way.
+//! - [`batch_norm_train`], [`channel_affine`]: batch normalisation in train and eval mode
+//!   in two passes each way, with parallel per-channel reductions (candle's reductions over
+//!   axes (0, 2, 3) are single-threaded strided loops).
 //! - [`tune_allocator`]: glibc settings so large buffers are reused instead of mmapped
 //!   afresh for every activation.
 
 mod alloc;
+mod bn;
 mod conv;
 mod gemm;
 mod masked;
 
 pub use alloc::tune_allocator;
+pub use bn::{batch_norm_train, channel_affine};
 pub use conv::conv2d;
 pub use masked::masked_relu;
