@@ -1,6 +1,7 @@
 //! Per-layer benches: the convolutions of ResNet18 (width 64, 32x32 inputs) forward and
 //! forward + backward, candle's op against `snl_core::fast::conv2d`, and the masked
-//! activation against plain ReLU. Batch 32 keeps a criterion run short; the `throughput`
+//! activation against plain ReLU, and train-mode BatchNorm as candle ops against
+//! `snl_core::fast::batch_norm_train`. Batch 32 keeps a criterion run short; the `throughput`
 //! binary measures whole steps at batch 128.
 
 use candle::{Device, Tensor, Var};
@@ -87,5 +88,36 @@ fn activations(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, convs, activations);
+/// The train-mode BatchNorm that `snl_models::BatchNorm2d` computed before the fast path.
+fn plain_batch_norm(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    let c = x.dim(1).expect("dims");
+    let mean = x.mean_keepdim((0, 2, 3)).expect("mean");
+    let centered = x.broadcast_sub(&mean).expect("sub");
+    let var = centered.sqr().and_then(|s| s.mean_keepdim((0, 2, 3))).expect("var");
+    let scale = w.reshape((1, c, 1, 1)).and_then(|w| w.broadcast_div(&(&var + 1e-5)?.sqrt()?)).expect("scale");
+    centered.broadcast_mul(&scale).and_then(|y| y.broadcast_add(&b.reshape((1, c, 1, 1))?)).expect("bn")
+}
+
+fn batch_norms(c: &mut Criterion) {
+    snl_core::fast::tune_allocator();
+    let mut g = c.benchmark_group("batch_norm_train");
+    g.sample_size(20);
+    for (name, ch, hw) in [("64 32x32", 64, 32), ("256 8x8", 256, 8)] {
+        let x = Var::from_tensor(&randn(&[BATCH, ch, hw, hw])).expect("var");
+        let w = Var::from_tensor(&randn(&[ch])).expect("var");
+        let b = Var::from_tensor(&randn(&[ch])).expect("var");
+        g.bench_function(BenchmarkId::new("forward+backward/plain", name), |bn| {
+            bn.iter(|| plain_batch_norm(&x, &w, &b).sum_all().and_then(|s| s.backward()).expect("bwd"))
+        });
+        g.bench_function(BenchmarkId::new("forward+backward/fast", name), |bn| {
+            bn.iter(|| {
+                let (y, _, _) = snl_core::fast::batch_norm_train(&x, &w, &b, 1e-5).expect("fast");
+                y.sum_all().and_then(|s| s.backward()).expect("bwd")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, convs, activations, batch_norms);
 criterion_main!(benches);
