@@ -94,7 +94,8 @@ fn plain_batch_norm(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     let mean = x.mean_keepdim((0, 2, 3)).expect("mean");
     let centered = x.broadcast_sub(&mean).expect("sub");
     let var = centered.sqr().and_then(|s| s.mean_keepdim((0, 2, 3))).expect("var");
-    let scale = w.reshape((1, c, 1, 1)).and_then(|w| w.broadcast_div(&(&var + 1e-5)?.sqrt()?)).expect("scale");
+    let scale =
+        w.reshape((1, c, 1, 1)).and_then(|w| w.broadcast_div(&(&var + 1e-5)?.sqrt()?)).expect("scale");
     centered.broadcast_mul(&scale).and_then(|y| y.broadcast_add(&b.reshape((1, c, 1, 1))?)).expect("bn")
 }
 

@@ -29,7 +29,7 @@ Presets:
           1 finetuning epoch, a fast search: about a minute on 2 cores (CI)
   cpu     CIFAR-10 from ../shared/data/cifar10-jpeg (--dataset folder), ResNet18 width 8
           (61,440 ReLUs), 6 training epochs (cosine), budgets 1%,3%,10%,20%, a fast
-          search (Adam lr 0.01, lambda 1e-4, no warm-up), 1 finetuning epoch: about 1.5 hours
+          search (Adam lr 0.01, lambda 1e-3, no warm-up), 1 finetuning epoch: about 1.5 hours
   paper   ResNet18 width 64 on CIFAR-10, the authors' schedule (160 epochs, lambda 1e-5,
           Adam 1e-3, 100 finetuning epochs), budgets 12.9k..180k, --device cuda; builds
           the binary with --features cuda (needs nvcc)
@@ -252,10 +252,10 @@ pub fn preset(name: &str, root: &Path) -> Result<Preset, String> {
                 model: flags(&[("arch", "resnet18"), ("width", "8")]),
                 train: flags(&[("epochs", "6"), ("schedule", "cosine"), ("lr", "0.1")]),
                 linearize: flags(&[
-                    ("lasso", "1e-4"),
+                    ("lasso", "1e-3"),
                     ("search-lr", "0.01"),
                     ("warmup-epochs", "0"),
-                    ("max-search-epochs", "10"),
+                    ("max-search-epochs", "8"),
                     ("finetune-epochs", "1"),
                 ]),
                 budgets: all("1%,3%,10%,20%"),

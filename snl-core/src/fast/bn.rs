@@ -8,6 +8,10 @@
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::f32_slice;
+
+const WHAT: &str = "batch norm";
+
 /// Train-mode batch normalisation: `(x - mean) / sqrt(var + eps) * weight + bias` with the
 /// batch mean and biased batch variance of each channel (axis 1), as PyTorch's
 /// `F.batch_norm(training=True)`. Returns the output and the detached statistics
@@ -16,10 +20,18 @@ use rayon::prelude::*;
 /// On the CPU with `f32` tensors this is one custom op whose backward is the closed-form
 /// batch-norm gradient (statistics accumulated in `f64`); anywhere else it is the plain
 /// expression.
-pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let (n, c, h, w) = x.dims4()?;
     if n * h * w < 2 {
-        candle::bail!("batch norm in train mode needs more than one value per channel, got input {:?}", x.dims())
+        candle::bail!(
+            "batch norm in train mode needs more than one value per channel, got input {:?}",
+            x.dims()
+        )
     }
     if weight.dims() != [c] || bias.dims() != [c] {
         candle::bail!("batch norm: weight {:?} and bias {:?} for {c} channels", weight.dims(), bias.dims())
@@ -32,7 +44,8 @@ pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) ->
     let (mean, var) = (stats.get(0)?, stats.get(1)?);
     let means = mean.to_vec1::<f32>()?;
     let invstd = var.to_vec1::<f32>()?.iter().map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32).collect();
-    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, BatchNormTrain { mean: means, invstd })?;
+    let y =
+        x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, BatchNormTrain { mean: means, invstd })?;
     Ok((y, mean, var))
 }
 
@@ -42,7 +55,11 @@ pub fn batch_norm_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) ->
 pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
     let c = x.dim(1)?;
     if scale.dims() != [c] || shift.dims() != [c] {
-        candle::bail!("channel affine: scale {:?} and shift {:?} for {c} channels", scale.dims(), shift.dims())
+        candle::bail!(
+            "channel affine: scale {:?} and shift {:?} for {c} channels",
+            scale.dims(),
+            shift.dims()
+        )
     }
     let graph = x.track_op() || scale.track_op() || shift.track_op();
     if graph || x.rank() != 4 || !applies(&[x, scale, shift]) {
@@ -53,7 +70,9 @@ pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tens
 }
 
 fn applies(ts: &[&Tensor]) -> bool {
-    ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32) && ts[0].rank() == 4 && ts[0].elem_count() > 0
+    ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+        && ts[0].rank() == 4
+        && ts[0].elem_count() > 0
 }
 
 /// The expression the custom op replaces (and the path off the CPU).
@@ -68,17 +87,6 @@ fn plain_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(
     Ok((y, mean.detach().flatten_all()?, var.detach().flatten_all()?))
 }
 
-/// The contiguous `f32` data of a custom op argument.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        candle::bail!("fast batch norm: expected f32 storage, got {:?}", candle::backend::BackendStorage::dtype(s))
-    };
-    match l.contiguous_offsets() {
-        Some((lo, hi)) => Ok(&data[lo..hi]),
-        None => candle::bail!("fast batch norm: expected a contiguous tensor"),
-    }
-}
-
 /// `(N, C, plane)` of an NCHW layout.
 fn geometry(l: &Layout) -> Result<(usize, usize, usize)> {
     match *l.dims() {
@@ -88,7 +96,13 @@ fn geometry(l: &Layout) -> Result<(usize, usize, usize)> {
 }
 
 /// The planes of channel `c`, one per image.
-fn channel_planes(data: &[f32], n: usize, c: usize, channels: usize, plane: usize) -> impl Iterator<Item = &[f32]> {
+fn channel_planes(
+    data: &[f32],
+    n: usize,
+    c: usize,
+    channels: usize,
+    plane: usize,
+) -> impl Iterator<Item = &[f32]> {
     (0..n).map(move |i| &data[(i * channels + c) * plane..][..plane])
 }
 
@@ -101,13 +115,15 @@ impl CustomOp1 for ChannelStats {
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(xs, xl)?;
+        let x = f32_slice(xs, xl, WHAT)?;
         let (n, c, plane) = geometry(xl)?;
         let count = (n * plane) as f64;
         let stats: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let sum: f64 = channel_planes(x, n, ch, c, plane).map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum();
+                let sum: f64 = channel_planes(x, n, ch, c, plane)
+                    .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
+                    .sum();
                 let mean = sum / count;
                 let sq: f64 = channel_planes(x, n, ch, c, plane)
                     .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
@@ -140,7 +156,7 @@ impl CustomOp3 for BatchNormTrain {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?, f32_slice(bs, bl)?);
+        let (x, w, b) = (f32_slice(xs, xl, WHAT)?, f32_slice(ws, wl, WHAT)?, f32_slice(bs, bl, WHAT)?);
         let scale: Vec<f32> = w.iter().zip(&self.invstd).map(|(w, s)| w * s).collect();
         let shift: Vec<f32> = b.iter().zip(&self.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
         affine_planes(x, xl, &scale, &shift)
@@ -182,8 +198,14 @@ impl CustomOp2 for GradSums {
         "snl-fast-batch-norm-grad-sums"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, g) = (f32_slice(xs, xl)?, f32_slice(gs, gl)?);
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, g) = (f32_slice(xs, xl, WHAT)?, f32_slice(gs, gl, WHAT)?);
         if xl.dims() != gl.dims() {
             candle::bail!("fast batch norm grad: gradient {:?} for input {:?}", gl.dims(), xl.dims())
         }
@@ -227,7 +249,7 @@ impl CustomOp3 for InputGrad {
         is: &CpuStorage,
         il: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, g, inputs) = (f32_slice(xs, xl)?, f32_slice(gs, gl)?, f32_slice(is, il)?);
+        let (x, g, inputs) = (f32_slice(xs, xl, WHAT)?, f32_slice(gs, gl, WHAT)?, f32_slice(is, il, WHAT)?);
         let (n, c, plane) = geometry(xl)?;
         let (w, sg, sgx) = (&inputs[..c], &inputs[c..2 * c], &inputs[2 * c..]);
         let count = (n * plane) as f32;
@@ -264,7 +286,7 @@ impl CustomOp3 for ChannelAffine {
         ts: &CpuStorage,
         tl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        affine_planes(f32_slice(xs, xl)?, xl, f32_slice(ss, sl)?, f32_slice(ts, tl)?)
+        affine_planes(f32_slice(xs, xl, WHAT)?, xl, f32_slice(ss, sl, WHAT)?, f32_slice(ts, tl, WHAT)?)
     }
 }
 

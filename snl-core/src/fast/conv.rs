@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::f32_slice;
 use super::gemm::{Mat, sgemm};
 
 /// A column matrix this wide (in output pixels) keeps gemm near its peak; wider only costs
@@ -240,20 +241,6 @@ fn scatter_maps(g: &Geom, src: &[f32], imgs: usize, maps: &mut [f32]) {
             maps[(i * k + kk) * p..(i * k + kk + 1) * p]
                 .copy_from_slice(&src[kk * imgs * p + i * p..kk * imgs * p + (i + 1) * p]);
         }
-    }
-}
-
-/// The contiguous `f32` data of a custom op argument.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        candle::bail!(
-            "fast {what}: expected f32 storage, got {:?}",
-            candle::backend::BackendStorage::dtype(s)
-        )
-    };
-    match l.contiguous_offsets() {
-        Some((lo, hi)) => Ok(&data[lo..hi]),
-        None => candle::bail!("fast {what}: expected a contiguous tensor"),
     }
 }
 

@@ -8,6 +8,10 @@
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::f32_slice;
+
+const WHAT: &str = "masked_relu";
+
 /// `x + alphas * relu(-x)`, `alphas` broadcast over the batch (first) axis of `x`.
 ///
 /// `alphas` is either `(1, rest of x's shape)` (one mask element per activation) or
@@ -47,20 +51,6 @@ fn broadcast_of(x: &Tensor, a: &Tensor) -> Option<Bcast> {
         Some(Bcast::Channel { plane: xd[2..].iter().product() })
     } else {
         None
-    }
-}
-
-/// The contiguous `f32` data of a custom op argument.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        candle::bail!(
-            "fast masked_relu: expected f32 storage, got {:?}",
-            candle::backend::BackendStorage::dtype(s)
-        )
-    };
-    match l.contiguous_offsets() {
-        Some((lo, hi)) => Ok(&data[lo..hi]),
-        None => candle::bail!("fast masked_relu: expected a contiguous tensor"),
     }
 }
 
@@ -114,8 +104,8 @@ impl CustomOp2 for MaskedRelu {
         as_: &CpuStorage,
         al: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(xs, xl)?;
-        let a = f32_slice(as_, al)?;
+        let x = f32_slice(xs, xl, WHAT)?;
+        let a = f32_slice(as_, al, WHAT)?;
         let len = image_len(self.bcast, xl, a.len())?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(len).zip(x.par_chunks(len)).for_each(|(yi, xi)| {
@@ -166,9 +156,9 @@ impl CustomOp3 for MaskedReluInputGrad {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(xs, xl)?;
-        let a = f32_slice(as_, al)?;
-        let g = f32_slice(gs, gl)?;
+        let x = f32_slice(xs, xl, WHAT)?;
+        let a = f32_slice(as_, al, WHAT)?;
+        let g = f32_slice(gs, gl, WHAT)?;
         if xl.dims() != gl.dims() {
             candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
         }
@@ -213,8 +203,8 @@ impl CustomOp2 for MaskedReluMaskGrad {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(xs, xl)?;
-        let g = f32_slice(gs, gl)?;
+        let x = f32_slice(xs, xl, WHAT)?;
+        let g = f32_slice(gs, gl, WHAT)?;
         if xl.dims() != gl.dims() {
             candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
         }

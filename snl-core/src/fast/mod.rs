@@ -25,3 +25,17 @@ pub use alloc::tune_allocator;
 pub use bn::{batch_norm_train, channel_affine};
 pub use conv::conv2d;
 pub use masked::masked_relu;
+
+/// The contiguous `f32` data of a custom op argument; `what` names the op in errors.
+fn f32_slice<'a>(s: &'a candle::CpuStorage, l: &candle::Layout, what: &str) -> candle::Result<&'a [f32]> {
+    let candle::CpuStorage::F32(data) = s else {
+        candle::bail!(
+            "fast {what}: expected f32 storage, got {:?}",
+            candle::backend::BackendStorage::dtype(s)
+        )
+    };
+    match l.contiguous_offsets() {
+        Some((lo, hi)) => Ok(&data[lo..hi]),
+        None => candle::bail!("fast {what}: expected a contiguous tensor"),
+    }
+}
