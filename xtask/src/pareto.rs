@@ -29,7 +29,8 @@ Presets:
           1 finetuning epoch, a fast search: about a minute on 2 cores (CI)
   cpu     CIFAR-10 from ../shared/data/cifar10-jpeg (--dataset folder), ResNet18 width 8
           (61,440 ReLUs), 6 training epochs (cosine), budgets 1%,3%,10%,20%, a fast
-          search (Adam lr 0.01, lambda 1e-3, no warm-up), 1 finetuning epoch: about 1.5 hours
+          search (Adam lr 0.01, lambda 1e-2,3e-3,1e-3,3e-4 by budget, no warm-up),
+          1 finetuning epoch: about 1.5 hours
   paper   ResNet18 width 64 on CIFAR-10, the authors' schedule (160 epochs, lambda 1e-5,
           Adam 1e-3, 100 finetuning epochs), budgets 12.9k..180k, --device cuda; builds
           the binary with --features cuda (needs nvcc)
@@ -55,7 +56,9 @@ Options:
   --threads N              CPU threads of every run
   --train-epochs N         baseline epochs
   --batch-size N           batch size of every run
-  --finetune-epochs N, --max-search-epochs N, --warmup-epochs N, --lasso X, --search-lr X,
+  --lasso X | X1,X2,..     search lambda: one for every budget, or one per budget in order
+                           (cpu has one per budget; a subset of its budgets keeps them)
+  --finetune-epochs N, --max-search-epochs N, --warmup-epochs N, --search-lr X,
   --finetune-lr X          passed to every `snl linearize`
 ";
 
@@ -251,8 +254,10 @@ pub fn preset(name: &str, root: &Path) -> Result<Preset, String> {
                 ]),
                 model: flags(&[("arch", "resnet18"), ("width", "8")]),
                 train: flags(&[("epochs", "6"), ("schedule", "cosine"), ("lr", "0.1")]),
+                // One lambda per budget: with a fixed lambda the count settles where the
+                // lasso balances the task gradients (1e-3 stalls near 8% of the ReLUs).
                 linearize: flags(&[
-                    ("lasso", "1e-3"),
+                    ("lasso", "1e-2,3e-3,1e-3,3e-4"),
                     ("search-lr", "0.01"),
                     ("warmup-epochs", "0"),
                     ("max-search-epochs", "8"),
@@ -393,12 +398,30 @@ pub fn parse_options(args: &[String], root: &Path) -> Result<Option<Options>, St
                 p.train.0.retain(|(f, _)| f != "batch-size");
                 p.linearize.0.retain(|(f, _)| f != "batch-size");
             }
+            "lasso" => {
+                let v = need(v)?;
+                v.split(',').try_for_each(|x| number(flag, x.trim()))?;
+                p.linearize.set("lasso", v.replace(' ', ""));
+            }
             knob if LINEARIZE_KNOBS.contains(&knob) => {
                 let v = need(v)?;
                 number(flag, &v)?;
                 p.linearize.set(knob, v);
             }
             other => return Err(format!("unknown option --{other} (see cargo xtask pareto --help)")),
+        }
+    }
+    // Budgets chosen from a preset with one lambda per budget keep their lambdas.
+    let lasso_given = pairs.iter().any(|(f, _)| f == "lasso");
+    if let Some(list) = preset_lasso_for(&preset(&preset_name, root)?, &p.budgets).filter(|_| !lasso_given) {
+        p.linearize.set("lasso", list);
+    }
+    if let Some(list) = p.linearize.get("lasso") {
+        let (values, budgets) = (list.split(',').count(), p.budgets.len());
+        if values != 1 && values != budgets {
+            return Err(format!(
+                "--lasso `{list}`: {values} values for {budgets} budget(s); give one value, or one per budget"
+            ));
         }
     }
     o.preset = p;
@@ -524,7 +547,7 @@ pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
     }
     let model = baseline_model(o);
     for selection in &o.selections {
-        for budget in &p.budgets {
+        for (i, budget) in p.budgets.iter().enumerate() {
             let dir = run_dir(o, selection, budget);
             let mut args = global_args(o);
             args.push("linearize".into());
@@ -539,7 +562,7 @@ pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
                     args.extend(["--budget".into(), budget.arg()]);
                     args.extend(["--selection".into(), selection.clone()]);
                     p.data.push_to(&mut args);
-                    p.linearize.push_to(&mut args);
+                    budget_flags(&p.linearize, i).push_to(&mut args);
                     args.extend(["--out".into(), dir.display().to_string()]);
                     steps.push(Step::Snl { role: Role::Linearize, dir, args });
                 }
@@ -547,6 +570,27 @@ pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// The preset's per-budget lambdas for `budgets`, when it has a list and every budget is one
+/// of its own.
+fn preset_lasso_for(preset: &Preset, budgets: &[Budget]) -> Option<String> {
+    let list: Vec<&str> = preset.linearize.get("lasso")?.split(',').collect();
+    if list.len() != preset.budgets.len() || list.len() == 1 {
+        return None;
+    }
+    let pick = |b: &Budget| preset.budgets.iter().position(|p| p == b).map(|i| list[i]);
+    budgets.iter().map(pick).collect::<Option<Vec<_>>>().map(|v| v.join(","))
+}
+
+/// The linearize flags of the `i`-th budget: a per-budget `--lasso` list gives its `i`-th value.
+fn budget_flags(linearize: &Flags, i: usize) -> Flags {
+    let mut flags = linearize.clone();
+    if let Some(list) = linearize.get("lasso").filter(|l| l.contains(',')) {
+        let value = list.split(',').nth(i).unwrap_or(list).to_string();
+        flags.set("lasso", value);
+    }
+    flags
 }
 
 fn cargo() -> String {
@@ -1307,6 +1351,40 @@ mod tests {
             s => panic!("{s:?}"),
         }
         assert!(matches!(&steps[3], Step::Snl { role: Role::Linearize, .. }));
+    }
+
+    #[test]
+    fn a_lasso_list_gives_each_budget_its_own_lambda() {
+        let lassos = |o: &Options| -> Vec<String> {
+            plan(o, &|_| RunState::Absent)
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Snl { role: Role::Linearize, args, .. } => {
+                        let at = args.iter().position(|a| a == "--lasso").expect("--lasso");
+                        Some(args[at + 1].clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let o =
+            opts("--preset smoke --out /s --selections snl --budgets 10%,20% --lasso 1e-2,2e-3 --snl /s/snl");
+        assert_eq!(lassos(&o), ["1e-2", "2e-3"]);
+        let o = opts(
+            "--preset smoke --out /s --selections snl,random --budgets 10%,20% --lasso 5e-4 --snl /s/snl",
+        );
+        assert_eq!(lassos(&o), ["5e-4"; 4]);
+        // The cpu preset's list has one value per budget; other budgets need their own.
+        let cpu = opts("--preset cpu --selections snl --snl /s/snl");
+        assert_eq!(lassos(&cpu), ["1e-2", "3e-3", "1e-3", "3e-4"]);
+        let root = Path::new("/w");
+        let cpu = opts("--preset cpu --selections snl --budgets 20%,3% --snl /s/snl");
+        assert_eq!(lassos(&cpu), ["3e-4", "3e-3"], "the preset's lambdas of those budgets");
+        let err = parse_options(&args_vec("--preset cpu --budgets 5%,10%"), root).unwrap_err();
+        assert!(err.contains("4 values for 2 budget(s)"), "{err}");
+        let err = parse_options(&args_vec("--budgets 5% --lasso 1e-3,x"), root).unwrap_err();
+        assert!(err.contains("`x` is not a number"), "{err}");
+        assert!(parse_options(&args_vec("--preset cpu --budgets 5%,10% --lasso 1e-3"), root).is_ok());
     }
 
     #[test]
