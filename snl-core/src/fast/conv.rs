@@ -17,8 +17,8 @@ use std::cell::RefCell;
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
 use super::gemm::{Mat, sgemm};
+use super::{f32_slice, ordered_sum};
 
 /// A column matrix this wide (in output pixels) keeps gemm near its peak; wider only costs
 /// memory.
@@ -443,23 +443,12 @@ impl CustomOp2 for Conv2dWeightGrad {
         let chunks = g.n.div_ceil(nb);
         let first = |ci: usize| (ci * nb, nb.min(g.n - ci * nb));
         let dw = if parallel {
-            (0..chunks)
-                .into_par_iter()
-                .try_fold(
-                    || vec![0f32; len],
-                    |mut acc, ci| {
-                        let (n0, imgs) = first(ci);
-                        self.chunk(x, dy, n0, imgs, &mut acc, par)?;
-                        Ok::<_, candle::Error>(acc)
-                    },
-                )
-                .try_reduce(
-                    || vec![0f32; len],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
-                        Ok(a)
-                    },
-                )?
+            ordered_sum(chunks, len, |range, acc| {
+                range.into_iter().try_for_each(|ci| {
+                    let (n0, imgs) = first(ci);
+                    self.chunk(x, dy, n0, imgs, acc, par)
+                })
+            })?
         } else {
             let mut acc = vec![0f32; len];
             for ci in 0..chunks {

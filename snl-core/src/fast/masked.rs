@@ -8,7 +8,7 @@
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{f32_slice, ordered_sum};
 
 const WHAT: &str = "masked_relu";
 
@@ -213,35 +213,25 @@ impl CustomOp2 for MaskedReluMaskGrad {
             Bcast::Element => len,
             Bcast::Channel { plane } => len / plane.max(1),
         };
-        let bcast = self.bcast;
-        let da = x
-            .par_chunks(len.max(1))
-            .zip(g.par_chunks(len.max(1)))
-            .fold(
-                || vec![0f32; out_len],
-                |mut acc, (xi, gi)| {
-                    match bcast {
-                        Bcast::Element => {
-                            for ((s, &v), &gv) in acc.iter_mut().zip(xi).zip(gi) {
-                                *s += gv * (-v).max(0.0);
-                            }
-                        }
-                        Bcast::Channel { plane } => {
-                            for ((s, xc), gc) in acc.iter_mut().zip(xi.chunks(plane)).zip(gi.chunks(plane)) {
-                                *s += xc.iter().zip(gc).map(|(&v, &gv)| gv * (-v).max(0.0)).sum::<f32>();
-                            }
+        let (bcast, images) = (self.bcast, xl.dims()[0]);
+        let da = ordered_sum(images, out_len, |range, acc| {
+            for i in range {
+                let (xi, gi) = (&x[i * len..(i + 1) * len], &g[i * len..(i + 1) * len]);
+                match bcast {
+                    Bcast::Element => {
+                        for ((s, &v), &gv) in acc.iter_mut().zip(xi).zip(gi) {
+                            *s += gv * (-v).max(0.0);
                         }
                     }
-                    acc
-                },
-            )
-            .reduce(
-                || vec![0f32; out_len],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
-                    a
-                },
-            );
+                    Bcast::Channel { plane } => {
+                        for ((s, xc), gc) in acc.iter_mut().zip(xi.chunks(plane)).zip(gi.chunks(plane)) {
+                            *s += xc.iter().zip(gc).map(|(&v, &gv)| gv * (-v).max(0.0)).sum::<f32>();
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
         Ok((CpuStorage::F32(da), Shape::from(out_len)))
     }
 }

@@ -39,3 +39,32 @@ fn f32_slice<'a>(s: &'a candle::CpuStorage, l: &candle::Layout, what: &str) -> c
         None => candle::bail!("fast {what}: expected a contiguous tensor"),
     }
 }
+
+/// The sum over items `0..n` of what `add(items, acc)` adds into a buffer of `len` floats.
+///
+/// The items are split into one contiguous range per thread, each summed in order into its
+/// own buffer, and the buffers are added in range order. So the result depends on the
+/// thread count only, never on scheduling: the same seed gives the same model (a rayon
+/// `fold`/`reduce` would group items by work stealing and round differently per run).
+fn ordered_sum<F>(n: usize, len: usize, add: F) -> candle::Result<Vec<f32>>
+where
+    F: Fn(std::ops::Range<usize>, &mut [f32]) -> candle::Result<()> + Sync,
+{
+    use rayon::prelude::*;
+    let groups = rayon::current_num_threads().clamp(1, n.max(1));
+    let per = n.div_ceil(groups);
+    let partials = (0..groups)
+        .into_par_iter()
+        .map(|g| {
+            let mut acc = vec![0f32; len];
+            add(g * per..((g + 1) * per).min(n), &mut acc)?;
+            Ok(acc)
+        })
+        .collect::<candle::Result<Vec<_>>>()?;
+    let mut parts = partials.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; len]);
+    for part in parts {
+        sum.iter_mut().zip(&part).for_each(|(s, v)| *s += v);
+    }
+    Ok(sum)
+}

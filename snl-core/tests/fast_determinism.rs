@@ -1,0 +1,39 @@
+//! The fast ops' batch reductions (conv2d weight gradient, mask gradient) give the same bits
+//! on every run with the same thread count, whatever work stealing does: a seeded run is
+//! reproducible.
+
+use candle::{Device, Tensor, Var};
+
+fn ramp(dims: &[usize], scale: f32) -> Tensor {
+    let n: usize = dims.iter().product();
+    let data: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * scale).collect();
+    Tensor::from_vec(data, dims, &Device::Cpu).unwrap()
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+}
+
+/// Weight and mask gradients of a conv + masked activation over a batch of 96 small images.
+fn gradients() -> (Vec<u32>, Vec<u32>) {
+    let x = ramp(&[96, 8, 6, 6], 2.0);
+    let w = Var::from_tensor(&ramp(&[8, 8, 3, 3], 0.3)).unwrap();
+    let a = Var::from_tensor(&ramp(&[1, 8, 6, 6], 1.0)).unwrap();
+    let y = snl_core::fast::conv2d(&x, &w, 1, 1).unwrap();
+    let z = snl_core::fast::masked_relu(&y, &a).unwrap();
+    let up = ramp(&[96, 8, 6, 6], 1.0);
+    let grads = (&z * &up).unwrap().sum_all().unwrap().backward().unwrap();
+    (bits(grads.get(&w).unwrap()), bits(grads.get(&a).unwrap()))
+}
+
+#[test]
+fn gradients_are_bit_identical_from_run_to_run() {
+    // More threads than cores, so stealing varies from run to run.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+    pool.install(|| {
+        let first = gradients();
+        for run in 1..25 {
+            assert!(gradients() == first, "run {run} differs from run 0");
+        }
+    });
+}
