@@ -14,14 +14,14 @@ fn bits(t: &Tensor) -> Vec<u32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
 }
 
-/// Weight and mask gradients of a conv + masked activation over a batch of 96 small images.
+/// Weight and mask gradients of a conv + masked activation over a batch of 512 small images.
 fn gradients() -> (Vec<u32>, Vec<u32>) {
-    let x = ramp(&[96, 8, 6, 6], 2.0);
+    let x = ramp(&[512, 8, 6, 6], 2.0);
     let w = Var::from_tensor(&ramp(&[8, 8, 3, 3], 0.3)).unwrap();
     let a = Var::from_tensor(&ramp(&[1, 8, 6, 6], 1.0)).unwrap();
     let y = snl_core::fast::conv2d(&x, &w, 1, 1).unwrap();
     let z = snl_core::fast::masked_relu(&y, &a).unwrap();
-    let up = ramp(&[96, 8, 6, 6], 1.0);
+    let up = ramp(&[512, 8, 6, 6], 1.0);
     let grads = (&z * &up).unwrap().sum_all().unwrap().backward().unwrap();
     (bits(grads.get(&w).unwrap()), bits(grads.get(&a).unwrap()))
 }
