@@ -448,7 +448,7 @@ mod tests {
         assert!(svg.contains(r##"<polyline class="front snl""##));
         assert!(svg.contains("t &lt;&amp;&gt; t"));
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        // Decade ticks from 1k to 1M (the data spans 600 .. 61,440 ReLUs).
+        // Decade ticks from 1k to 1M (the data spans 1,200 .. 122,880 ReLUs).
         for label in [">1k<", ">10k<", ">100k<", ">1M<"] {
             assert!(svg.contains(label), "{label}");
         }
