@@ -1091,10 +1091,16 @@ pub fn main(args: &[String]) -> i32 {
     };
     write("pareto.csv", &to_csv(&rows));
     write("pareto.json", &to_json(&rows, paper.as_ref()));
+    // An image folder is named by its directory (`cifar10-jpeg`), not as `folder`.
+    let dataset = match (o.preset.data.get("dataset"), o.preset.data.get("data-dir")) {
+        (Some("folder"), Some(dir)) => Path::new(dir).file_name().map(|n| n.to_string_lossy().into_owned()),
+        (name, _) => name.map(str::to_string),
+    };
     let title = format!(
-        "{} on {}: test top-1 vs ReLUs kept (preset {})",
+        "{} width {} on {}: test top-1 vs ReLUs kept (preset {})",
         o.preset.model.get("arch").unwrap_or("model"),
-        o.preset.data.get("dataset").unwrap_or("?"),
+        o.preset.model.get("width").unwrap_or("?"),
+        dataset.as_deref().unwrap_or("?"),
         o.preset.name
     );
     write("pareto.svg", &plot::pareto_svg(&rows, paper.as_ref(), &title));
