@@ -1,6 +1,9 @@
 //! `snl_core::fast::{batch_norm_train, channel_affine}` against the plain candle
 //! expressions they replace: outputs, batch statistics and all three gradients.
 
+mod common;
+use common::rel_err;
+
 use candle::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,14 +24,6 @@ fn plain(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> (Tensor, Tensor, Tenso
     let scale = pc(w).broadcast_div(&(&var + eps).unwrap().sqrt().unwrap()).unwrap();
     let y = centered.broadcast_mul(&scale).unwrap().broadcast_add(&pc(b)).unwrap();
     (y, mean.flatten_all().unwrap(), var.flatten_all().unwrap())
-}
-
-fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims());
-    let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
 fn check(seed: u64, dims: &[usize]) {

@@ -1,5 +1,8 @@
 //! `snl_core::fast::conv2d` against candle's own `conv2d`: forward and both gradients.
 
+mod common;
+use common::rel_err;
+
 use candle::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -8,15 +11,6 @@ fn random(rng: &mut ChaCha8Rng, dims: &[usize]) -> Tensor {
     let n: usize = dims.iter().product();
     let data: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     Tensor::from_vec(data, dims, &Device::Cpu).unwrap()
-}
-
-/// Largest elementwise difference, relative to the largest magnitude of `want`.
-fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims());
-    let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
 /// candle's `conv2d` with explicit zero padding, cropped to the rows and columns the

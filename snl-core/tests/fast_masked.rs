@@ -1,6 +1,9 @@
 //! `snl_core::fast::masked_relu` against the plain expression `x + a * relu(-x)` that
 //! `ReluMask::forward` computes: forward and both gradients.
 
+mod common;
+use common::rel_err;
+
 use candle::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -15,14 +18,6 @@ fn random(rng: &mut ChaCha8Rng, dims: &[usize]) -> Tensor {
 
 fn plain(x: &Tensor, a: &Tensor) -> Tensor {
     (x + x.neg().unwrap().relu().unwrap().broadcast_mul(a).unwrap()).unwrap()
-}
-
-fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims());
-    let g = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let w = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
 fn check(seed: u64, x_dims: &[usize], a_dims: &[usize]) {
