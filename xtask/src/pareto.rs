@@ -30,7 +30,7 @@ Presets:
   cpu     CIFAR-10 from ../shared/data/cifar10-jpeg (--dataset folder), ResNet18 width 8
           (61,440 ReLUs), 6 training epochs (cosine), budgets 1%,3%,10%,20%, a fast
           search (Adam lr 0.01, lambda 1e-2,4e-3,1e-3,3e-4 by budget, no warm-up),
-          1 finetuning epoch: about 1.5 hours
+          1 finetuning epoch: about 65 minutes
   paper   ResNet18 width 64 on CIFAR-10, the authors' schedule (160 epochs, lambda 1e-5,
           Adam 1e-3, 100 finetuning epochs), budgets 12.9k..180k, --device cuda; builds
           the binary with --features cuda (needs nvcc)
