@@ -44,8 +44,11 @@ pub fn batch_norm_train(
     let (mean, var) = (stats.get(0)?, stats.get(1)?);
     let means = mean.to_vec1::<f32>()?;
     let invstd = var.to_vec1::<f32>()?.iter().map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32).collect();
-    let y =
-        x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, BatchNormTrain { mean: means, invstd })?;
+    let y = x.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        BatchNormTrain(BatchStats { mean: means, invstd }),
+    )?;
     Ok((y, mean, var))
 }
 
@@ -137,10 +140,7 @@ impl CustomOp1 for ChannelStats {
 }
 
 /// Forward: `(x, weight, bias) -> (x - mean) * invstd * weight + bias`, statistics fixed.
-struct BatchNormTrain {
-    mean: Vec<f32>,
-    invstd: Vec<f32>,
-}
+struct BatchNormTrain(BatchStats);
 
 impl CustomOp3 for BatchNormTrain {
     fn name(&self) -> &'static str {
@@ -157,8 +157,8 @@ impl CustomOp3 for BatchNormTrain {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (f32_slice(xs, xl, WHAT)?, f32_slice(ws, wl, WHAT)?, f32_slice(bs, bl, WHAT)?);
-        let scale: Vec<f32> = w.iter().zip(&self.invstd).map(|(w, s)| w * s).collect();
-        let shift: Vec<f32> = b.iter().zip(&self.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        let scale: Vec<f32> = w.iter().zip(&self.0.invstd).map(|(w, s)| w * s).collect();
+        let shift: Vec<f32> = b.iter().zip(&self.0.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
         affine_planes(x, xl, &scale, &shift)
     }
 
@@ -166,12 +166,12 @@ impl CustomOp3 for BatchNormTrain {
         &self,
         x: &Tensor,
         weight: &Tensor,
-        _bias: &Tensor,
+        bias: &Tensor,
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = g.contiguous()?;
-        let stats = BatchStats { mean: self.mean.clone(), invstd: self.invstd.clone() };
+        let stats = self.0.clone();
         // (2, C): sum of g and sum of g * xhat per channel, which are also db and dw.
         let sums = x.apply_op2_no_bwd(&g, &GradSums(stats.clone()))?;
         let dx = if x.track_op() {
@@ -180,10 +180,13 @@ impl CustomOp3 for BatchNormTrain {
         } else {
             None
         };
-        Ok((dx, Some(sums.get(1)?), Some(sums.get(0)?)))
+        let dw = if weight.track_op() { Some(sums.get(1)?) } else { None };
+        let db = if bias.track_op() { Some(sums.get(0)?) } else { None };
+        Ok((dx, dw, db))
     }
 }
 
+/// Each channel's batch mean and `1 / sqrt(var + eps)`.
 #[derive(Clone)]
 struct BatchStats {
     mean: Vec<f32>,
