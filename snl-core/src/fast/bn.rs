@@ -98,6 +98,12 @@ fn geometry(l: &Layout) -> Result<(usize, usize, usize)> {
     }
 }
 
+/// A `(2, C)` tensor of the pairs `f(channel)`, channels computed in parallel.
+fn channel_pairs(c: usize, f: impl Fn(usize) -> (f32, f32) + Sync + Send) -> (CpuStorage, Shape) {
+    let (first, second): (Vec<f32>, Vec<f32>) = (0..c).into_par_iter().map(f).unzip();
+    (CpuStorage::F32([first, second].concat()), Shape::from((2, c)))
+}
+
 /// The planes of channel `c`, one per image.
 fn channel_planes(
     data: &[f32],
@@ -121,21 +127,15 @@ impl CustomOp1 for ChannelStats {
         let x = f32_slice(xs, xl, WHAT)?;
         let (n, c, plane) = geometry(xl)?;
         let count = (n * plane) as f64;
-        let stats: Vec<(f32, f32)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let sum: f64 = channel_planes(x, n, ch, c, plane)
-                    .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
-                    .sum();
-                let mean = sum / count;
-                let sq: f64 = channel_planes(x, n, ch, c, plane)
-                    .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
-                    .sum();
-                (mean as f32, (sq / count) as f32)
-            })
-            .collect();
-        let (means, vars): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
-        Ok((CpuStorage::F32([means, vars].concat()), Shape::from((2, c))))
+        Ok(channel_pairs(c, |ch| {
+            let sum: f64 =
+                channel_planes(x, n, ch, c, plane).map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum();
+            let mean = sum / count;
+            let sq: f64 = channel_planes(x, n, ch, c, plane)
+                .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                .sum();
+            (mean as f32, (sq / count) as f32)
+        }))
     }
 }
 
@@ -213,25 +213,20 @@ impl CustomOp2 for GradSums {
             candle::bail!("fast batch norm grad: gradient {:?} for input {:?}", gl.dims(), xl.dims())
         }
         let (n, c, plane) = geometry(xl)?;
-        let sums: Vec<(f32, f32)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mean, invstd) = (self.0.mean[ch], self.0.invstd[ch]);
-                let (mut sg, mut sgx) = (0f64, 0f64);
-                for (xp, gp) in channel_planes(x, n, ch, c, plane).zip(channel_planes(g, n, ch, c, plane)) {
-                    let (mut pg, mut pgx) = (0f32, 0f32);
-                    for (&xv, &gv) in xp.iter().zip(gp) {
-                        pg += gv;
-                        pgx += gv * (xv - mean) * invstd;
-                    }
-                    sg += pg as f64;
-                    sgx += pgx as f64;
+        Ok(channel_pairs(c, |ch| {
+            let (mean, invstd) = (self.0.mean[ch], self.0.invstd[ch]);
+            let (mut sg, mut sgx) = (0f64, 0f64);
+            for (xp, gp) in channel_planes(x, n, ch, c, plane).zip(channel_planes(g, n, ch, c, plane)) {
+                let (mut pg, mut pgx) = (0f32, 0f32);
+                for (&xv, &gv) in xp.iter().zip(gp) {
+                    pg += gv;
+                    pgx += gv * (xv - mean) * invstd;
                 }
-                (sg as f32, sgx as f32)
-            })
-            .collect();
-        let (sg, sgx): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
-        Ok((CpuStorage::F32([sg, sgx].concat()), Shape::from((2, c))))
+                sg += pg as f64;
+                sgx += pgx as f64;
+            }
+            (sg as f32, sgx as f32)
+        }))
     }
 }
 
