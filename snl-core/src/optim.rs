@@ -3,6 +3,10 @@
 //!
 //! Variables without a gradient in a step (BatchNorm running statistics, frozen masks)
 //! are skipped entirely, as PyTorch skips parameters whose `.grad` is `None`.
+//!
+//! Every update reads the variable through `detach()`: an expression on a `Var` records a
+//! graph, and a momentum or moment buffer built from one would keep the previous step's
+//! buffers (and through them every earlier step's) alive, so memory would grow each step.
 
 use std::collections::HashMap;
 
@@ -51,8 +55,9 @@ impl Sgd {
         let c = self.config;
         for (var, buf) in self.vars.iter().zip(self.momentum.iter_mut()) {
             let Some(grad) = grads.get(var) else { continue };
+            let (grad, value) = (grad.detach(), var.as_tensor().detach());
             let mut g = if c.weight_decay != 0.0 {
-                (grad + var.as_tensor().affine(c.weight_decay, 0.0)?)?
+                (&grad + value.affine(c.weight_decay, 0.0)?)?
             } else {
                 grad.clone()
             };
@@ -64,7 +69,7 @@ impl Sgd {
                 g = if c.nesterov { (g + next.affine(c.momentum, 0.0)?)? } else { next.clone() };
                 *buf = Some(next);
             }
-            var.set(&(var.as_tensor() - g.affine(c.lr, 0.0)?)?)?;
+            var.set(&(value - g.affine(c.lr, 0.0)?)?)?;
         }
         Ok(())
     }
@@ -139,8 +144,9 @@ impl Adam {
         let c = self.config;
         for (var, slot) in self.vars.iter().zip(self.slots.iter_mut()) {
             let Some(grad) = grads.get(var) else { continue };
+            let (grad, value) = (grad.detach(), var.as_tensor().detach());
             let g = if c.weight_decay != 0.0 {
-                (grad + var.as_tensor().affine(c.weight_decay, 0.0)?)?
+                (&grad + value.affine(c.weight_decay, 0.0)?)?
             } else {
                 grad.clone()
             };
@@ -162,7 +168,7 @@ impl Adam {
             let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
             let denom = s.exp_avg_sq.sqrt()?.affine(1.0 / bias2_sqrt, c.eps)?;
             let update = s.exp_avg.div(&denom)?.affine(c.lr / bias1, 0.0)?;
-            var.set(&(var.as_tensor() - update)?)?;
+            var.set(&(value - update)?)?;
             *slot = Some(s);
         }
         Ok(())

@@ -196,6 +196,31 @@ fn optimizer_state_round_trip_resumes_exactly() {
     assert_close("sgd resumed step 3", p.as_tensor(), &f["optim.sgd.p3"], 1e-5);
 }
 
+/// A buffer that recorded a graph would hold the previous step's buffers, and through them
+/// every earlier step's: memory would grow by a few copies of the model each step.
+#[test]
+fn optimizer_state_records_no_graph_across_steps() {
+    let p = Var::from_tensor(&Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap()).unwrap();
+    let step_grads = || (p.as_tensor() * p.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+    for nesterov in [false, true] {
+        let mut sgd = Sgd::new(vec![p.clone()], SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 5e-4, nesterov });
+        for _ in 0..3 {
+            sgd.step(&step_grads()).unwrap();
+        }
+        for (key, t) in sgd.state() {
+            assert!(!t.track_op(), "sgd (nesterov {nesterov}) {key} records a graph");
+        }
+    }
+    let config = AdamConfig { weight_decay: 0.1, ..AdamConfig::with_lr(1e-3) };
+    let mut adam = Adam::new(vec![p.clone()], config);
+    for _ in 0..3 {
+        adam.step(&step_grads()).unwrap();
+    }
+    for (key, t) in adam.state().unwrap() {
+        assert!(!t.track_op(), "adam {key} records a graph");
+    }
+}
+
 #[test]
 fn optimizer_state_with_wrong_shape_or_unknown_key_is_rejected() {
     let p = Var::zeros((5, 7), DType::F32, &Device::Cpu).unwrap();
