@@ -203,7 +203,8 @@ fn optimizer_state_records_no_graph_across_steps() {
     let p = Var::from_tensor(&Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap()).unwrap();
     let step_grads = || (p.as_tensor() * p.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
     for nesterov in [false, true] {
-        let mut sgd = Sgd::new(vec![p.clone()], SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 5e-4, nesterov });
+        let mut sgd =
+            Sgd::new(vec![p.clone()], SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 5e-4, nesterov });
         for _ in 0..3 {
             sgd.step(&step_grads()).unwrap();
         }
