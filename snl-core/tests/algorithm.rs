@@ -127,6 +127,21 @@ fn lambda_grows_only_after_warmup_and_only_without_a_new_low() {
     assert_eq!(schedule.lowest, 299_999);
 }
 
+/// A resumed run restores the schedule from JSON; lambda must come back to the bit, or the
+/// resumed run's losses drift from the uninterrupted run's.
+#[test]
+fn the_schedule_survives_a_json_round_trip_exactly() {
+    let plan =
+        check(SnlConfig { lasso: 0.02, warmup_epochs: 0, ..SnlConfig::paper(Budget::Absolute(10)) }).unwrap();
+    let mut schedule = LassoSchedule::new(&plan);
+    for epoch in 0..40 {
+        assert!(schedule.after_epoch(epoch, plan.total));
+        let text = serde_json::to_string(&schedule).unwrap();
+        let back: LassoSchedule = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.lambda.to_bits(), schedule.lambda.to_bits(), "epoch {epoch}: {text}");
+    }
+}
+
 #[test]
 fn a_small_cnn_of_our_own_is_linearized_to_its_budget() {
     let budget = 192; // a quarter of the CNN's 768 ReLUs
