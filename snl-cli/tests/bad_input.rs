@@ -416,6 +416,6 @@ fn a_nan_loss_during_linearize_keeps_the_last_good_checkpoint() {
     );
     assert_eq!(std::fs::read(&checkpoint).unwrap(), good);
     assert!(!out.join("result.json").exists());
-    edit_config(&out, "snl.search_lr", 0.05.into());
+    edit_config(&out, "snl.search_lr", 0.02.into());
     snl().args(["linearize", "--resume", s(&out), "-q"]).assert().success();
 }

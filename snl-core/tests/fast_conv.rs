@@ -108,6 +108,20 @@ fn matches_candle_on_odd_shapes() {
     check(12, (3, 2, 4, 4), (2, 3, 3), 1, 2);
 }
 
+/// Stride-1 convolutions whose output rows are as wide as the input rows, where each
+/// column-matrix row is one shifted copy of the input plane: square and flat kernels,
+/// padding that adds or removes output rows, one-pixel-wide images.
+#[test]
+fn matches_candle_on_same_width_convolutions() {
+    check(17, (2, 3, 6, 9), (4, 3, 3), 1, 1);
+    check(18, (2, 3, 7, 7), (4, 5, 5), 1, 2);
+    check(19, (2, 3, 6, 5), (4, 3, 1), 1, 0);
+    check(20, (2, 3, 4, 6), (4, 1, 3), 1, 1);
+    check(21, (3, 2, 5, 1), (2, 3, 1), 1, 1);
+    check(22, (1, 2, 1, 1), (3, 3, 3), 1, 1);
+    check(23, (2, 4, 5, 5), (3, 1, 1), 1, 0);
+}
+
 /// Batches large enough that several images share one column matrix (the 4x4 and 2x2
 /// maps of a deep stage), in both the parallel and the sequential plan.
 #[test]

@@ -8,7 +8,7 @@
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{f32_slice, lane_sum};
 
 const WHAT: &str = "batch norm";
 
@@ -128,11 +128,10 @@ impl CustomOp1 for ChannelStats {
         let (n, c, plane) = geometry(xl)?;
         let count = (n * plane) as f64;
         Ok(channel_pairs(c, |ch| {
-            let sum: f64 =
-                channel_planes(x, n, ch, c, plane).map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum();
+            let sum: f64 = channel_planes(x, n, ch, c, plane).map(|p| lane_sum(p, p, |v, _| v as f64)).sum();
             let mean = sum / count;
             let sq: f64 = channel_planes(x, n, ch, c, plane)
-                .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                .map(|p| lane_sum(p, p, |v, _| (v as f64 - mean).powi(2)))
                 .sum();
             (mean as f32, (sq / count) as f32)
         }))
@@ -217,13 +216,8 @@ impl CustomOp2 for GradSums {
             let (mean, invstd) = (self.0.mean[ch], self.0.invstd[ch]);
             let (mut sg, mut sgx) = (0f64, 0f64);
             for (xp, gp) in channel_planes(x, n, ch, c, plane).zip(channel_planes(g, n, ch, c, plane)) {
-                let (mut pg, mut pgx) = (0f32, 0f32);
-                for (&xv, &gv) in xp.iter().zip(gp) {
-                    pg += gv;
-                    pgx += gv * (xv - mean) * invstd;
-                }
-                sg += pg as f64;
-                sgx += pgx as f64;
+                sg += lane_sum(gp, gp, |gv, _| gv) as f64;
+                sgx += lane_sum(xp, gp, |xv, gv| gv * (xv - mean) * invstd) as f64;
             }
             (sg as f32, sgx as f32)
         }))

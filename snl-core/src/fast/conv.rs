@@ -119,6 +119,27 @@ impl Geom {
         }
     }
 
+    /// For stride 1 with output rows as wide as input rows (a "same" convolution), kernel
+    /// offset `(r, s)` reads input pixel `p + delta` for output pixel `p`: its column-matrix
+    /// row is one shifted copy of the input plane, give or take the padded edges. `None`
+    /// otherwise, or when this offset reads no input row at all.
+    fn shifted(&self, r: usize, s: usize) -> Option<Shift> {
+        if self.stride != 1 || self.ow != self.w {
+            return None;
+        }
+        // Output rows [oh0, oh1) read input rows oh + r - pad inside [0, H).
+        let oh0 = self.pad.saturating_sub(r);
+        let oh1 = (self.h + self.pad).saturating_sub(r).min(self.oh);
+        let (lo, hi) = self.valid_cols(s);
+        if oh0 >= oh1 || lo >= hi {
+            return None;
+        }
+        let (first, last) = (oh0 * self.ow + lo, (oh1 - 1) * self.ow + hi);
+        // The input pixel output pixel `first` reads; the rest of the span follows it.
+        let src = (oh0 + r - self.pad) * self.w + lo + s - self.pad;
+        Some(Shift { span: (first, last), src, rows: (oh0, oh1), pitch: self.ow })
+    }
+
     /// Output columns `[lo, hi)` of kernel offset `s` that read inside the input row
     /// (the rest read the zero padding).
     fn valid_cols(&self, s: usize) -> (usize, usize) {
@@ -126,6 +147,22 @@ impl Geom {
         let lo = if pad > s { (pad - s).div_ceil(st) } else { 0 };
         let hi = if self.w + pad > s { ((self.w - 1 + pad - s) / st + 1).min(self.ow) } else { 0 };
         (lo.min(hi), hi)
+    }
+}
+
+/// One kernel offset of a stride-1 "same" convolution: output pixels `[span.0, span.1)`
+/// read as many consecutive input pixels from `src` on; the valid output rows are `rows`.
+struct Shift {
+    span: (usize, usize),
+    src: usize,
+    rows: (usize, usize),
+    pitch: usize,
+}
+
+impl Shift {
+    /// Calls `f` with the first output pixel of every valid output row.
+    fn for_each_row(&self, mut f: impl FnMut(usize)) {
+        (self.rows.0..self.rows.1).for_each(|oh| f(oh * self.pitch));
     }
 }
 
@@ -159,6 +196,17 @@ fn im2col(g: &Geom, img: &[f32], col: &mut [f32], ld: usize, off: usize) {
                 let row = (c * g.r + r) * g.s + s;
                 let dst = &mut col[row * ld + off..row * ld + off + p];
                 let (lo, hi) = g.valid_cols(s);
+                if let Some(shift) = g.shifted(r, s) {
+                    let (first, last) = shift.span;
+                    dst[..first].fill(0.0);
+                    dst[last..].fill(0.0);
+                    dst[first..last].copy_from_slice(&plane[shift.src..shift.src + last - first]);
+                    shift.for_each_row(|row| {
+                        dst[row..row + lo].fill(0.0);
+                        dst[row + hi..row + g.ow].fill(0.0);
+                    });
+                    continue;
+                }
                 for oh in 0..g.oh {
                     let d = &mut dst[oh * g.ow..(oh + 1) * g.ow];
                     let ih = (oh * st + r) as isize - g.pad as isize;
@@ -187,18 +235,34 @@ fn im2col(g: &Geom, img: &[f32], col: &mut [f32], ld: usize, off: usize) {
 
 /// The adjoint of [`im2col`]: adds columns `[off, off + OH*OW)` of `col` into image
 /// `img` (C, H, W).
-fn col2im(g: &Geom, col: &[f32], ld: usize, off: usize, img: &mut [f32]) {
+/// `col` is scratch: the entries that read padding may be overwritten.
+fn col2im(g: &Geom, col: &mut [f32], ld: usize, off: usize, img: &mut [f32]) {
     let (p, st) = (g.p(), g.stride);
     for c in 0..g.c {
         let plane = &mut img[c * g.h * g.w..(c + 1) * g.h * g.w];
         for r in 0..g.r {
             for s in 0..g.s {
                 let row = (c * g.r + r) * g.s + s;
-                let src = &col[row * ld + off..row * ld + off + p];
                 let (lo, hi) = g.valid_cols(s);
                 if lo >= hi {
                     continue;
                 }
+                if let Some(shift) = g.shifted(r, s) {
+                    // Zero what reads padding, then one contiguous add: the zeroed entries
+                    // land on the neighbouring row's edge and add nothing.
+                    let src = &mut col[row * ld + off..row * ld + off + p];
+                    shift.for_each_row(|row| {
+                        src[row..row + lo].fill(0.0);
+                        src[row + hi..row + g.ow].fill(0.0);
+                    });
+                    let (first, last) = shift.span;
+                    let dst = &mut plane[shift.src..shift.src + last - first];
+                    for (dv, sv) in dst.iter_mut().zip(&src[first..last]) {
+                        *dv += *sv;
+                    }
+                    continue;
+                }
+                let src = &col[row * ld + off..row * ld + off + p];
                 for oh in 0..g.oh {
                     let ih = (oh * st + r) as isize - g.pad as isize;
                     if ih < 0 || ih >= g.h as isize {
@@ -373,7 +437,7 @@ impl CustomOp2 for Conv2dInputGrad {
                 };
                 sgemm(Mat::rows(w, g.k, crs).t(), b, col, ld, false, par)?;
                 for i in 0..imgs {
-                    col2im(&g, col, ld, i * p, &mut out[i * g.input_len()..(i + 1) * g.input_len()]);
+                    col2im(&g, &mut col[..], ld, i * p, &mut out[i * g.input_len()..(i + 1) * g.input_len()]);
                 }
                 Ok(())
             })

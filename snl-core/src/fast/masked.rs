@@ -8,7 +8,7 @@
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, ordered_sum};
+use super::{f32_slice, lane_sum, ordered_sum};
 
 const WHAT: &str = "masked_relu";
 
@@ -137,6 +137,14 @@ impl CustomOp2 for MaskedRelu {
     }
 }
 
+/// The mask element where the activation is off (`x <= 0`, candle's relu convention), else
+/// 0. A select rather than a branch, so the loops vectorise: with half the activations
+/// negative a branch mispredicts every other element.
+#[inline(always)]
+fn gate(x: f32, a: f32) -> f32 {
+    if x <= 0.0 { a } else { 0.0 }
+}
+
 /// Input gradient: `(x, alphas, g) -> g - g * alphas [x <= 0]`.
 struct MaskedReluInputGrad {
     bcast: Bcast,
@@ -168,7 +176,7 @@ impl CustomOp3 for MaskedReluInputGrad {
             match self.bcast {
                 Bcast::Element => {
                     for (((d, &v), &gv), &m) in di.iter_mut().zip(xi).zip(gi).zip(a) {
-                        *d = if v <= 0.0 { gv + -(gv * m) } else { gv };
+                        *d = gv + -(gv * gate(v, m));
                     }
                 }
                 Bcast::Channel { plane } => {
@@ -176,7 +184,7 @@ impl CustomOp3 for MaskedReluInputGrad {
                         di.chunks_mut(plane).zip(xi.chunks(plane)).zip(gi.chunks(plane)).zip(a)
                     {
                         for ((d, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                            *d = if v <= 0.0 { gv + -(gv * m) } else { gv };
+                            *d = gv + -(gv * gate(v, m));
                         }
                     }
                 }
@@ -225,7 +233,7 @@ impl CustomOp2 for MaskedReluMaskGrad {
                     }
                     Bcast::Channel { plane } => {
                         for ((s, xc), gc) in acc.iter_mut().zip(xi.chunks(plane)).zip(gi.chunks(plane)) {
-                            *s += xc.iter().zip(gc).map(|(&v, &gv)| gv * (-v).max(0.0)).sum::<f32>();
+                            *s += lane_sum(xc, gc, |v, gv| gv * (-v).max(0.0));
                         }
                     }
                 }

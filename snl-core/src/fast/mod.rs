@@ -40,6 +40,35 @@ fn f32_slice<'a>(s: &'a candle::CpuStorage, l: &candle::Layout, what: &str) -> c
     }
 }
 
+/// The sum of `f(a[i], b[i])` over two equally long slices, kept in eight interleaved
+/// partial sums that are added in a fixed order at the end.
+///
+/// A single running sum is one long chain of dependent additions (one per 3-4 cycles, and
+/// the compiler may not reorder float additions to vectorise it); eight independent lanes
+/// vectorise and give the same result on every run.
+#[inline(always)]
+fn lane_sum<T>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> T) -> T
+where
+    T: Copy + Default + std::ops::Add<Output = T>,
+{
+    const LANES: usize = 8;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::default(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (xa, xb) in ca.zip(cb) {
+        for j in 0..LANES {
+            acc[j] = acc[j] + f(xa[j], xb[j]);
+        }
+    }
+    let mut sum = acc.into_iter().fold(T::default(), |s, v| s + v);
+    for (&x, &y) in ra.iter().zip(rb) {
+        sum = sum + f(x, y);
+    }
+    sum
+}
+
 /// The sum over items `0..n` of what `add(items, acc)` adds into a buffer of `len` floats.
 ///
 /// The items are split into one contiguous range per thread, each summed in order into its
