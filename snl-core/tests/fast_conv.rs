@@ -198,3 +198,45 @@ fn rejects_mismatched_channels() {
     let wt = Tensor::zeros((2, 4, 3, 3), candle::DType::F32, &Device::Cpu).unwrap();
     assert!(snl_core::fast::conv2d(&x, &wt, 1, 1).is_err());
 }
+
+/// The convolution with a folded eval-mode batch norm equals the two plain ops, with one or
+/// several images per column matrix, stride 1 and 2; with a graph it is the two plain ops
+/// and their gradients; a scale of the wrong length is an error.
+#[test]
+fn conv2d_affine_matches_convolution_then_channel_affine() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    for (dims, k, r, stride, pad) in [
+        ([3, 4, 8, 8], 6, 3, 1, 1),
+        ([3, 4, 9, 9], 5, 3, 2, 1),
+        ([37, 8, 4, 4], 16, 3, 1, 1),
+        ([5, 8, 4, 4], 7, 1, 2, 0),
+    ] {
+        let x = random(&mut rng, &dims);
+        let wt = random(&mut rng, &[k, dims[1], r, r]);
+        let (scale, shift) = (random(&mut rng, &[k]), random(&mut rng, &[k]));
+        let want = snl_core::fast::channel_affine(&x.conv2d(&wt, pad, stride, 1, 1).unwrap(), &scale, &shift)
+            .unwrap();
+        let got = snl_core::fast::conv2d_affine(&x, &wt, &scale, &shift, stride, pad).unwrap();
+        assert_eq!(got.dims(), want.dims());
+        assert!(
+            rel_err(&got, &want) < 1e-5,
+            "x {dims:?} k {k} r {r} stride {stride}: {}",
+            rel_err(&got, &want)
+        );
+
+        let xv = Var::from_tensor(&x).unwrap();
+        let up = random(&mut rng, want.dims());
+        let grad =
+            |y: Tensor| (y * &up).unwrap().sum_all().unwrap().backward().unwrap().get(&xv).unwrap().clone();
+        let plain = grad(
+            snl_core::fast::channel_affine(&xv.conv2d(&wt, pad, stride, 1, 1).unwrap(), &scale, &shift)
+                .unwrap(),
+        );
+        let fused = grad(snl_core::fast::conv2d_affine(&xv, &wt, &scale, &shift, stride, pad).unwrap());
+        assert!(rel_err(&fused, &plain) < 1e-4);
+    }
+    let x = random(&mut rng, &[2, 3, 5, 5]);
+    let wt = random(&mut rng, &[4, 3, 3, 3]);
+    let short = random(&mut rng, &[3]);
+    assert!(snl_core::fast::conv2d_affine(&x, &wt, &short, &short, 1, 1).is_err());
+}

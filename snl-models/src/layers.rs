@@ -7,8 +7,8 @@ use candle_nn::{Init, VarBuilder};
 /// A bias-free 2-d convolution with square kernel, stride and zero padding, weight
 /// `<prefix>.weight` of shape `(out, in, k, k)` (OIHW, as PyTorch).
 ///
-/// Every convolution of the models goes through [`Conv2d::forward`], so a faster CPU
-/// convolution can be swapped in here alone.
+/// Every convolution of the models goes through [`Conv2d::forward`] or [`conv_bn`], both
+/// `snl_core::fast` ops, so a faster CPU convolution can be swapped in here alone.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
@@ -128,12 +128,28 @@ impl BatchNorm2d {
         Ok(out)
     }
 
-    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+    /// Eval mode as a per-channel `(scale, shift)`: `x * scale + shift`.
+    fn eval_affine(&self) -> Result<(Tensor, Tensor)> {
         let std = (self.running_var() + self.eps)?.sqrt()?;
         let scale = self.weight.div(&std)?;
         let shift = self.bias.sub(&self.running_mean().mul(&scale)?)?;
+        Ok((scale, shift))
+    }
+
+    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        let (scale, shift) = self.eval_affine()?;
         snl_core::fast::channel_affine(x, &scale, &shift)
     }
+}
+
+/// `bn(conv(x))`. In eval mode one op, [`snl_core::fast::conv2d_affine`], which folds the
+/// batch norm into the convolution when nothing needs a gradient (a teacher, inference).
+pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, train: bool) -> Result<Tensor> {
+    if train {
+        return bn.forward_train(&conv.forward(x)?);
+    }
+    let (scale, shift) = bn.eval_affine()?;
+    snl_core::fast::conv2d_affine(x, &conv.weight, &scale, &shift, conv.stride, conv.padding)
 }
 
 impl candle::ModuleT for BatchNorm2d {

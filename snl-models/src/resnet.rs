@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use snl_core::{Granularity, Masked, ReluMask};
 
 use crate::error::ConfigError;
-use crate::layers::{BatchNorm2d, Conv2d, Linear, global_avg_pool};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, conv_bn, global_avg_pool};
 
 /// Blocks per stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,10 +149,10 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let out = self.alpha1.forward(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
-        let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
+        let out = self.alpha1.forward(&conv_bn(&self.conv1, &self.bn1, x, train)?)?;
+        let out = conv_bn(&self.conv2, &self.bn2, &out, train)?;
         let residual = match &self.shortcut {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
+            Some((conv, bn)) => conv_bn(conv, bn, x, train)?,
             None => x.clone(),
         };
         self.alpha2.forward(&(out + residual)?)
@@ -212,7 +212,7 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut out = self.bn1.forward_t(&self.conv1.forward(x)?, train)?;
+        let mut out = conv_bn(&self.conv1, &self.bn1, x, train)?;
         if let Some(alpha0) = &self.alpha0 {
             out = alpha0.forward(&out)?;
         }

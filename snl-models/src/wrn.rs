@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use snl_core::{Granularity, Masked, ReluMask};
 
 use crate::error::ConfigError;
-use crate::layers::{BatchNorm2d, Conv2d, Linear, global_avg_pool};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, conv_bn, global_avg_pool};
 use crate::resnet::conv_out;
 
 /// A WideResNet's shape. Defaults are those of the SNL authors' WRN-22-8 on CIFAR.
@@ -143,7 +143,7 @@ impl WideBlock {
 impl ModuleT for WideBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let o = self.alpha1.forward(&self.bn1.forward_t(x, train)?)?;
-        let out = self.bn2.forward_t(&self.conv1.forward(&o)?, train)?;
+        let out = conv_bn(&self.conv1, &self.bn2, &o, train)?;
         let out = self.conv2.forward(&self.alpha2.forward(&out)?)?;
         match &self.conv_shortcut {
             Some(conv) => out + conv.forward(&o)?,

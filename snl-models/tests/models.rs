@@ -78,8 +78,11 @@ fn frozen_copy_records_no_graph_and_stays_put() {
         assert!(!t.track_op(), "the frozen teacher's output carries a graph");
         let s = student.forward_t(&x, false).unwrap();
         assert!(s.track_op());
+        // Same weights, different rounding: without a graph the teacher folds each batch
+        // norm into its convolution (`fast::conv2d_affine`); the student runs the two ops.
         let diff = (&t - &s).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(diff, 0.0);
+        let size = s.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff <= 1e-5 * size, "teacher and student differ by {diff} (outputs up to {size})");
         // Updating the student's variables does not reach the teacher.
         params::init_seeded(&vars, 7).unwrap();
         let t2 = teacher.forward_t(&x, false).unwrap();

@@ -37,7 +37,34 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
     let geom = Geom::new(x.dims(), weight.dims(), stride, padding)?;
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;
-    x.apply_op2(&weight, Conv2dOp { geom })
+    x.apply_op2(&weight, Conv2dOp { geom, shift: None })
+}
+
+/// `conv2d(x, weight, stride, padding)` then `* scale + shift` per output channel (each
+/// `(K,)`): a convolution followed by an eval-mode batch norm.
+///
+/// When nothing needs a gradient (a frozen teacher, inference) and the CPU op applies,
+/// `scale` is folded into the weights and `shift` is added to each chunk of output while it
+/// is still in cache: one pass over the output instead of two. Otherwise it is [`conv2d`]
+/// then [`super::channel_affine`], which it matches to rounding.
+pub fn conv2d_affine(
+    x: &Tensor,
+    weight: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let graph = [x, weight, scale, shift].iter().any(|t| t.track_op());
+    let per_channel =
+        |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && t.dims() == [weight.dims()[0]];
+    if graph || !applies(x, weight) || !per_channel(scale) || !per_channel(shift) {
+        return super::channel_affine(&conv2d(x, weight, stride, padding)?, scale, shift);
+    }
+    let k = weight.dim(0)?;
+    let folded = weight.broadcast_mul(&scale.reshape((k, 1, 1, 1))?)?.contiguous()?;
+    let geom = Geom::new(x.dims(), folded.dims(), stride, padding)?;
+    x.contiguous()?.apply_op2_no_bwd(&folded, &Conv2dOp { geom, shift: Some(shift.to_vec1()?) })
 }
 
 /// Where the custom op runs: both tensors on the CPU, both `f32`, both 4-D.
@@ -332,6 +359,8 @@ fn for_chunks(
 /// Forward: `(x, weight) -> y`.
 struct Conv2dOp {
     geom: Geom,
+    /// Added to each output channel (a folded batch norm; see [`conv2d_affine`]).
+    shift: Option<Vec<f32>>,
 }
 
 impl CustomOp2 for Conv2dOp {
@@ -347,6 +376,13 @@ impl CustomOp2 for Conv2dOp {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(xl.dims(), wl.dims(), self.geom.stride, self.geom.pad)?;
+        if self.shift.as_ref().is_some_and(|t| t.len() != g.k) {
+            candle::bail!(
+                "fast conv2d: a shift per output channel expected, {} for {}",
+                self.shift.as_ref().map_or(0, Vec::len),
+                g.k
+            )
+        }
         let x = f32_slice(xs, xl, "conv2d")?;
         let w = f32_slice(ws, wl, "conv2d")?;
         let (crs, p) = (g.crs(), g.p());
@@ -364,12 +400,17 @@ impl CustomOp2 for Conv2dOp {
                 let a = Mat::rows(w, g.k, crs);
                 let b = Mat::rows(col, crs, ld);
                 if imgs == 1 {
-                    sgemm(a, b, out, p, false, par)
+                    sgemm(a, b, out, p, false, par)?;
                 } else {
                     sgemm(a, b, tmp, ld, false, par)?;
                     scatter_maps(&g, tmp, imgs, out);
-                    Ok(())
                 }
+                if let Some(shift) = &self.shift {
+                    for (map, &t) in out.chunks_mut(p).zip(shift.iter().cycle()) {
+                        map.iter_mut().for_each(|v| *v += t);
+                    }
+                }
+                Ok(())
             })
         })?;
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))))

@@ -8,6 +8,8 @@
 //! - [`conv2d`]: im2col + gemm forward, gemm + col2im input gradient, im2col + gemm weight
 //!   gradient, each gradient computed only when needed (candle 0.11's CPU backward is a
 //!   direct-loop transposed convolution that always computes both).
+//! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
+//!   needs a gradient (the scale folded into the weights, the shift added in cache).
 //! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way.
 //! - [`batch_norm_train`], [`channel_affine`]: batch normalisation in train and eval mode
 //!   in two passes each way, with parallel per-channel reductions (candle's reductions over
@@ -23,7 +25,7 @@ mod masked;
 
 pub use alloc::tune_allocator;
 pub use bn::{batch_norm_train, channel_affine};
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_affine};
 pub use masked::masked_relu;
 
 /// The contiguous `f32` data of a custom op argument; `what` names the op in errors.
