@@ -21,7 +21,8 @@ Options:
   --k N          WRN widen factor (default 8)
   --runs N       timed runs per workload, median reported (default 3)
   --no-build     do not run cargo build
-  -- ...         anything after `--` goes to vs_torch unchanged (e.g. --no-torch)
+  -- ...         anything after `--` goes to vs_torch unchanged (e.g. --no-torch,
+                 --rounds 3 for medians over 3 pairs of runs)
 ";
 
 #[derive(Debug, Clone, PartialEq, Eq)]

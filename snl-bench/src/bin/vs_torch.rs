@@ -3,6 +3,10 @@
 //! load average before and after (the figures mean little on a loaded machine). Says so
 //! clearly (and still prints snl's figures) when python3, torch or the script is missing.
 //!
+//! On a shared machine one pair of runs can be off by a third either way, so `--rounds N`
+//! runs the pair N times back to back and reports the median images/s of each side and the
+//! median (and range) of the N per-round ratios.
+//!
 //! `cargo run --release -p snl-bench --bin vs_torch -- --width 64 --batch 128 --threads 2`
 //! `cargo xtask bench-vs-torch --arch wrn` (builds first)
 
@@ -29,6 +33,32 @@ struct Args {
     /// Run snl only.
     #[arg(long)]
     no_torch: bool,
+    /// Pairs of runs (snl, then PyTorch); the table gives medians over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One side's JSON lines, from `cmd` (`what` names it in errors).
+fn run(cmd: &mut Command, what: &str) -> anyhow::Result<Vec<Value>> {
+    let out = cmd.output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let lines = json_lines(&out.stdout);
+    lines.iter().for_each(|v| println!("{v}"));
+    println!("# load average after {what}: {}", loadavg());
+    Ok(lines)
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
@@ -71,43 +101,40 @@ fn main() -> anyhow::Result<()> {
 
     let exe = std::env::current_exe()?;
     let throughput = exe.with_file_name(format!("throughput{}", std::env::consts::EXE_SUFFIX));
-    let out = Command::new(&throughput).args(&common).args(&a.snl_flag).output().with_context(|| {
-        format!(
-            "running {} (build it with `cargo build --release -p snl-bench --bins`)",
-            throughput.display()
-        )
-    })?;
-    if !out.status.success() {
-        bail!("throughput failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let snl = json_lines(&out.stdout);
-    snl.iter().for_each(|v| println!("{v}"));
-    println!("# load average after snl: {}", loadavg());
-
-    if a.no_torch {
-        return Ok(());
-    }
+    let snl_cmd = || {
+        let mut cmd = Command::new(&throughput);
+        cmd.args(&common).args(&a.snl_flag);
+        cmd
+    };
     let script = a
         .torch_script
         .clone()
         .or_else(|| std::env::var_os("SNL_TORCH_SCRIPT").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/work/shared/reference/torch_snl.py"));
-    if let Some(why) = torch_missing(&a.python, &script) {
-        println!("\nPyTorch comparison SKIPPED: {why}. Only snl's figures above were measured.");
+    let skipped = if a.no_torch { Some("--no-torch".to_string()) } else { torch_missing(&a.python, &script) };
+    // Per round: snl's and PyTorch's JSON lines.
+    let mut rounds = Vec::new();
+    for round in 1..=a.rounds {
+        if a.rounds > 1 {
+            println!("# round {round} of {}", a.rounds);
+        }
+        let snl = run(&mut snl_cmd(), "throughput").with_context(|| {
+            format!("{} (build it with `cargo build --release -p snl-bench --bins`)", throughput.display())
+        })?;
+        let torch = match &skipped {
+            Some(_) => Vec::new(),
+            None => {
+                run(Command::new(&a.python).arg(&script).arg("bench").args(&common), "torch_snl.py bench")?
+            }
+        };
+        rounds.push((snl, torch));
+    }
+    if let Some(why) = skipped {
+        if !a.no_torch {
+            println!("\nPyTorch comparison SKIPPED: {why}. Only snl's figures above were measured.");
+        }
         return Ok(());
     }
-    let out = Command::new(&a.python)
-        .arg(&script)
-        .arg("bench")
-        .args(&common)
-        .output()
-        .context("running torch_snl.py")?;
-    if !out.status.success() {
-        bail!("torch_snl.py bench failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let torch = json_lines(&out.stdout);
-    torch.iter().for_each(|v| println!("{v}"));
-    println!("# load average after torch: {}", loadavg());
 
     let what = if a.flags.arch == "wrn" {
         format!("wrn-{}-{}", a.flags.depth, a.flags.k)
@@ -125,20 +152,44 @@ fn main() -> anyhow::Result<()> {
         a.flags.batch,
         a.flags.threads
     );
-    for s in &snl {
-        let Some(t) = torch.iter().find(|t| t["workload"] == s["workload"]) else { continue };
-        let (si, ti) = (s["images_per_s"].as_f64().unwrap_or(0.0), t["images_per_s"].as_f64().unwrap_or(0.0));
-        let ratio = if ti > 0.0 { si / ti } else { f64::NAN };
+    let field = |v: &Value, key: &str| v[key].as_f64().unwrap_or(0.0);
+    for workload in rounds[0].0.iter().map(|v| v["workload"].clone()) {
+        let pick = |lines: &[Value]| lines.iter().find(|v| v["workload"] == workload).cloned();
+        let pairs: Vec<(Value, Value)> =
+            rounds.iter().filter_map(|(s, t)| Some((pick(s)?, pick(t)?))).collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let snl: Vec<f64> = pairs.iter().map(|(s, _)| field(s, "images_per_s")).collect();
+        let torch: Vec<f64> = pairs.iter().map(|(_, t)| field(t, "images_per_s")).collect();
+        let ratios: Vec<f64> =
+            snl.iter().zip(&torch).map(|(s, t)| if *t > 0.0 { s / t } else { f64::NAN }).collect();
+        let rss = |side: fn(&(Value, Value)) -> &Value| {
+            pairs.iter().map(|p| side(p)["peak_rss_mib"].as_u64().unwrap_or(0)).max().unwrap_or(0)
+        };
+        let range = if ratios.len() > 1 {
+            let (lo, hi) = ratios.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            format!("   ratios {lo:.2}-{hi:.2}")
+        } else {
+            String::new()
+        };
         println!(
-            "{:<11} {:>10.1} {:>12.1} {:>6.2}x {:>9} {:>10}",
-            s["workload"].as_str().unwrap_or("?"),
-            si,
-            ti,
-            ratio,
-            s["peak_rss_mib"].as_u64().unwrap_or(0),
-            t["peak_rss_mib"].as_u64().unwrap_or(0)
+            "{:<11} {:>10.1} {:>12.1} {:>6.2}x {:>9} {:>10}{range}",
+            workload.as_str().unwrap_or("?"),
+            median(&snl),
+            median(&torch),
+            median(&ratios),
+            rss(|p| &p.0),
+            rss(|p| &p.1)
         );
     }
-    println!("(snl / PyTorch images/s; peak RSS is the process's high-water mark after each workload)");
+    println!(
+        "(snl / PyTorch images/s{}; peak RSS is the process's high-water mark after each workload)",
+        if a.rounds > 1 {
+            format!(", medians of {} rounds, ratio = median of the per-round ratios", a.rounds)
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }
