@@ -111,7 +111,9 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var_os("SNL_TORCH_SCRIPT").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/work/shared/reference/torch_snl.py"));
-    let skipped = if a.no_torch { Some("--no-torch".to_string()) } else { torch_missing(&a.python, &script) };
+    // Why PyTorch cannot run; `--no-torch` skips it without a reason to print.
+    let missing = if a.no_torch { None } else { torch_missing(&a.python, &script) };
+    let with_torch = !a.no_torch && missing.is_none();
     // Per round: snl's and PyTorch's JSON lines.
     let mut rounds = Vec::new();
     for round in 1..=a.rounds {
@@ -121,18 +123,17 @@ fn main() -> anyhow::Result<()> {
         let snl = run(&mut snl_cmd(), "throughput").with_context(|| {
             format!("{} (build it with `cargo build --release -p snl-bench --bins`)", throughput.display())
         })?;
-        let torch = match &skipped {
-            Some(_) => Vec::new(),
-            None => {
-                run(Command::new(&a.python).arg(&script).arg("bench").args(&common), "torch_snl.py bench")?
-            }
+        let torch = if with_torch {
+            run(Command::new(&a.python).arg(&script).arg("bench").args(&common), "torch_snl.py bench")?
+        } else {
+            Vec::new()
         };
         rounds.push((snl, torch));
     }
-    if let Some(why) = skipped {
-        if !a.no_torch {
-            println!("\nPyTorch comparison SKIPPED: {why}. Only snl's figures above were measured.");
-        }
+    if let Some(why) = missing {
+        println!("\nPyTorch comparison SKIPPED: {why}. Only snl's figures above were measured.");
+    }
+    if !with_torch {
         return Ok(());
     }
 

@@ -262,6 +262,7 @@ fn im2col(g: &Geom, img: &[f32], col: &mut [f32], ld: usize, off: usize) {
 
 /// The adjoint of [`im2col`]: adds columns `[off, off + OH*OW)` of `col` into image
 /// `img` (C, H, W).
+///
 /// `col` is scratch: the entries that read padding may be overwritten.
 fn col2im(g: &Geom, col: &mut [f32], ld: usize, off: usize, img: &mut [f32]) {
     let (p, st) = (g.p(), g.stride);
