@@ -132,6 +132,21 @@ fn matches_candle_when_images_share_a_gemm() {
     check(16, (64, 4, 3, 3), (4, 3, 3), 1, 1);
 }
 
+/// The shapes of the direct 3x3 kernel (stride 1 on maps with rows a multiple of 8 pixels,
+/// stride 2 on even maps with such output rows): every block size of output channels, one
+/// input channel, batch 1, rows of one and of several registers, the phase split of stride 2.
+#[test]
+fn matches_candle_on_direct_kernel_shapes() {
+    for (seed, k) in (30..).zip([1, 2, 3, 4, 5, 6, 7, 13]) {
+        check(seed, (2, 3, 8, 8), (k, 3, 3), 1, 1);
+    }
+    check(40, (1, 1, 16, 8), (4, 3, 3), 1, 1);
+    check(41, (3, 5, 8, 24), (9, 3, 3), 1, 1);
+    check(42, (2, 3, 16, 16), (5, 3, 3), 2, 1);
+    check(43, (1, 4, 32, 16), (13, 3, 3), 2, 1);
+    check(44, (2, 2, 16, 32), (3, 3, 3), 2, 1);
+}
+
 #[test]
 fn random_shapes_match_candle() {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
@@ -208,6 +223,7 @@ fn conv2d_affine_matches_convolution_then_channel_affine() {
     for (dims, k, r, stride, pad) in [
         ([3, 4, 8, 8], 6, 3, 1, 1),
         ([3, 4, 9, 9], 5, 3, 2, 1),
+        ([2, 3, 16, 16], 13, 3, 2, 1),
         ([37, 8, 4, 4], 16, 3, 1, 1),
         ([5, 8, 4, 4], 7, 1, 2, 0),
     ] {

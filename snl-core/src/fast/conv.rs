@@ -11,12 +11,16 @@
 //! single-threaded gemms; a batch too small to fill the pool runs its chunks one after
 //! the other with a parallel gemm instead. The column buffer is recomputed in backward
 //! rather than kept alive from forward.
+//!
+//! Where the [`direct`] kernel applies (3x3, padding 1, AVX2), the forward and the stride-1
+//! input gradient skip im2col altogether.
 
 use std::cell::RefCell;
 
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::direct::{self, Direct};
 use super::gemm::{Mat, sgemm};
 use super::{f32_slice, ordered_sum};
 
@@ -110,6 +114,20 @@ impl Geom {
         let oh = (h + 2 * pad - r) / stride + 1;
         let ow = (w + 2 * pad - s) / stride + 1;
         Ok(Self { n, c, h, w, k, r, s, stride, pad, oh, ow })
+    }
+
+    /// The [`Direct`] kernel of this convolution, where it applies.
+    fn direct(&self) -> Option<Direct> {
+        Direct::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
+    }
+
+    /// The [`Direct`] kernel of this convolution's input gradient, where it applies: for
+    /// stride 1, the gradient is itself a "same" convolution of the output gradient.
+    fn direct_input_grad(&self) -> Option<Direct> {
+        if self.stride != 1 {
+            return None;
+        }
+        Direct::new(self.k, (self.oh, self.ow), (self.r, self.s), 1, self.pad)
     }
 
     /// Rows of the column matrix.
@@ -314,6 +332,29 @@ fn col2im(g: &Geom, col: &mut [f32], ld: usize, off: usize, img: &mut [f32]) {
     }
 }
 
+/// `y[i] = conv3x3(x[i]) + shift` for each of the `n` images of `x` (`x_len` floats each;
+/// `y_len` each in `y`), in parallel over images, by kernel `d` with weights `packed` for
+/// `k` output channels.
+#[allow(clippy::too_many_arguments)]
+fn direct_batch(
+    d: &Direct,
+    x: &[f32],
+    n: usize,
+    x_len: usize,
+    packed: &[f32],
+    k: usize,
+    y_len: usize,
+    shift: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut y = vec![0f32; n * y_len];
+    y.par_chunks_mut(y_len.max(1)).enumerate().for_each(|(i, yi)| {
+        with_scratch(d.padded_len(), |padded| {
+            d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, padded, yi)
+        })
+    });
+    y
+}
+
 /// Copies `imgs` images of (K, P) maps into one `(K, imgs*P)` matrix.
 fn gather_maps(g: &Geom, maps: &[f32], imgs: usize, dst: &mut [f32]) {
     let (k, p) = (g.k, g.p());
@@ -386,6 +427,12 @@ impl CustomOp2 for Conv2dOp {
         }
         let x = f32_slice(xs, xl, "conv2d")?;
         let w = f32_slice(ws, wl, "conv2d")?;
+        if let Some(d) = g.direct() {
+            let packed = direct::pack(g.k, g.c, |ko, ci, r, s| w[((ko * g.c + ci) * 3 + r) * 3 + s]);
+            let y =
+                direct_batch(&d, x, g.n, g.input_len(), &packed, g.k, g.output_len(), self.shift.as_deref());
+            return Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))));
+        }
         let (crs, p) = (g.crs(), g.p());
         let (nb, parallel, par) = g.plan();
         let mut y = vec![0f32; g.n * g.output_len()];
@@ -462,6 +509,13 @@ impl CustomOp2 for Conv2dInputGrad {
         }
         let dy = f32_slice(ds, dl, "conv2d input grad")?;
         let w = f32_slice(ws, wl, "conv2d input grad")?;
+        if let Some(d) = g.direct_input_grad() {
+            // A "same" convolution's input gradient convolves dy with the weights
+            // transposed (input and output channels swapped) and flipped.
+            let packed = direct::pack(g.c, g.k, |ci, ko, r, s| w[((ko * g.c + ci) * 3 + 2 - r) * 3 + 2 - s]);
+            let dx = direct_batch(&d, dy, g.n, g.output_len(), &packed, g.c, g.input_len(), None);
+            return Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))));
+        }
         let (crs, p) = (g.crs(), g.p());
         let (nb, parallel, par) = g.plan();
         let mut dx = vec![0f32; g.n * g.input_len()];

@@ -1,0 +1,300 @@
+//! A direct 3x3, stride 1, padding 1 convolution for x86-64 CPUs with AVX2 and FMA.
+//!
+//! im2col writes nine shifted copies of the input for gemm to read back; for the 3x3
+//! "same" convolutions that make up most of a ResNet, that copy alone took about a third
+//! of an inference pass. Here each image is copied once into a zero-padded buffer and the
+//! kernel reads its taps straight from there: twelve AVX registers accumulate 16 output
+//! pixels (two runs of 8) of 6 output channels, each tap one load per run and one broadcast
+//! weight per channel.
+//!
+//! The same kernel computes the input gradient of such a convolution, which is the
+//! convolution of the output gradient with the weights transposed and flipped.
+
+/// Output channels per register block.
+const KB: usize = 6;
+/// Output pixels per AVX register.
+const LANES: usize = 8;
+
+/// One direct convolution: `c` input channels of `(h, w)` maps, 3x3 kernel, padding 1,
+/// stride 1 or 2, output `(oh, ow)`.
+///
+/// The kernel reads a zero-padded copy of each image. For stride 2 that copy is split into
+/// four phases (even and odd padded rows and columns), so the taps of a run of output pixels
+/// are again 8 consecutive floats: tap `(r, s)` of output `(oh, ow)` is padded pixel
+/// `(2 oh + r, 2 ow + s)`, which is phase `(r % 2, s % 2)` at `(oh + r / 2, ow + s / 2)`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Direct {
+    c: usize,
+    h: usize,
+    w: usize,
+    stride: usize,
+    oh: usize,
+    ow: usize,
+    /// Row pitch of a (phase) plane of the padded copy.
+    pitch: usize,
+    /// Floats per phase plane.
+    phase: usize,
+}
+
+impl Direct {
+    /// The kernel for this convolution on this CPU, or `None` where it does not apply: it
+    /// needs a 3x3 kernel, padding 1, stride 1 (or 2 on even maps), output rows a whole
+    /// number of AVX registers wide and output maps a whole number of register pairs.
+    pub fn new(
+        c: usize,
+        (h, w): (usize, usize),
+        (r, s): (usize, usize),
+        stride: usize,
+        pad: usize,
+    ) -> Option<Self> {
+        let shape_fits = match stride {
+            1 => true,
+            2 => h % 2 == 0 && w % 2 == 0,
+            _ => false,
+        };
+        if (r, s, pad) != (3, 3, 1) || !shape_fits || h == 0 || w == 0 || !cpu_has_avx2_fma() {
+            return None;
+        }
+        let (oh, ow) = (h / stride, w / stride);
+        if ow % LANES != 0 || (oh * ow) % (2 * LANES) != 0 {
+            return None;
+        }
+        let pitch = (w + 2) / stride;
+        Some(Self { c, h, w, stride, oh, ow, pitch, phase: (h + 2) / stride * pitch })
+    }
+
+    /// Floats of the padded copy of one image.
+    pub fn padded_len(&self) -> usize {
+        self.c * self.stride * self.stride * self.phase
+    }
+
+    /// Zero-padded (and for stride 2 phase-split) copy of one image `x` into `dst`.
+    fn pad_into(&self, x: &[f32], dst: &mut [f32]) {
+        let (h, w, pitch) = (self.h, self.w, self.pitch);
+        let chan = self.stride * self.stride * self.phase;
+        for (ci, d) in dst.chunks_exact_mut(chan).take(self.c).enumerate() {
+            let plane = &x[ci * h * w..(ci + 1) * h * w];
+            if self.stride == 1 {
+                d[..pitch].fill(0.0);
+                d[(h + 1) * pitch..].fill(0.0);
+                for (row, src) in plane.chunks_exact(w).enumerate() {
+                    let line = &mut d[(row + 1) * pitch..(row + 2) * pitch];
+                    line[0] = 0.0;
+                    line[w + 1] = 0.0;
+                    line[1..=w].copy_from_slice(src);
+                }
+                continue;
+            }
+            // Padded row 0 is the first row of the even-row phases, padded row h + 1 the
+            // last of the odd-row ones.
+            let (even, odd) = d.split_at_mut(2 * self.phase);
+            even[..pitch].fill(0.0);
+            even[self.phase..self.phase + pitch].fill(0.0);
+            odd[self.oh * pitch..(self.oh + 1) * pitch].fill(0.0);
+            odd[self.phase + self.oh * pitch..self.phase + (self.oh + 1) * pitch].fill(0.0);
+            for (row, src) in plane.chunks_exact(w).enumerate() {
+                // Input row `row` is padded row `row + 1`, in the phases of its parity.
+                let padded_row = row + 1;
+                let phases = if padded_row % 2 == 1 { &mut *odd } else { &mut *even };
+                let at = padded_row / 2 * pitch;
+                let (col_even, col_odd) = phases.split_at_mut(self.phase);
+                let (col_even, col_odd) = (&mut col_even[at..at + pitch], &mut col_odd[at..at + pitch]);
+                // Input column `j` is padded column `j + 1`: odd padded columns are the
+                // even input columns.
+                col_even[0] = 0.0;
+                col_odd[pitch - 1] = 0.0;
+                for (j, pair) in src.chunks_exact(2).enumerate() {
+                    col_odd[j] = pair[0];
+                    col_even[j + 1] = pair[1];
+                }
+            }
+        }
+    }
+
+    /// `y (k, oh, ow) = conv3x3(x (c, h, w)) + shift[ko]` for one image, with `packed` from
+    /// [`pack`] and `padded` scratch of at least [`Self::padded_len`] floats.
+    pub fn image(
+        &self,
+        x: &[f32],
+        packed: &[f32],
+        k: usize,
+        shift: Option<&[f32]>,
+        padded: &mut [f32],
+        y: &mut [f32],
+    ) {
+        let (c, o) = (self.c, self.oh * self.ow);
+        assert!(
+            x.len() >= c * self.h * self.w
+                && padded.len() >= self.padded_len()
+                && packed.len() >= k * c * 9
+                && y.len() >= k * o
+                && shift.is_none_or(|t| t.len() >= k),
+            "direct conv: buffers shorter than their shapes"
+        );
+        self.pad_into(x, padded);
+        for k0 in (0..k).step_by(KB) {
+            let nk = KB.min(k - k0);
+            let wts = &packed[k0 * c * 9..(k0 + nk) * c * 9];
+            let init = |j: usize| shift.map_or(0.0, |t| t[k0 + j]);
+            let out = &mut y[k0 * o..(k0 + nk) * o];
+            // SAFETY: `new` checked AVX2 and FMA and the shapes; the assert above the
+            // buffer lengths (see `block`).
+            unsafe {
+                match (self.stride, nk) {
+                    (1, 6) => x86::block::<1, 6>(self, padded, wts, init, out),
+                    (1, 5) => x86::block::<1, 5>(self, padded, wts, init, out),
+                    (1, 4) => x86::block::<1, 4>(self, padded, wts, init, out),
+                    (1, 3) => x86::block::<1, 3>(self, padded, wts, init, out),
+                    (1, 2) => x86::block::<1, 2>(self, padded, wts, init, out),
+                    (1, _) => x86::block::<1, 1>(self, padded, wts, init, out),
+                    (_, 6) => x86::block::<2, 6>(self, padded, wts, init, out),
+                    (_, 5) => x86::block::<2, 5>(self, padded, wts, init, out),
+                    (_, 4) => x86::block::<2, 4>(self, padded, wts, init, out),
+                    (_, 3) => x86::block::<2, 3>(self, padded, wts, init, out),
+                    (_, 2) => x86::block::<2, 2>(self, padded, wts, init, out),
+                    (_, _) => x86::block::<2, 1>(self, padded, wts, init, out),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpu_has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_has_avx2_fma() -> bool {
+    false
+}
+
+/// Weights of `k` output and `c` input channels rearranged for the kernel: blocks of up to
+/// [`KB`] output channels, each `[c][3][3][block]`, so the weights one tap broadcasts are
+/// adjacent. `tap(ko, ci, r, s)` gives the weight of output channel `ko`, input channel
+/// `ci`, kernel row `r`, column `s`.
+pub(super) fn pack(k: usize, c: usize, tap: impl Fn(usize, usize, usize, usize) -> f32) -> Vec<f32> {
+    let mut packed = Vec::with_capacity(k * c * 9);
+    for k0 in (0..k).step_by(KB) {
+        let nk = KB.min(k - k0);
+        for ci in 0..c {
+            for r in 0..3 {
+                for s in 0..3 {
+                    packed.extend((k0..k0 + nk).map(|ko| tap(ko, ci, r, s)));
+                }
+            }
+        }
+    }
+    packed
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Direct, LANES};
+
+    /// `NK` output channels of one image: `out` is `(NK, oh, ow)`, `wts` is
+    /// `[c][3][3][NK]`, `padded` is the image as [`Direct::pad_into`] left it; channel `j`
+    /// starts from `init(j)`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`] with `ST` its stride, and the
+    /// slices are at least as long as their shapes. A run of 8 output pixels at `(oh, ow)`
+    /// then reads (phase) rows `oh..oh + 3` from column `ow` to `ow + 9 < pitch` (stride 1),
+    /// or rows `oh..oh + 2` from `ow` to `ow + 8 < pitch` (stride 2), inside its plane, and
+    /// writes 8 pixels of one output row.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn block<const ST: usize, const NK: usize>(
+        d: &Direct,
+        padded: &[f32],
+        wts: &[f32],
+        init: impl Fn(usize) -> f32,
+        out: &mut [f32],
+    ) {
+        let (pitch, phase, o) = (d.pitch, d.phase, d.oh * d.ow);
+        let chan = ST * ST * phase;
+        // Offset of tap (r, s) from the top-left input of its output pixel.
+        let tap = |r: usize, s: usize| ((r % ST) * ST + s % ST) * phase + r / ST * pitch + s / ST;
+        // SAFETY: the caller's promises above keep every pointer inside its slice.
+        unsafe {
+            let xp = padded.as_ptr();
+            let op = out.as_mut_ptr();
+            // Two runs of 8 output pixels per step, in raster order.
+            for q in (0..o).step_by(2 * LANES) {
+                let runs = [q, q + LANES];
+                let at = runs.map(|p| p / d.ow * pitch + p % d.ow);
+                let mut acc = [[_mm256_setzero_ps(); 2]; NK];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = [_mm256_set1_ps(init(j)); 2];
+                }
+                for ci in 0..d.c {
+                    let xc = xp.add(ci * chan);
+                    let wc = wts.as_ptr().add(ci * 9 * NK);
+                    for r in 0..3 {
+                        for s in 0..3 {
+                            let off = tap(r, s);
+                            let va = _mm256_loadu_ps(xc.add(at[0] + off));
+                            let vb = _mm256_loadu_ps(xc.add(at[1] + off));
+                            let wt = wc.add((r * 3 + s) * NK);
+                            for (j, a) in acc.iter_mut().enumerate() {
+                                let wv = _mm256_broadcast_ss(&*wt.add(j));
+                                a[0] = _mm256_fmadd_ps(wv, va, a[0]);
+                                a[1] = _mm256_fmadd_ps(wv, vb, a[1]);
+                            }
+                        }
+                    }
+                }
+                for (j, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(op.add(j * o + runs[0]), a[0]);
+                    _mm256_storeu_ps(op.add(j * o + runs[1]), a[1]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    /// Never called: [`super::Direct::new`] is `None` off x86-64.
+    pub(super) unsafe fn block<const ST: usize, const NK: usize>(
+        _: &super::Direct,
+        _: &[f32],
+        _: &[f32],
+        _: impl Fn(usize) -> f32,
+        _: &mut [f32],
+    ) {
+        unreachable!("direct conv kernel called without AVX2")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shapes `snl-core/tests/fast_conv.rs` checks against candle do run this kernel
+    /// (on a CPU with AVX2), and the others do not.
+    #[test]
+    fn applies_exactly_to_its_shapes() {
+        if !cpu_has_avx2_fma() {
+            return;
+        }
+        let new = |hw, r, stride, pad| Direct::new(3, hw, (r, r), stride, pad).is_some();
+        for hw in [(8, 8), (16, 8), (8, 24), (32, 32)] {
+            assert!(new(hw, 3, 1, 1), "{hw:?}");
+        }
+        for hw in [(16, 16), (32, 16), (16, 32)] {
+            assert!(new(hw, 3, 2, 1), "{hw:?} stride 2");
+        }
+        for (hw, r, stride, pad) in [
+            ((4, 4), 3, 1, 1),
+            ((8, 8), 3, 2, 1),
+            ((9, 8), 3, 1, 1),
+            ((8, 8), 1, 1, 0),
+            ((8, 8), 3, 1, 0),
+            ((17, 16), 3, 2, 1),
+        ] {
+            assert!(!new(hw, r, stride, pad), "{hw:?} r {r} stride {stride} pad {pad}");
+        }
+    }
+}
