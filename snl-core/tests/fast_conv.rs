@@ -134,7 +134,8 @@ fn matches_candle_when_images_share_a_gemm() {
 
 /// The shapes of the direct 3x3 kernel (stride 1 on maps with rows a multiple of 8 pixels,
 /// stride 2 on even maps with such output rows): every block size of output channels, one
-/// input channel, batch 1, rows of one and of several registers, the phase split of stride 2.
+/// input channel, batch 1, rows of one and of several registers, the phase split of stride 2,
+/// and weight gradients summed over several groups of images.
 #[test]
 fn matches_candle_on_direct_kernel_shapes() {
     for (seed, k) in (30..).zip([1, 2, 3, 4, 5, 6, 7, 13]) {
@@ -145,6 +146,7 @@ fn matches_candle_on_direct_kernel_shapes() {
     check(42, (2, 3, 16, 16), (5, 3, 3), 2, 1);
     check(43, (1, 4, 32, 16), (13, 3, 3), 2, 1);
     check(44, (2, 2, 16, 32), (3, 3, 3), 2, 1);
+    check(45, (9, 2, 8, 8), (5, 3, 3), 1, 1);
 }
 
 #[test]

@@ -12,8 +12,8 @@
 //! the other with a parallel gemm instead. The column buffer is recomputed in backward
 //! rather than kept alive from forward.
 //!
-//! Where the [`direct`] kernel applies (3x3, padding 1, AVX2), the forward and the stride-1
-//! input gradient skip im2col altogether.
+//! Where the [`direct`] kernel applies (3x3, padding 1, AVX2), the forward, the weight
+//! gradient and the stride-1 input gradient skip im2col altogether.
 
 use std::cell::RefCell;
 
@@ -23,6 +23,9 @@ use rayon::prelude::*;
 use super::direct::{self, Direct};
 use super::gemm::{Mat, sgemm};
 use super::{f32_slice, ordered_sum};
+
+/// Output pixels per group of images in the direct weight gradient.
+const DIRECT_GROUP_PIXELS: usize = 256;
 
 /// A column matrix this wide (in output pixels) keeps gemm near its peak; wider only costs
 /// memory.
@@ -599,6 +602,29 @@ impl CustomOp2 for Conv2dWeightGrad {
         let x = f32_slice(xs, xl, "conv2d weight grad")?;
         let dy = f32_slice(ds, dl, "conv2d weight grad")?;
         let len = g.k * g.crs();
+        if let Some(d) = g.direct() {
+            // Groups of images wide enough (in output pixels) that the kernel's final sums
+            // are a small part of its work.
+            let group = DIRECT_GROUP_PIXELS.div_ceil(g.p().max(1));
+            let dw = ordered_sum(g.n, len, |range, acc| {
+                let end = range.end;
+                range.step_by(group).for_each(|n0| {
+                    let imgs = group.min(end - n0);
+                    with_scratch(imgs * d.padded_len(), |padded| {
+                        d.weight_grad(
+                            &x[n0 * g.input_len()..(n0 + imgs) * g.input_len()],
+                            &dy[n0 * g.output_len()..(n0 + imgs) * g.output_len()],
+                            imgs,
+                            g.k,
+                            padded,
+                            acc,
+                        )
+                    })
+                });
+                Ok(())
+            })?;
+            return Ok((CpuStorage::F32(dw), Shape::from((g.k, g.c, g.r, g.s))));
+        }
         let (nb, parallel, par) = g.plan();
         let chunks = g.n.div_ceil(nb);
         let first = |ci: usize| (ci * nb, nb.min(g.n - ci * nb));

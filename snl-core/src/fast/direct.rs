@@ -7,11 +7,16 @@
 //! pixels (two runs of 8) of 6 output channels, each tap one load per run and one broadcast
 //! weight per channel.
 //!
-//! The same kernel computes the input gradient of such a convolution, which is the
-//! convolution of the output gradient with the weights transposed and flipped.
+//! The same kernel computes the input gradient of a stride-1 convolution, which is the
+//! convolution of the output gradient with the weights transposed and flipped. A second
+//! kernel computes the weight gradient from the same padded copy: each weight is a sum over
+//! pixels, kept in eight lanes per register and added up once per group of images.
 
 /// Output channels per register block.
 const KB: usize = 6;
+/// Output channels and input channels per register block of the weight gradient.
+const WG_K: usize = 4;
+const WG_C: usize = 3;
 /// Output pixels per AVX register.
 const LANES: usize = 8;
 
@@ -157,6 +162,67 @@ impl Direct {
             }
         }
     }
+
+    /// Adds the weight gradient `(k, c, 3, 3)` of `imgs` images `x` `(imgs, c, h, w)` with
+    /// output gradients `dy` `(imgs, k, oh, ow)` into `dw`, with `padded` scratch of at
+    /// least `imgs` times [`Self::padded_len`] floats.
+    ///
+    /// Each weight is a sum over pixels: eight partial sums per register, over all the
+    /// images, added up once at the end.
+    pub fn weight_grad(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        imgs: usize,
+        k: usize,
+        padded: &mut [f32],
+        dw: &mut [f32],
+    ) {
+        let (c, in_len, pad_len) = (self.c, self.c * self.h * self.w, self.padded_len());
+        assert!(
+            x.len() >= imgs * in_len
+                && dy.len() >= imgs * k * self.oh * self.ow
+                && padded.len() >= imgs * pad_len
+                && dw.len() >= k * c * 9,
+            "direct conv weight grad: buffers shorter than their shapes"
+        );
+        for i in 0..imgs {
+            self.pad_into(&x[i * in_len..(i + 1) * in_len], &mut padded[i * pad_len..(i + 1) * pad_len]);
+        }
+        for tap in 0..9 {
+            for k0 in (0..k).step_by(WG_K) {
+                for c0 in (0..c).step_by(WG_C) {
+                    let kernel = wgrad_kernel(self.stride, WG_K.min(k - k0), WG_C.min(c - c0));
+                    // SAFETY: `new` checked AVX2 and FMA and the shapes, the assert above
+                    // the buffer lengths (see `wgrad`).
+                    unsafe { kernel(self, padded, imgs, dy, k, (k0, c0), tap, dw) }
+                }
+            }
+        }
+    }
+}
+
+/// The weight-gradient kernel of one stride and block size.
+type WgradKernel = unsafe fn(&Direct, &[f32], usize, &[f32], usize, (usize, usize), usize, &mut [f32]);
+
+fn wgrad_kernel(stride: usize, nk: usize, nc: usize) -> WgradKernel {
+    fn of_stride<const ST: usize>(nk: usize, nc: usize) -> WgradKernel {
+        match (nk, nc) {
+            (4, 3) => x86::wgrad::<ST, 4, 3>,
+            (4, 2) => x86::wgrad::<ST, 4, 2>,
+            (4, _) => x86::wgrad::<ST, 4, 1>,
+            (3, 3) => x86::wgrad::<ST, 3, 3>,
+            (3, 2) => x86::wgrad::<ST, 3, 2>,
+            (3, _) => x86::wgrad::<ST, 3, 1>,
+            (2, 3) => x86::wgrad::<ST, 2, 3>,
+            (2, 2) => x86::wgrad::<ST, 2, 2>,
+            (2, _) => x86::wgrad::<ST, 2, 1>,
+            (_, 3) => x86::wgrad::<ST, 1, 3>,
+            (_, 2) => x86::wgrad::<ST, 1, 2>,
+            (_, _) => x86::wgrad::<ST, 1, 1>,
+        }
+    }
+    if stride == 1 { of_stride::<1>(nk, nc) } else { of_stride::<2>(nk, nc) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -252,6 +318,60 @@ mod x86 {
             }
         }
     }
+
+    /// Adds into `dw` (`(k, c, 3, 3)`) the gradient of tap `tap` (`3 r + s`) for output
+    /// channels `k0..k0 + NK` and input channels `c0..c0 + NC`, summed over `imgs` images:
+    /// `padded` holds them as [`Direct::pad_into`] left them, one after the other, and `dy`
+    /// is `(imgs, k, oh, ow)`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`] with `ST` its stride, the
+    /// slices are at least as long as their shapes, `k0 + NK <= k`, `c0 + NC <= d.c` and
+    /// `tap < 9`. Each load then reads 8 pixels of one output row of `dy`, or one run of a
+    /// padded (phase) plane as [`block`] does.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn wgrad<const ST: usize, const NK: usize, const NC: usize>(
+        d: &Direct,
+        padded: &[f32],
+        imgs: usize,
+        dy: &[f32],
+        k: usize,
+        (k0, c0): (usize, usize),
+        tap: usize,
+        dw: &mut [f32],
+    ) {
+        let (pitch, phase, o) = (d.pitch, d.phase, d.oh * d.ow);
+        let chan = ST * ST * phase;
+        let (r, s) = (tap / 3, tap % 3);
+        let off = ((r % ST) * ST + s % ST) * phase + r / ST * pitch + s / ST;
+        let mut acc = [[_mm256_setzero_ps(); NC]; NK];
+        // SAFETY: the caller's promises above keep every pointer inside its slice.
+        unsafe {
+            for i in 0..imgs {
+                let xi = padded.as_ptr().add((i * d.c + c0) * chan + off);
+                let gi = dy.as_ptr().add((i * k + k0) * o);
+                for q in (0..o).step_by(LANES) {
+                    let at = q / d.ow * pitch + q % d.ow;
+                    let xv: [__m256; NC] = std::array::from_fn(|cc| _mm256_loadu_ps(xi.add(cc * chan + at)));
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let g = _mm256_loadu_ps(gi.add(j * o + q));
+                        for (cc, v) in a.iter_mut().enumerate() {
+                            *v = _mm256_fmadd_ps(g, xv[cc], *v);
+                        }
+                    }
+                }
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            for (cc, v) in a.iter().enumerate() {
+                // Lanes 0-3 plus 4-7, then pairwise: a fixed order.
+                let half = _mm_add_ps(_mm256_castps256_ps128(*v), _mm256_extractf128_ps::<1>(*v));
+                let pair = _mm_hadd_ps(half, half);
+                dw[((k0 + j) * d.c + c0 + cc) * 9 + tap] += _mm_cvtss_f32(_mm_hadd_ps(pair, pair));
+            }
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -262,6 +382,21 @@ mod x86 {
         _: &[f32],
         _: &[f32],
         _: impl Fn(usize) -> f32,
+        _: &mut [f32],
+    ) {
+        unreachable!("direct conv kernel called without AVX2")
+    }
+
+    /// Never called: [`super::Direct::new`] is `None` off x86-64.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn wgrad<const ST: usize, const NK: usize, const NC: usize>(
+        _: &super::Direct,
+        _: &[f32],
+        _: usize,
+        _: &[f32],
+        _: usize,
+        _: (usize, usize),
+        _: usize,
         _: &mut [f32],
     ) {
         unreachable!("direct conv kernel called without AVX2")
