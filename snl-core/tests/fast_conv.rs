@@ -122,11 +122,11 @@ fn matches_candle_on_same_width_convolutions() {
     check(23, (2, 4, 5, 5), (3, 1, 1), 1, 0);
 }
 
-/// Batches large enough that several images share one column matrix (the 4x4 and 2x2
-/// maps of a deep stage), in both the parallel and the sequential plan.
+/// Batches large enough that several images share one column matrix (the small maps of a
+/// deep stage), in both the parallel and the sequential plan.
 #[test]
 fn matches_candle_when_images_share_a_gemm() {
-    check(13, (37, 8, 4, 4), (16, 3, 3), 1, 1);
+    check(13, (37, 8, 6, 6), (16, 3, 3), 1, 1);
     check(14, (37, 8, 4, 4), (16, 3, 3), 2, 1);
     check(15, (5, 8, 2, 2), (4, 1, 1), 1, 0);
     check(16, (64, 4, 3, 3), (4, 3, 3), 1, 1);
@@ -135,7 +135,8 @@ fn matches_candle_when_images_share_a_gemm() {
 /// The shapes of the direct 3x3 kernel (stride 1 on maps with rows a multiple of 8 pixels,
 /// stride 2 on even maps with such output rows): every block size of output channels, one
 /// input channel, batch 1, rows of one and of several registers, the phase split of stride 2,
-/// and weight gradients summed over several groups of images.
+/// rows of 4 pixels (two to a register), and weight gradients summed over several groups of
+/// images.
 #[test]
 fn matches_candle_on_direct_kernel_shapes() {
     for (seed, k) in (30..).zip([1, 2, 3, 4, 5, 6, 7, 13]) {
@@ -147,6 +148,10 @@ fn matches_candle_on_direct_kernel_shapes() {
     check(43, (1, 4, 32, 16), (13, 3, 3), 2, 1);
     check(44, (2, 2, 16, 32), (3, 3, 3), 2, 1);
     check(45, (9, 2, 8, 8), (5, 3, 3), 1, 1);
+    check(46, (3, 5, 4, 4), (7, 3, 3), 1, 1);
+    check(47, (2, 3, 8, 4), (4, 3, 3), 1, 1);
+    check(48, (9, 4, 8, 8), (13, 3, 3), 2, 1);
+    check(49, (1, 2, 16, 8), (3, 3, 3), 2, 1);
 }
 
 #[test]

@@ -44,7 +44,8 @@ pub(super) struct Direct {
 impl Direct {
     /// The kernel for this convolution on this CPU, or `None` where it does not apply: it
     /// needs a 3x3 kernel, padding 1, stride 1 (or 2 on even maps), output rows a whole
-    /// number of AVX registers wide and output maps a whole number of register pairs.
+    /// number of AVX registers wide or half of one (then a register holds two rows), and
+    /// output maps a whole number of register pairs.
     pub fn new(
         c: usize,
         (h, w): (usize, usize),
@@ -61,11 +62,18 @@ impl Direct {
             return None;
         }
         let (oh, ow) = (h / stride, w / stride);
-        if ow % LANES != 0 || (oh * ow) % (2 * LANES) != 0 {
+        if !(ow % LANES == 0 || ow == LANES / 2) || (oh * ow) % (2 * LANES) != 0 {
             return None;
         }
         let pitch = (w + 2) / stride;
         Some(Self { c, h, w, stride, oh, ow, pitch, phase: (h + 2) / stride * pitch })
+    }
+
+    /// Whether [`Self::weight_grad`] applies: output rows of 8 pixels or more. On rows of 4
+    /// (the 4x4 maps of ResNet18's last stage), each image adds only two registers to a sum,
+    /// and im2col + gemm measured twice as fast.
+    pub fn has_weight_grad(&self) -> bool {
+        self.ow >= LANES
     }
 
     /// Floats of the padded copy of one image.
@@ -144,22 +152,7 @@ impl Direct {
             let out = &mut y[k0 * o..(k0 + nk) * o];
             // SAFETY: `new` checked AVX2 and FMA and the shapes; the assert above the
             // buffer lengths (see `block`).
-            unsafe {
-                match (self.stride, nk) {
-                    (1, 6) => x86::block::<1, 6>(self, padded, wts, init, out),
-                    (1, 5) => x86::block::<1, 5>(self, padded, wts, init, out),
-                    (1, 4) => x86::block::<1, 4>(self, padded, wts, init, out),
-                    (1, 3) => x86::block::<1, 3>(self, padded, wts, init, out),
-                    (1, 2) => x86::block::<1, 2>(self, padded, wts, init, out),
-                    (1, _) => x86::block::<1, 1>(self, padded, wts, init, out),
-                    (_, 6) => x86::block::<2, 6>(self, padded, wts, init, out),
-                    (_, 5) => x86::block::<2, 5>(self, padded, wts, init, out),
-                    (_, 4) => x86::block::<2, 4>(self, padded, wts, init, out),
-                    (_, 3) => x86::block::<2, 3>(self, padded, wts, init, out),
-                    (_, 2) => x86::block::<2, 2>(self, padded, wts, init, out),
-                    (_, _) => x86::block::<2, 1>(self, padded, wts, init, out),
-                }
-            }
+            unsafe { block_kernel(self.stride, self.ow < LANES, nk)(self, padded, wts, &init, out) }
         }
     }
 
@@ -186,6 +179,7 @@ impl Direct {
                 && dw.len() >= k * c * 9,
             "direct conv weight grad: buffers shorter than their shapes"
         );
+        assert!(self.has_weight_grad(), "direct conv weight grad: rows of {} pixels", self.ow);
         for i in 0..imgs {
             self.pad_into(&x[i * in_len..(i + 1) * in_len], &mut padded[i * pad_len..(i + 1) * pad_len]);
         }
@@ -202,11 +196,33 @@ impl Direct {
     }
 }
 
+/// The forward kernel of one stride, row width (`half`: 4 pixels) and block size.
+type BlockKernel = unsafe fn(&Direct, &[f32], &[f32], &dyn Fn(usize) -> f32, &mut [f32]);
+
+fn block_kernel(stride: usize, half: bool, nk: usize) -> BlockKernel {
+    fn of<const ST: usize, const HALF: bool>(nk: usize) -> BlockKernel {
+        match nk {
+            6 => x86::block::<ST, HALF, 6>,
+            5 => x86::block::<ST, HALF, 5>,
+            4 => x86::block::<ST, HALF, 4>,
+            3 => x86::block::<ST, HALF, 3>,
+            2 => x86::block::<ST, HALF, 2>,
+            _ => x86::block::<ST, HALF, 1>,
+        }
+    }
+    match (stride, half) {
+        (1, false) => of::<1, false>(nk),
+        (1, true) => of::<1, true>(nk),
+        (_, false) => of::<2, false>(nk),
+        (_, true) => of::<2, true>(nk),
+    }
+}
+
 /// The weight-gradient kernel of one stride and block size.
 type WgradKernel = unsafe fn(&Direct, &[f32], usize, &[f32], usize, (usize, usize), usize, &mut [f32]);
 
 fn wgrad_kernel(stride: usize, nk: usize, nc: usize) -> WgradKernel {
-    fn of_stride<const ST: usize>(nk: usize, nc: usize) -> WgradKernel {
+    fn of<const ST: usize>(nk: usize, nc: usize) -> WgradKernel {
         match (nk, nc) {
             (4, 3) => x86::wgrad::<ST, 4, 3>,
             (4, 2) => x86::wgrad::<ST, 4, 2>,
@@ -222,7 +238,7 @@ fn wgrad_kernel(stride: usize, nk: usize, nc: usize) -> WgradKernel {
             (_, _) => x86::wgrad::<ST, 1, 1>,
         }
     }
-    if stride == 1 { of_stride::<1>(nk, nc) } else { of_stride::<2>(nk, nc) }
+    if stride == 1 { of::<1>(nk, nc) } else { of::<2>(nk, nc) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -260,22 +276,34 @@ mod x86 {
 
     use super::{Direct, LANES};
 
+    /// The 8 padded input floats of a run of output pixels from `p` on: consecutive, or
+    /// (`HALF`, rows of 4 pixels) 4 from `p` and 4 from the row below.
+    ///
+    /// # Safety
+    /// AVX is available and the floats read are inside one allocation.
+    #[inline(always)]
+    unsafe fn run<const HALF: bool>(p: *const f32, pitch: usize) -> __m256 {
+        // SAFETY: as the caller promises.
+        unsafe { if HALF { _mm256_loadu2_m128(p.add(pitch), p) } else { _mm256_loadu_ps(p) } }
+    }
+
     /// `NK` output channels of one image: `out` is `(NK, oh, ow)`, `wts` is
     /// `[c][3][3][NK]`, `padded` is the image as [`Direct::pad_into`] left it; channel `j`
     /// starts from `init(j)`.
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`] with `ST` its stride, and the
-    /// slices are at least as long as their shapes. A run of 8 output pixels at `(oh, ow)`
-    /// then reads (phase) rows `oh..oh + 3` from column `ow` to `ow + 9 < pitch` (stride 1),
-    /// or rows `oh..oh + 2` from `ow` to `ow + 8 < pitch` (stride 2), inside its plane, and
-    /// writes 8 pixels of one output row.
+    /// slices are at least as long as their shapes, and `HALF` is whether rows are 4 pixels
+    /// wide. A run of 8 output pixels at `(oh, ow)` then reads (phase) rows `oh..oh + 3`
+    /// from column `ow` to `ow + 9 < pitch` (stride 1), or rows `oh..oh + 2` from `ow` to
+    /// `ow + 8 < pitch` (stride 2), one row more for `HALF`, inside its plane, and writes 8
+    /// consecutive output pixels.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block<const ST: usize, const NK: usize>(
+    pub(super) unsafe fn block<const ST: usize, const HALF: bool, const NK: usize>(
         d: &Direct,
         padded: &[f32],
         wts: &[f32],
-        init: impl Fn(usize) -> f32,
+        init: &dyn Fn(usize) -> f32,
         out: &mut [f32],
     ) {
         let (pitch, phase, o) = (d.pitch, d.phase, d.oh * d.ow);
@@ -300,8 +328,8 @@ mod x86 {
                     for r in 0..3 {
                         for s in 0..3 {
                             let off = tap(r, s);
-                            let va = _mm256_loadu_ps(xc.add(at[0] + off));
-                            let vb = _mm256_loadu_ps(xc.add(at[1] + off));
+                            let va = run::<HALF>(xc.add(at[0] + off), pitch);
+                            let vb = run::<HALF>(xc.add(at[1] + off), pitch);
                             let wt = wc.add((r * 3 + s) * NK);
                             for (j, a) in acc.iter_mut().enumerate() {
                                 let wv = _mm256_broadcast_ss(&*wt.add(j));
@@ -326,9 +354,9 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`] with `ST` its stride, the
-    /// slices are at least as long as their shapes, `k0 + NK <= k`, `c0 + NC <= d.c` and
-    /// `tap < 9`. Each load then reads 8 pixels of one output row of `dy`, or one run of a
-    /// padded (phase) plane as [`block`] does.
+    /// slices are at least as long as their shapes, output rows are 8 pixels or more,
+    /// `k0 + NK <= k`, `c0 + NC <= d.c` and `tap < 9`. Each load then reads 8 pixels of one
+    /// output row of `dy`, or one run of a padded (phase) plane as [`block`] does.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn wgrad<const ST: usize, const NK: usize, const NC: usize>(
@@ -377,11 +405,11 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     /// Never called: [`super::Direct::new`] is `None` off x86-64.
-    pub(super) unsafe fn block<const ST: usize, const NK: usize>(
+    pub(super) unsafe fn block<const ST: usize, const HALF: bool, const NK: usize>(
         _: &super::Direct,
         _: &[f32],
         _: &[f32],
-        _: impl Fn(usize) -> f32,
+        _: &dyn Fn(usize) -> f32,
         _: &mut [f32],
     ) {
         unreachable!("direct conv kernel called without AVX2")
@@ -415,15 +443,17 @@ mod tests {
             return;
         }
         let new = |hw, r, stride, pad| Direct::new(3, hw, (r, r), stride, pad).is_some();
-        for hw in [(8, 8), (16, 8), (8, 24), (32, 32)] {
+        for hw in [(8, 8), (16, 8), (8, 24), (32, 32), (4, 4), (8, 4)] {
             assert!(new(hw, 3, 1, 1), "{hw:?}");
         }
-        for hw in [(16, 16), (32, 16), (16, 32)] {
+        for hw in [(16, 16), (32, 16), (16, 32), (8, 8), (16, 8)] {
             assert!(new(hw, 3, 2, 1), "{hw:?} stride 2");
         }
         for (hw, r, stride, pad) in [
-            ((4, 4), 3, 1, 1),
-            ((8, 8), 3, 2, 1),
+            ((6, 4), 3, 1, 1),
+            ((4, 2), 3, 1, 1),
+            ((8, 12), 3, 1, 1),
+            ((4, 4), 3, 2, 1),
             ((9, 8), 3, 1, 1),
             ((8, 8), 1, 1, 0),
             ((8, 8), 3, 1, 0),
