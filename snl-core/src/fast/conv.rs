@@ -602,7 +602,7 @@ impl CustomOp2 for Conv2dWeightGrad {
         let x = f32_slice(xs, xl, "conv2d weight grad")?;
         let dy = f32_slice(ds, dl, "conv2d weight grad")?;
         let len = g.k * g.crs();
-        if let Some(d) = g.direct().filter(Direct::has_weight_grad) {
+        if let Some(d) = g.direct().filter(|d| d.has_weight_grad(g.k)) {
             // Groups of images wide enough (in output pixels) that the kernel's final sums
             // are a small part of its work.
             let group = DIRECT_GROUP_PIXELS.div_ceil(g.p().max(1));
