@@ -8,7 +8,7 @@
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, lane_sum};
+use super::{f32_slice, lane_sum, par_vec};
 
 const WHAT: &str = "batch norm";
 
@@ -245,18 +245,16 @@ impl CustomOp3 for InputGrad {
         let (n, c, plane) = geometry(xl)?;
         let (w, sg, sgx) = (&inputs[..c], &inputs[c..2 * c], &inputs[2 * c..]);
         let count = (n * plane) as f32;
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(plane).zip(x.par_chunks(plane).zip(g.par_chunks(plane))).enumerate().for_each(
-            |(i, (dp, (xp, gp)))| {
-                let ch = i % c;
-                let (mean, invstd) = (self.0.mean[ch], self.0.invstd[ch]);
-                let k = w[ch] * invstd;
-                let (mg, mgx) = (sg[ch] / count, sgx[ch] / count);
-                for ((d, &xv), &gv) in dp.iter_mut().zip(xp).zip(gp) {
-                    *d = k * (gv - mg - (xv - mean) * invstd * mgx);
-                }
-            },
-        );
+        let dx = par_vec(x.len(), plane, |i, dp| {
+            let (xp, gp) = (&x[i * plane..(i + 1) * plane], &g[i * plane..(i + 1) * plane]);
+            let ch = i % c;
+            let (mean, invstd) = (self.0.mean[ch], self.0.invstd[ch]);
+            let k = w[ch] * invstd;
+            let (mg, mgx) = (sg[ch] / count, sgx[ch] / count);
+            for ((d, &xv), &gv) in dp.iter_mut().zip(xp).zip(gp) {
+                *d = k * (gv - mg - (xv - mean) * invstd * mgx);
+            }
+        });
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }
@@ -287,10 +285,9 @@ fn affine_planes(x: &[f32], xl: &Layout, scale: &[f32], shift: &[f32]) -> Result
     if scale.len() != c || shift.len() != c {
         candle::bail!("fast batch norm: {} scales and {} shifts for {c} channels", scale.len(), shift.len())
     }
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(plane).zip(x.par_chunks(plane)).enumerate().for_each(|(i, (yp, xp))| {
+    let y = par_vec(x.len(), plane, |i, yp| {
         let (s, t) = (scale[i % c], shift[i % c]);
-        for (o, &v) in yp.iter_mut().zip(xp) {
+        for (o, &v) in yp.iter_mut().zip(&x[i * plane..(i + 1) * plane]) {
             *o = v * s + t;
         }
     });

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::direct::{self, Direct};
 use super::gemm::{Mat, sgemm};
-use super::{f32_slice, ordered_sum};
+use super::{f32_slice, ordered_sum, par_vec};
 
 /// Output pixels per group of images in the direct weight gradient.
 const DIRECT_GROUP_PIXELS: usize = 256;
@@ -349,13 +349,11 @@ fn direct_batch(
     y_len: usize,
     shift: Option<&[f32]>,
 ) -> Vec<f32> {
-    let mut y = vec![0f32; n * y_len];
-    y.par_chunks_mut(y_len.max(1)).enumerate().for_each(|(i, yi)| {
+    par_vec(n * y_len, y_len, |i, yi| {
         with_scratch(d.padded_len(), |padded| {
             d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, padded, yi)
         })
-    });
-    y
+    })
 }
 
 /// Copies `imgs` images of (K, P) maps into one `(K, imgs*P)` matrix.

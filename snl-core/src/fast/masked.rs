@@ -6,9 +6,8 @@
 //! on 2 cores those passes, not arithmetic, dominate the activation's cost.
 
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
-use super::{f32_slice, lane_sum, ordered_sum};
+use super::{f32_slice, lane_sum, ordered_sum, par_vec};
 
 const WHAT: &str = "masked_relu";
 
@@ -107,8 +106,8 @@ impl CustomOp2 for MaskedRelu {
         let x = f32_slice(xs, xl, WHAT)?;
         let a = f32_slice(as_, al, WHAT)?;
         let len = image_len(self.bcast, xl, a.len())?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(len).zip(x.par_chunks(len)).for_each(|(yi, xi)| {
+        let y = par_vec(x.len(), len, |i, yi| {
+            let xi = &x[i * len..(i + 1) * len];
             per_element(self.bcast, xi, a, yi, |v, m| v + (-v).max(0.0) * m);
         });
         Ok((CpuStorage::F32(y), xl.shape().clone()))
@@ -171,8 +170,8 @@ impl CustomOp3 for MaskedReluInputGrad {
             candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
         }
         let len = image_len(self.bcast, xl, a.len())?;
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(len).zip(x.par_chunks(len).zip(g.par_chunks(len))).for_each(|(di, (xi, gi))| {
+        let dx = par_vec(x.len(), len, |i, di| {
+            let (xi, gi) = (&x[i * len..(i + 1) * len], &g[i * len..(i + 1) * len]);
             match self.bcast {
                 Bcast::Element => {
                     for (((d, &v), &gv), &m) in di.iter_mut().zip(xi).zip(gi).zip(a) {
