@@ -254,7 +254,8 @@ impl CustomOp3 for InputGrad {
             for ((d, &xv), &gv) in dp.iter_mut().zip(xp).zip(gp) {
                 *d = k * (gv - mg - (xv - mean) * invstd * mgx);
             }
-        });
+            Ok(())
+        })?;
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }
@@ -290,6 +291,7 @@ fn affine_planes(x: &[f32], xl: &Layout, scale: &[f32], shift: &[f32]) -> Result
         for (o, &v) in yp.iter_mut().zip(&x[i * plane..(i + 1) * plane]) {
             *o = v * s + t;
         }
-    });
+        Ok(())
+    })?;
     Ok((CpuStorage::F32(y), xl.shape().clone()))
 }

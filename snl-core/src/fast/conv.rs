@@ -18,7 +18,6 @@
 use std::cell::RefCell;
 
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::direct::{self, Direct};
 use super::gemm::{Mat, sgemm};
@@ -348,11 +347,12 @@ fn direct_batch(
     k: usize,
     y_len: usize,
     shift: Option<&[f32]>,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     par_vec(n * y_len, y_len, |i, yi| {
         with_scratch(d.padded_len(), |padded| {
             d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, padded, yi)
-        })
+        });
+        Ok(())
     })
 }
 
@@ -378,25 +378,23 @@ fn scatter_maps(g: &Geom, src: &[f32], imgs: usize, maps: &mut [f32]) {
     }
 }
 
-/// Runs `work(first_image, images, out_chunk)` over the batch, `out` cut into chunks of
-/// `nb` images of `per_image` floats, in parallel or in sequence as planned.
-fn for_chunks(
-    out: &mut [f32],
+/// The output of `n` images of `per_image` floats, computed by `work(first_image, images,
+/// out_chunk)` on chunks of `nb` images (zeroed), in parallel or in sequence as planned.
+fn chunked_output(
+    n: usize,
     per_image: usize,
     nb: usize,
     parallel: bool,
     work: impl Fn(usize, usize, &mut [f32]) -> Result<()> + Sync,
-) -> Result<()> {
+) -> Result<Vec<f32>> {
     let size = (nb * per_image).max(1);
+    let images = |chunk: &[f32]| chunk.len() / per_image.max(1);
     if parallel {
-        out.par_chunks_mut(size)
-            .enumerate()
-            .try_for_each(|(ci, chunk)| work(ci * nb, chunk.len() / per_image.max(1), chunk))
-    } else {
-        out.chunks_mut(size)
-            .enumerate()
-            .try_for_each(|(ci, chunk)| work(ci * nb, chunk.len() / per_image.max(1), chunk))
+        return par_vec(n * per_image, size, |ci, chunk| work(ci * nb, images(chunk), chunk));
     }
+    let mut out = vec![0f32; n * per_image];
+    out.chunks_mut(size).enumerate().try_for_each(|(ci, chunk)| work(ci * nb, images(chunk), chunk))?;
+    Ok(out)
 }
 
 /// Forward: `(x, weight) -> y`.
@@ -431,13 +429,12 @@ impl CustomOp2 for Conv2dOp {
         if let Some(d) = g.direct() {
             let packed = direct::pack(g.k, g.c, |ko, ci, r, s| w[((ko * g.c + ci) * 3 + r) * 3 + s]);
             let y =
-                direct_batch(&d, x, g.n, g.input_len(), &packed, g.k, g.output_len(), self.shift.as_deref());
+                direct_batch(&d, x, g.n, g.input_len(), &packed, g.k, g.output_len(), self.shift.as_deref())?;
             return Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))));
         }
         let (crs, p) = (g.crs(), g.p());
         let (nb, parallel, par) = g.plan();
-        let mut y = vec![0f32; g.n * g.output_len()];
-        for_chunks(&mut y, g.output_len(), nb, parallel, |n0, imgs, out| {
+        let y = chunked_output(g.n, g.output_len(), nb, parallel, |n0, imgs, out| {
             let ld = imgs * p;
             let tmp_len = if imgs > 1 { g.k * ld } else { 0 };
             with_scratch(crs * ld + tmp_len, |buf| {
@@ -514,13 +511,12 @@ impl CustomOp2 for Conv2dInputGrad {
             // A "same" convolution's input gradient convolves dy with the weights
             // transposed (input and output channels swapped) and flipped.
             let packed = direct::pack(g.c, g.k, |ci, ko, r, s| w[((ko * g.c + ci) * 3 + 2 - r) * 3 + 2 - s]);
-            let dx = direct_batch(&d, dy, g.n, g.output_len(), &packed, g.c, g.input_len(), None);
+            let dx = direct_batch(&d, dy, g.n, g.output_len(), &packed, g.c, g.input_len(), None)?;
             return Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))));
         }
         let (crs, p) = (g.crs(), g.p());
         let (nb, parallel, par) = g.plan();
-        let mut dx = vec![0f32; g.n * g.input_len()];
-        for_chunks(&mut dx, g.input_len(), nb, parallel, |n0, imgs, out| {
+        let dx = chunked_output(g.n, g.input_len(), nb, parallel, |n0, imgs, out| {
             let ld = imgs * p;
             let maps = &dy[n0 * g.output_len()..(n0 + imgs) * g.output_len()];
             let tmp_len = if imgs > 1 { g.k * ld } else { 0 };

@@ -109,7 +109,8 @@ impl CustomOp2 for MaskedRelu {
         let y = par_vec(x.len(), len, |i, yi| {
             let xi = &x[i * len..(i + 1) * len];
             per_element(self.bcast, xi, a, yi, |v, m| v + (-v).max(0.0) * m);
-        });
+            Ok(())
+        })?;
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
@@ -188,7 +189,8 @@ impl CustomOp3 for MaskedReluInputGrad {
                     }
                 }
             }
-        });
+            Ok(())
+        })?;
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }

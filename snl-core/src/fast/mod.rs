@@ -47,27 +47,31 @@ fn f32_slice<'a>(s: &'a candle::CpuStorage, l: &candle::Layout, what: &str) -> c
 }
 
 /// `len` floats computed in parallel, chunk `i` of `chunk` floats by `fill(i, chunk)`; each
-/// chunk starts zeroed.
+/// chunk starts zeroed. The first error of any chunk is the result.
 ///
 /// `vec![0.0; len]` would zero all of it on the calling thread first: one serial pass over
 /// megabytes per activation while the other threads wait. Here each chunk is zeroed by the
 /// thread that fills it, just before, while it stays in cache.
-fn par_vec(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+fn par_vec(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [f32]) -> candle::Result<()> + Sync,
+) -> candle::Result<Vec<f32>> {
     use rayon::prelude::*;
     use std::mem::MaybeUninit;
     let mut v: Vec<f32> = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| {
+    v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().try_for_each(|(i, c)| {
         c.iter_mut().for_each(|x| {
             x.write(0.0);
         });
         // SAFETY: every element of `c` was initialised just above, and `MaybeUninit<f32>`
         // has the layout of `f32`.
         let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
-        fill(i, c);
-    });
-    // SAFETY: the chunks cover `0..len`, all initialised above.
+        fill(i, c)
+    })?;
+    // SAFETY: no chunk failed, so the chunks, which cover `0..len`, were all initialised.
     unsafe { v.set_len(len) };
-    v
+    Ok(v)
 }
 
 /// The sum of `f(a[i], b[i])` over two equally long slices, kept in eight interleaved
