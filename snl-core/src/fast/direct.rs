@@ -1,4 +1,4 @@
-//! A direct 3x3, stride 1, padding 1 convolution for x86-64 CPUs with AVX2 and FMA.
+//! A direct 3x3, padding 1 convolution (stride 1 or 2) for x86-64 CPUs with AVX2 and FMA.
 //!
 //! im2col writes nine shifted copies of the input for gemm to read back; for the 3x3
 //! "same" convolutions that make up most of a ResNet, that copy alone took about a third

@@ -8,9 +8,9 @@
 //! - [`conv2d`]: im2col + gemm forward, gemm + col2im input gradient, im2col + gemm weight
 //!   gradient, each gradient computed only when needed (candle 0.11's CPU backward is a
 //!   direct-loop transposed convolution that always computes both). On AVX2 CPUs the
-//!   forward and weight gradient of a 3x3 convolution with padding 1 (stride 1, or 2 on
-//!   even maps) and the input gradient of the stride-1 one run a direct kernel instead,
-//!   without im2col.
+//!   forward of a 3x3 convolution with padding 1 (stride 1, or 2 on even maps), the input
+//!   gradient of the stride-1 one and, where one image's data fits half an L2 cache, the
+//!   weight gradient run a direct kernel instead, without im2col.
 //! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
 //!   needs a gradient (the scale folded into the weights, the shift added in cache).
 //! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way.
