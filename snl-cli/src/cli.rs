@@ -26,13 +26,14 @@ pub struct Global {
     /// Device: cpu, cuda, cuda:N or metal (cuda and metal need a build with that feature).
     #[arg(long, global = true, default_value = "cpu")]
     pub device: String,
-    /// Seed of initialisation, data order, augmentation and validation split.
-    #[arg(long, global = true, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of initialisation, data order, augmentation and validation split (default: 0).
+    /// A resumed run, and eval on a model's own dataset, use the recorded seed: another is refused.
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
     /// CPU threads (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
-    /// Print only results and errors.
+    /// Print only results (stdout) and errors: no progress.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Print more detail (every epoch's loss terms).
@@ -69,10 +70,10 @@ pub struct ModelArgs {
     /// ResNet base width (64 is the paper's; smaller trains on a CPU).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Number of classes (default: the dataset's, else 10).
+    /// Number of classes (default: 10; train: the dataset's).
     #[arg(long)]
     pub classes: Option<usize>,
-    /// Input height and width (32 for CIFAR, 64 for Tiny-ImageNet; default: the dataset's).
+    /// Input height and width (32 for CIFAR, 64 for Tiny-ImageNet; default: 32; train: the dataset's).
     #[arg(long)]
     pub image_size: Option<usize>,
     /// Stride of the stem convolution.
@@ -93,8 +94,8 @@ pub struct ModelArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// cifar10, cifar100, tiny-imagenet, folder (with --data-dir: <dir>/{train,test}/<class>/<image>),
-    /// or synthetic (a small in-memory 10-class task, for trying things out).
-    /// Required, except with --resume (the run folder names its data).
+    /// or synthetic (a small in-memory 10-class task of 16x16 images, for trying things out).
+    /// Required by eval, and by train and linearize unless they --resume (the run names its data).
     #[arg(long)]
     pub dataset: Option<String>,
     /// A local copy (folder or official archive); without it, the Hugging Face Hub cache.
@@ -103,9 +104,10 @@ pub struct DataArgs {
     /// Never touch the network (also HF_HUB_OFFLINE=1); fail if the data is not cached.
     #[arg(long)]
     pub offline: bool,
-    /// Images held out of the training set for validation (model selection).
-    #[arg(long, default_value_t = 5000)]
-    pub val_size: usize,
+    /// Images held out of the training set for validation (model selection; default: 5000).
+    /// Not for synthetic data, which has its own validation set.
+    #[arg(long)]
+    pub val_size: Option<usize>,
     /// Batch size.
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -232,6 +234,7 @@ pub enum EvalSplit {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    /// The model (snl checkpoint, or PyTorch-named safetensors with model flags).
     #[arg(long)]
     pub model: PathBuf,
     #[command(flatten)]
@@ -256,12 +259,14 @@ pub struct CountArgs {
     /// A mask element counts when alphas > threshold (default: the checkpoint's, else 0.01).
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// Print one JSON object (arch, convention, threshold, total, kept, sites, cost).
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
+    /// The model (snl checkpoint, or PyTorch-named safetensors with model flags).
     #[arg(long)]
     pub model: PathBuf,
     #[command(flatten)]
@@ -281,12 +286,14 @@ pub struct ImportArgs {
     pub pth: PathBuf,
     #[command(flatten)]
     pub model_args: ModelArgs,
+    /// The snl checkpoint to write (.safetensors; must not exist).
     #[arg(long)]
     pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// The model (snl checkpoint, or PyTorch-named safetensors with model flags).
     #[arg(long)]
     pub model: PathBuf,
     #[command(flatten)]

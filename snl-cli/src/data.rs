@@ -37,6 +37,10 @@ impl DataConfig {
         };
         if dataset != SYNTHETIC {
             dataset.parse::<DatasetName>().map_err(|e| usage(format!("--dataset: {e}")))?;
+        } else if let Some(size) = args.val_size {
+            return Err(usage(format!(
+                "--val-size {size}: the synthetic data has its own validation set; drop --val-size"
+            )));
         }
         let batch_size = args.batch_size.unwrap_or(default_batch);
         if batch_size == 0 {
@@ -47,7 +51,7 @@ impl DataConfig {
             dataset: dataset.clone(),
             data_dir,
             offline: args.offline,
-            val_size: args.val_size,
+            val_size: args.val_size.unwrap_or(5000),
             batch_size,
         })
     }

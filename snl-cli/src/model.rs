@@ -22,10 +22,20 @@ pub mod keys {
     pub const RELU_TOTAL: &str = "relu_total";
     pub const DATASET: &str = "dataset";
     pub const SEED: &str = "seed";
+    /// The size of the validation split the model was selected on.
+    pub const VAL_SIZE: &str = "val_size";
 }
 
 /// The default threshold (the authors' eps).
 pub const DEFAULT_THRESHOLD: f64 = 1e-2;
+
+/// `threshold` when it is in [0, 1) (alphas start at 1), else a usage error naming it.
+pub fn check_threshold(threshold: f64) -> Result<f64> {
+    if !(0.0..1.0).contains(&threshold) {
+        return Err(usage(format!("--threshold {threshold}: must be in [0, 1)")));
+    }
+    Ok(threshold)
+}
 
 impl ModelArgs {
     fn any_given(&self) -> bool {

@@ -46,13 +46,27 @@ impl std::fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
+/// Whether `path` is missing or an empty folder: where a new run or export may write.
+pub fn is_free(path: &Path) -> Result<bool> {
+    if !path.exists() {
+        return Ok(true);
+    }
+    if !path.is_dir() {
+        return Ok(false);
+    }
+    let mut entries =
+        std::fs::read_dir(path).with_context(|| format!("cannot read the folder {}", path.display()))?;
+    Ok(entries.next().is_none())
+}
+
 #[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
 }
 
 impl RunDir {
-    /// A new run in `root`; refuses a folder that holds a run already, finished or not.
+    /// A new run in `root`; refuses a folder that holds a run already, finished or not, and
+    /// any other non-empty folder (its checkpoints, a teacher among them, would be overwritten).
     pub fn create(root: &Path) -> Result<Self> {
         if root.join(RESULT).exists() {
             bail!("{} holds a finished run; choose another --out (nothing was overwritten)", root.display());
@@ -61,6 +75,12 @@ impl RunDir {
             bail!(
                 "{} holds an unfinished run; continue it with --resume {} or choose another --out",
                 root.display(),
+                root.display()
+            );
+        }
+        if !is_free(root)? {
+            bail!(
+                "{} exists and is not an empty folder; choose a new or empty --out, or continue an unfinished run with --resume (nothing was overwritten)",
                 root.display()
             );
         }

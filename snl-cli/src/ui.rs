@@ -17,6 +17,11 @@ impl Ui {
         Self { quiet, verbose, bars: !quiet && std::io::stderr().is_terminal() }
     }
 
+    /// A command's result (stdout), even when quiet.
+    pub fn result(&self, line: impl AsRef<str>) {
+        println!("{}", line.as_ref());
+    }
+
     /// A status line (stderr), unless quiet.
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.quiet {

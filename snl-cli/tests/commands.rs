@@ -372,6 +372,9 @@ fn linearize_keeps_the_budget_and_exports_a_bundle() {
     assert_eq!(weights.len(), 138);
     let alphas = weights["layer1.0.alpha1.alphas"].f32s();
     assert!(alphas.iter().all(|&a| a == 0.0 || a == 1.0), "exported masks are binary");
+    // The weights describe their own model: snl reads them back and counts the exported ReLUs.
+    let exported = count_json(&["--model", bundle.join("weights.safetensors").to_str().unwrap()]);
+    assert_eq!((as_usize(&exported["kept"]), as_usize(&exported["total"])), (kept, W4_TOTAL));
 
     // An existing, non-empty export folder is refused and left alone.
     let before = std::fs::read(bundle.join("manifest.json")).unwrap();
@@ -411,9 +414,35 @@ fn help_and_version_work_for_every_command() {
     snl().args(["train", "--help"]).assert().success().stdout(predicate::str::contains("stop-after").not());
 }
 
+/// The main job end to end: a baseline, a linearized model within 10% of its ReLUs that
+/// still solves the task, both run folders complete, and the before/after table.
+#[test]
+fn demo_trains_linearizes_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = snl().args(["demo", "--out"]).arg(tmp.path()).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let baseline = read_json(&tmp.path().join("baseline/result.json"));
+    let linearized = read_json(&tmp.path().join("linearized/result.json"));
+    assert_eq!(linearized["relu_total"], 15360);
+    assert_eq!(linearized["budget"], 1536);
+    let kept = linearized["relu_count"].as_u64().unwrap();
+    assert!(kept > 0 && kept <= 1536, "{kept} ReLUs kept");
+    for result in [&baseline, &linearized] {
+        let top1 = result["test"]["top1"].as_f64().unwrap();
+        assert!(top1 > 90.0, "test top-1 {top1} on a task the demo's model solves");
+    }
+    for file in ["best.safetensors", "model.safetensors", "config.json", "metrics.jsonl"] {
+        assert!(tmp.path().join("baseline").join(file).is_file(), "baseline/{file}");
+        assert!(tmp.path().join("linearized").join(file).is_file(), "linearized/{file}");
+    }
+    let table = String::from_utf8_lossy(&output.stdout);
+    let relus = table.lines().find(|l| l.starts_with("ReLUs")).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(relus.split_whitespace().collect::<Vec<_>>(), ["ReLUs", "15360", &kept.to_string()]);
+    assert!(table.contains("layer4") && table.contains("run folder"), "{table}");
+}
+
 #[test]
 fn demo_refuses_a_finished_run_folder() {
-    // A full demo takes minutes on a CPU; its refusal to overwrite is checked here.
     let tmp = tempfile::tempdir().unwrap();
     let baseline = tmp.path().join("baseline");
     std::fs::create_dir_all(&baseline).unwrap();
@@ -424,4 +453,93 @@ fn demo_refuses_a_finished_run_folder() {
         .code(1)
         .stderr(predicate::str::starts_with("error: ").and(predicate::str::contains("finished run")));
     assert_eq!(std::fs::read_to_string(baseline.join("result.json")).unwrap(), "{\"keep\": true}\n");
+
+    // A taken `linearized` folder is refused before the baseline is trained, not after.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("linearized")).unwrap();
+    std::fs::write(tmp.path().join("linearized/notes.txt"), "mine").unwrap();
+    snl()
+        .args(["-q", "demo", "--out", tmp.path().to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("linearized").and(predicate::str::contains("not an empty folder")));
+    assert!(!tmp.path().join("baseline/result.json").exists());
+    assert_eq!(std::fs::read_to_string(tmp.path().join("linearized/notes.txt")).unwrap(), "mine");
+}
+
+#[test]
+fn eval_rebuilds_the_validation_split_with_the_models_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("seed5");
+    snl().args(["--seed", "5"]).args(train_args(1)).arg("--out").arg(&run).assert().success();
+    let best = run.join("best.safetensors");
+    let eval = |seed: &[&str]| {
+        snl()
+            .args(seed)
+            .args(["eval", "--model", best.to_str().unwrap(), "--dataset", "synthetic", "--split", "val"])
+            .args(["--batch-size", "100", "--json"])
+            .output()
+            .unwrap()
+    };
+    // Without --seed (whose default is 0) as with --seed 5: the run's own validation split.
+    for seed in [&[][..], &["--seed", "5"]] {
+        let output = eval(seed);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout_json(&output), read_json(&run.join("result.json"))["val"]);
+    }
+    let output = eval(&["--seed", "3"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.starts_with("error: --seed 3 differs from the seed 5 of"), "{err}");
+    assert!(output.stdout.is_empty());
+
+    // Linearizing it without --seed keeps its data and validation split too, and records so.
+    let snl_run = tmp.path().join("snl");
+    let mut args = linearize_args(&best, "25%", 0);
+    let at = args.iter().position(|a| a == "--max-search-epochs").unwrap();
+    args[at + 1] = "1".into();
+    args.push("--out".into());
+    let output = snl().args(&args).arg(&snl_run).output().unwrap();
+    // One search epoch need not reach the budget; the run's config is written before it starts.
+    let config = read_json(&snl_run.join("config.json"));
+    assert_eq!(config["seed"], 5, "{}", stderr(&output));
+    let output = snl().args(["--seed", "3"]).args(&args).arg(tmp.path().join("snl3")).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(!tmp.path().join("snl3").exists());
+}
+
+/// Runs `snl args` (with `-q`): success, nothing on stderr, one stdout line holding `result`.
+fn quiet<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], result: &str) {
+    let output = snl().args(args).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+    assert_eq!(stderr(&output), "", "{args:?}: -q printed more than the result");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{args:?}: {stdout}");
+    assert!(stdout.contains(result), "{args:?}: no `{result}` in {stdout}");
+}
+
+#[test]
+fn quiet_still_prints_every_commands_result_on_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let input = at("x.safetensors");
+    write_input(Path::new(&input), 2, 16);
+    let model = baseline_model();
+    let model = model.to_str().unwrap();
+    let pth = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snl-models/tests/data/resnet18_w4.pth.tar");
+    let mut train = train_args(1); // train_args and linearize_args hold -q
+    train.extend(["--out".into(), at("train")]);
+    quiet(&train, "best epoch 0: val top-1");
+    let mut linearize = linearize_args(Path::new(model), "10%", 0);
+    linearize.extend(["--out".into(), at("linearize")]);
+    quiet(&linearize, "ReLUs kept (budget");
+    let flags = ["--arch", "resnet18", "--width", "4", "--granularity", "channel", "--stem-relu"];
+    let imported = at("i");
+    let import = [&["-q", "import", "--pth", pth.to_str().unwrap()][..], &flags, &["--out", &imported]];
+    quiet(&import.concat(), "imported");
+    quiet(&["-q", "export", "--model", model, "--out", &at("bundle")], "exported");
+    quiet(
+        &["-q", "predict", "--model", model, "--input", &input, "--output", &at("logits")],
+        "wrote logits [2, 10]",
+    );
 }

@@ -74,6 +74,29 @@ pub fn synthetic_batches(batches: usize, size: usize, seed: u64) -> Result<Vec<(
         .collect()
 }
 
+/// Draws every weight uniform in `±1/sqrt(fan_in)` (PyTorch's default) and zeroes every
+/// bias, from `seed`, so each run gives the same model: candle's own CPU initialisation
+/// cannot be seeded. The masks keep their initial 1s.
+pub fn seed_weights(vars: &VarMap, seed: u64) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut named: Vec<_> = vars.data().lock().unwrap().clone().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in named {
+        let dims = var.dims().to_vec();
+        let value = if name.ends_with(".weight") {
+            let bound = 1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt();
+            let data: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound)).collect();
+            Tensor::from_vec(data, dims, &Device::Cpu)?
+        } else if name.ends_with(".bias") {
+            var.zeros_like()?
+        } else {
+            continue;
+        };
+        var.set(&value)?;
+    }
+    Ok(())
+}
+
 /// Top-1 accuracy of `model` in eval mode.
 pub fn accuracy(model: &impl ModuleT, batches: &[(Tensor, Tensor)]) -> Result<f64> {
     let (mut hits, mut seen) = (0, 0);
@@ -114,6 +137,7 @@ pub fn run(budget: Budget) -> snl_core::Result<Outcome> {
 
     let vars = VarMap::new();
     let student = TinyCnn::new(VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu))?;
+    seed_weights(&vars, 0)?;
     let config = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, nesterov: false };
     let mut sgd = Sgd::new(vars.all_vars(), config);
     for _ in 0..4 {

@@ -7,7 +7,7 @@ pub enum ConfigError {
     BudgetTooLarge { budget: usize, total: usize },
     #[error("budget must keep at least one ReLU, got 0")]
     BudgetZero,
-    #[error("budget fraction {0} must be in (0, 1]")]
+    #[error("budget fraction {0} must be in (0, 1): above 0 and below all ReLUs")]
     FractionOutOfRange(f64),
     #[error("the model has no ReLU masks")]
     NoMasks,

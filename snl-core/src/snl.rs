@@ -18,7 +18,7 @@ use crate::{ConfigError, Error, Result};
 pub enum Budget {
     /// A number of ReLUs.
     Absolute(usize),
-    /// A fraction of the network's ReLUs, in (0, 1].
+    /// A fraction of the network's ReLUs, in (0, 1): all of them is no linearization.
     Fraction(f64),
 }
 
@@ -71,13 +71,12 @@ impl SnlConfig {
         }
         let budget = match self.budget {
             Budget::Absolute(b) => b,
-            Budget::Fraction(f) if f > 0.0 && f <= 1.0 => (f * total as f64).floor() as usize,
+            Budget::Fraction(f) if f > 0.0 && f < 1.0 => (f * total as f64).floor() as usize,
             Budget::Fraction(f) => return Err(ConfigError::FractionOutOfRange(f)),
         };
         if budget == 0 {
             return Err(ConfigError::BudgetZero);
         }
-        // A fraction of 1 asks for no linearization at all: still "at or above the total".
         if budget >= total {
             return Err(ConfigError::BudgetTooLarge { budget, total });
         }

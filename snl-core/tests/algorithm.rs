@@ -43,15 +43,12 @@ fn every_bad_value_is_rejected_with_its_name() {
             ConfigError::BudgetTooLarge { budget: 1_000_000, total: TOTAL },
             "1000000",
         ),
-        (
-            SnlConfig::paper(Budget::Fraction(1.0)),
-            ConfigError::BudgetTooLarge { budget: TOTAL, total: TOTAL },
-            "below",
-        ),
+        // All the ReLUs is no linearization: refused as a fraction, as it is as a count.
+        (SnlConfig::paper(Budget::Fraction(1.0)), ConfigError::FractionOutOfRange(1.0), "below all ReLUs"),
         (SnlConfig::paper(Budget::Absolute(0)), ConfigError::BudgetZero, "at least one"),
         (SnlConfig::paper(Budget::Fraction(0.0)), ConfigError::FractionOutOfRange(0.0), "fraction 0"),
         (SnlConfig::paper(Budget::Fraction(1.5)), ConfigError::FractionOutOfRange(1.5), "fraction 1.5"),
-        (SnlConfig::paper(Budget::Fraction(-0.1)), ConfigError::FractionOutOfRange(-0.1), "(0, 1]"),
+        (SnlConfig::paper(Budget::Fraction(-0.1)), ConfigError::FractionOutOfRange(-0.1), "(0, 1)"),
         (
             SnlConfig { lasso: 0.0, ..paper() },
             ConfigError::NotPositive { name: "lasso coefficient", value: 0.0 },
@@ -160,6 +157,11 @@ fn a_small_cnn_of_our_own_is_linearized_to_its_budget() {
     assert!(finetune.iter().all(|r| r.relu_count == l.relu_count && r.accuracy.is_some()));
     // Accuracy after finetuning is reported; on this easy task it stays far above chance (25%).
     assert!(out.final_accuracy > 0.6, "accuracy after linearization {}", out.final_accuracy);
+    // Seeded from start to end: a second run gives the same masks, schedule and accuracy.
+    let again = tiny_cnn::run(Budget::Absolute(budget)).unwrap();
+    assert_eq!(again.reports, out.reports);
+    assert_eq!(again.linearized.lambda.to_bits(), l.lambda.to_bits());
+    assert_eq!(again.final_accuracy.to_bits(), out.final_accuracy.to_bits());
     eprintln!(
         "tiny CNN: {:.1}% with 768 ReLUs, {:.1}% with {} after {} search epochs",
         100.0 * out.baseline_accuracy,

@@ -166,9 +166,20 @@ impl LoadOptions {
 ///   its parent, or the official `cifar-10-binary.tar.gz` (`cifar-100-binary.tar.gz`), also
 ///   given directly as `data_dir`;
 /// * Tiny-ImageNet: `tiny-imagenet-200/`, its parent, or `tiny-imagenet-200.zip`;
-/// * otherwise (no `data_dir`, or nothing there) the Hub cache, downloading unless offline;
+/// * otherwise (no `data_dir`, or none of these in it) the Hub cache, downloading unless
+///   offline;
 /// * `folder`: `<data_dir>/<split>/<class>/<image>` (`data_dir` required).
+///
+/// A `data_dir` that does not exist is an error, never a reason to go to the Hub: it is
+/// most likely a mistyped path.
 pub fn load(name: DatasetName, split: Split, opts: &LoadOptions) -> Result<Dataset> {
+    if let Some(dir) = opts.data_dir.as_deref().filter(|dir| !dir.exists()) {
+        return Err(Error::NotFound {
+            what: format!("the data folder {}", dir.display()),
+            looked: vec![dir.to_path_buf()],
+            hint: "Check the path".into(),
+        });
+    }
     let local = |dir: &std::path::Path| match name {
         DatasetName::Cifar10 => cifar::load(Cifar::Ten, split, dir),
         DatasetName::Cifar100 => cifar::load(Cifar::HundredFine, split, dir),

@@ -32,6 +32,19 @@ fn missing_release_says_where_it_looked_and_how_to_get_it() {
     assert!(matches!(err, Error::NotFound { .. }) && msg(&err).contains("train"), "{err}");
 }
 
+/// A mistyped `data_dir` is reported as such, not answered with a Hub download.
+#[test]
+fn a_data_dir_that_does_not_exist_is_named_and_the_hub_not_tried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("cifar-typo");
+    let err = load(DatasetName::Cifar10, Split::Train, &opts(&typo)).unwrap_err();
+    match &err {
+        Error::NotFound { looked, .. } => assert_eq!(looked, &vec![typo.clone()]),
+        other => panic!("expected NotFound, got {other}"),
+    }
+    assert!(msg(&err).contains("cifar-typo") && !msg(&err).contains("uoft-cs/cifar10"), "{err}");
+}
+
 #[test]
 fn missing_batch_file_is_named() {
     let tmp = tempfile::tempdir().unwrap();

@@ -64,11 +64,6 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     Ok(checkpoint)
 }
 
-/// Only the tensors of [`read`].
-pub fn read_tensors(path: impl AsRef<Path>, device: &Device) -> Result<StateDict> {
-    Ok(read(path, device)?.tensors)
-}
-
 fn read_pth(path: &Path, device: &Device) -> Result<StateDict> {
     let pth_error = |source| Error::Pth { path: path.to_path_buf(), source };
     // `{'arch', 'state_dict', 'optimizer'}` as the authors' scripts save, else a bare state_dict.

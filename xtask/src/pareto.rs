@@ -92,8 +92,8 @@ impl Budget {
         let bad = || format!("bad budget `{text}`: expected a count (5000, 5k) or a fraction (10%, 0.1)");
         if let Some(p) = t.strip_suffix('%') {
             let pct: f64 = p.trim().parse().map_err(|_| bad())?;
-            if !(pct > 0.0 && pct <= 100.0) {
-                return Err(format!("bad budget `{text}`: a percentage must be in (0, 100]"));
+            if !(pct > 0.0 && pct < 100.0) {
+                return Err(format!("bad budget `{text}`: a percentage must be above 0 and below 100"));
             }
             return Ok(Budget::Fraction(pct / 100.0));
         }
@@ -1228,7 +1228,8 @@ mod tests {
         assert_eq!(Budget::parse("12.9K").unwrap(), Budget::Count(12_900));
         assert_eq!(Budget::parse("10%").unwrap(), Budget::Fraction(0.1));
         assert_eq!(Budget::parse("0.25").unwrap(), Budget::Fraction(0.25));
-        assert_eq!(Budget::parse(" 100% ").unwrap(), Budget::Fraction(1.0));
+        assert_eq!(Budget::parse(" 99.5% ").unwrap(), Budget::Fraction(0.995));
+        assert!(Budget::parse("100%").is_err());
         for bad in ["0", "0%", "150%", "-5", "abc", "1.5", "0.0001k", ""] {
             assert!(Budget::parse(bad).is_err(), "{bad} should be refused");
         }

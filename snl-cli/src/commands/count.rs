@@ -49,10 +49,7 @@ pub fn run(ctx: &Context, args: CountArgs) -> Result<()> {
             (config, model, args.threshold.unwrap_or(DEFAULT_THRESHOLD))
         }
     };
-    if !(0.0..1.0).contains(&threshold) {
-        return Err(usage(format!("--threshold {threshold}: must be in [0, 1)")));
-    }
-    let report = ReluReport::of(&model, threshold)?;
+    let report = ReluReport::of(&model, model::check_threshold(threshold)?)?;
     let out = CountOutput {
         arch: config.arch_name(),
         convention: convention(&config),

@@ -38,7 +38,9 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
 
     ctx.ui
         .say(format!("1/2 training a ResNet18 (width {WIDTH}, {SIDE}x{SIDE} inputs) on synthetic gratings"));
+    // Both folders are claimed before any work, so a taken one fails now, not after training.
     let baseline_dir = RunDir::create(&out.join("baseline"))?;
+    let snl_dir = RunDir::create(&out.join("linearized"))?;
     let train_config = TrainConfig {
         model: model.clone(),
         data: data.clone(),
@@ -51,7 +53,6 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     let before = train(ctx, &train_config, &splits, &baseline_dir)?;
 
     ctx.ui.say("2/2 linearizing to 10% of the ReLUs (Algorithm 1, a fast schedule), then finetuning");
-    let snl_dir = RunDir::create(&out.join("linearized"))?;
     // The paper's schedule takes hundreds of epochs; a demo affords a stronger lasso.
     let snl = SnlConfig {
         lasso: 5e-3,

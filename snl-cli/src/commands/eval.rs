@@ -2,26 +2,27 @@
 
 use anyhow::Result;
 
-use super::Context;
+use super::{Context, check_fits, model_split};
 use crate::cli::{EvalArgs, EvalSplit};
 use crate::data::{self, DataConfig, Splits};
 use crate::model;
 
 pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
-    let data = DataConfig::from_args(&args.data, 256)?;
-    let splits = Splits::load(&data, ctx.seed)?;
-    super::linearize::check_fits(&loaded.config, &splits, &args.model)?;
+    let mut data = DataConfig::from_args(&args.data, 256)?;
+    let seed = model_split(ctx, &loaded, &args.model, &mut data, args.data.val_size, "eval rebuilds")?;
+    let splits = Splits::load(&data, seed)?;
+    check_fits(args.model.display(), &loaded.config, &data.dataset, &splits)?;
     let split = match args.split {
         EvalSplit::Test => &splits.test,
         EvalSplit::Val => &splits.val,
     };
     let metrics = data::evaluate(&loaded.frozen(&ctx.device)?, split, data.batch_size, &ctx.device)?;
     if args.json {
-        println!("{}", serde_json::to_string(&metrics)?);
+        ctx.ui.result(serde_json::to_string(&metrics)?);
     } else {
         let name = if args.split == EvalSplit::Test { "test" } else { "val" };
-        println!(
+        ctx.ui.result(format!(
             "{} on {} ({name}, {} images): top-1 {:.2}%, top-5 {:.2}%, loss {:.4}",
             args.model.display(),
             data.dataset,
@@ -29,7 +30,7 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
             metrics.top1,
             metrics.top5,
             metrics.loss
-        );
+        ));
     }
     Ok(())
 }

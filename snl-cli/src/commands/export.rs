@@ -2,20 +2,22 @@
 //! from `relu(x) * m + x * (1 - m)`: it needs, per site, the kept positions (gather, one
 //! ReLU, scatter back) and which sites became fully linear.
 //!
-//! Writes `weights.safetensors` (PyTorch names, masks binarized), `masks.safetensors` (one
-//! U8 `[C, H, W]` tensor per site), `kept_indices.safetensors` (one U32 tensor of flat
-//! indices into `C*H*W` per site that keeps any ReLU) and `manifest.json`.
+//! Writes `weights.safetensors` (PyTorch names, masks binarized, snl metadata: snl reads it
+//! back as a model), `masks.safetensors` (one U8 `[C, H, W]` tensor per site),
+//! `kept_indices.safetensors` (one U32 tensor of flat indices into `C*H*W` per site that
+//! keeps any ReLU) and `manifest.json`.
 
 use std::collections::HashMap;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use candle::{DType, Device, Tensor};
 use serde::Serialize;
 use snl_core::Masked;
 
 use super::Context;
 use crate::cli::ExportArgs;
-use crate::model;
+use crate::model::{self, keys};
+use crate::run;
 use snl_models::checkpoint::write_atomic;
 
 #[derive(Serialize)]
@@ -42,10 +44,10 @@ struct SiteEntry {
 
 pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
-    let threshold = args.threshold.unwrap_or_else(|| loaded.threshold());
-    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+    let threshold = model::check_threshold(args.threshold.unwrap_or_else(|| loaded.threshold()))?;
+    if !run::is_free(&args.out)? {
         bail!(
-            "{} exists and is not empty; choose another --out (nothing was overwritten)",
+            "{} exists and is not an empty folder; choose another --out (nothing was overwritten)",
             args.out.display()
         );
     }
@@ -79,17 +81,29 @@ pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
         }
         masks.insert(m.site().to_string(), full);
     }
-    std::fs::create_dir_all(&args.out)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let (relu_kept, relu_total) =
+        (sites.iter().map(|s| s.kept).sum::<usize>(), sites.iter().map(|s| s.total).sum::<usize>());
+    // The weights are an snl checkpoint (`count`, `eval`, `predict` read them back); the
+    // other files name their architecture only.
+    let weights_meta = model::metadata(
+        &loaded.config,
+        &[
+            (keys::THRESHOLD, threshold.to_string()),
+            (keys::RELU_COUNT, relu_kept.to_string()),
+            (keys::RELU_TOTAL, relu_total.to_string()),
+        ],
+    );
+    snl_models::checkpoint::save(&weights, &weights_meta, args.out.join("weights.safetensors"))?;
     let meta = HashMap::from([("arch".to_string(), loaded.config.arch_name())]);
-    snl_models::checkpoint::save(&weights, &meta, args.out.join("weights.safetensors"))?;
     snl_models::checkpoint::save(&masks, &meta, args.out.join("masks.safetensors"))?;
     snl_models::checkpoint::save(&indices, &meta, args.out.join("kept_indices.safetensors"))?;
     let manifest = Manifest {
         arch: loaded.config.arch_name(),
         threshold,
         layout: "NCHW",
-        relu_total: sites.iter().map(|s| s.total).sum(),
-        relu_kept: sites.iter().map(|s| s.kept).sum(),
+        relu_total,
+        relu_kept,
         files: HashMap::from([
             ("weights", "weights.safetensors"),
             ("masks", "masks.safetensors"),
@@ -101,7 +115,7 @@ pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
     text.push('\n');
     write_atomic(&args.out.join("manifest.json"), text.as_bytes())?;
     let linear = manifest.sites.iter().filter(|s| s.fully_linear).count();
-    ctx.ui.say(format!(
+    ctx.ui.result(format!(
         "exported {} of {} ReLUs ({} of {} sites fully linear) to {}",
         manifest.relu_kept,
         manifest.relu_total,

@@ -22,7 +22,7 @@ pub fn run(ctx: &Context, args: ImportArgs) -> Result<()> {
         ],
     );
     snl_models::checkpoint::save(&loaded.tensors, &meta, &args.out)?;
-    ctx.ui.say(format!(
+    ctx.ui.result(format!(
         "imported {} ({}, {} tensors) into {}",
         args.pth.display(),
         loaded.config.arch_name(),

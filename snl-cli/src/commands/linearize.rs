@@ -15,7 +15,7 @@ use snl_core::{EpochReport, Finetune, MaskSearch, Masked, Observer, Phase, Plan,
 use snl_data::Dataset;
 use snl_models::{Model, ModelConfig, params};
 
-use super::{Context, RunResult, parse_budget};
+use super::{Context, RunResult, check_fits, model_split, parse_budget};
 use crate::cli::{LinearizeArgs, Selection};
 use crate::data::{self, DataConfig, Metrics, Splits, TrainBatches};
 use crate::model::{self, keys, metadata};
@@ -63,6 +63,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let config = run.read_json::<LinearizeConfig>(run::CONFIG)?;
+            ctx.recorded_seed(config.seed, dir, "a resumed run keeps its own")?;
             let splits = Splits::load(&config.data, config.seed)?;
             (config, run, splits)
         }
@@ -90,16 +91,18 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             // Every value is checked before any data is read.
             let total = snl_core::relu_total(&teacher.frozen(&ctx.device)?);
             snl.clone().check(total).map_err(|e| usage(format!("{}: {e}", model_path.display())))?;
-            let data = DataConfig::from_args(&args.data, 128)?;
-            let splits = Splits::load(&data, ctx.seed)?;
-            check_fits(&teacher.config, &splits, model_path)?;
+            let mut data = DataConfig::from_args(&args.data, 128)?;
+            let seed =
+                model_split(ctx, &teacher, model_path, &mut data, args.data.val_size, "linearize keeps")?;
+            let splits = Splits::load(&data, seed)?;
+            check_fits(model_path.display(), &teacher.config, &data.dataset, &splits)?;
             let config = LinearizeConfig {
                 teacher: std::path::absolute(model_path)?,
                 model: teacher.config.clone(),
                 data,
                 snl,
                 selection: args.selection,
-                seed: ctx.seed,
+                seed,
             };
             let out = args.out.as_ref().context("--out is required")?;
             let run = RunDir::create(out)?;
@@ -108,7 +111,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
         }
     };
     let result = linearize(ctx, &config, &splits, &run)?;
-    ctx.ui.say(format!(
+    ctx.ui.result(format!(
         "{} of {} ReLUs kept (budget {}): val top-1 {:.2}%, test top-1 {:.2}%; run folder {}",
         result.relu_count,
         result.relu_total,
@@ -117,23 +120,6 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
         result.test.top1,
         run.root().display()
     ));
-    Ok(())
-}
-
-/// The model must take the data's images and classes.
-pub fn check_fits(config: &ModelConfig, splits: &Splits, path: &std::path::Path) -> Result<()> {
-    if config.classes() != splits.classes() || config.image_size() != splits.image_size() {
-        return Err(usage(format!(
-            "{} is a {}-class model for {}x{} images, the data has {} classes of {}x{}",
-            path.display(),
-            config.classes(),
-            config.image_size(),
-            config.image_size(),
-            splits.classes(),
-            splits.image_size(),
-            splits.image_size()
-        )));
-    }
     Ok(())
 }
 
@@ -186,6 +172,7 @@ pub fn linearize(
             &[
                 (keys::DATASET, config.data.dataset.clone()),
                 (keys::SEED, config.seed.to_string()),
+                (keys::VAL_SIZE, config.data.val_size.to_string()),
                 (keys::THRESHOLD, config.snl.threshold.to_string()),
                 (keys::RELU_COUNT, count.to_string()),
                 (keys::RELU_TOTAL, plan.total.to_string()),

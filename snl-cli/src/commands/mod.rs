@@ -9,18 +9,26 @@ mod linearize;
 mod predict;
 mod train;
 
-use anyhow::Result;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
+use snl_data::DatasetName;
 
 use crate::cli::{Cli, Command};
-use crate::data::Metrics;
+use crate::data::{DataConfig, Metrics};
+use crate::model::{Loaded, keys};
 use crate::setup::{self, usage};
 use crate::ui::Ui;
 
 /// What every command needs from the global flags.
 pub struct Context {
     pub device: candle::Device,
+    /// `--seed`, else 0.
     pub seed: u64,
+    /// Whether `--seed` was given (a recorded seed is checked against it).
+    pub seed_given: bool,
     pub ui: Ui,
     /// The hidden `--stop-after-epochs` of train and linearize (tests of `--resume`).
     pub stop_after_epochs: Option<usize>,
@@ -29,7 +37,20 @@ pub struct Context {
 impl Context {
     /// This context, stopping after `epochs` checkpointed epochs when given.
     pub fn stopping_after(&self, epochs: Option<usize>) -> Self {
-        Self { device: self.device.clone(), seed: self.seed, ui: self.ui, stop_after_epochs: epochs }
+        Self { stop_after_epochs: epochs, device: self.device.clone(), ..*self }
+    }
+
+    /// `recorded`, the seed of `source`; a `--seed` that differs is refused (`why` says why it
+    /// must be the recorded one).
+    pub fn recorded_seed(&self, recorded: u64, source: &std::path::Path, why: &str) -> Result<u64> {
+        if self.seed_given && self.seed != recorded {
+            return Err(usage(format!(
+                "--seed {} differs from the seed {recorded} of {}: {why}; drop --seed",
+                self.seed,
+                source.display()
+            )));
+        }
+        Ok(recorded)
     }
 
     /// `Err(Stopped)` when `--stop-after-epochs` asks to stop once `done` epochs are checkpointed.
@@ -47,7 +68,8 @@ pub fn run(cli: Cli) -> Result<()> {
     setup::threads(cli.global.threads)?;
     let ctx = Context {
         device: setup::device(&cli.global.device)?,
-        seed: cli.global.seed,
+        seed: cli.global.seed.unwrap_or(0),
+        seed_given: cli.global.seed.is_some(),
         ui: Ui::new(cli.global.quiet, cli.global.verbose),
         stop_after_epochs: None,
     };
@@ -61,6 +83,71 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => import::run(&ctx, args),
         Command::Export(args) => export::run(&ctx, args),
     }
+}
+
+/// The model (`name` says which) must take the data's images and classes.
+pub fn check_fits(
+    name: impl std::fmt::Display,
+    config: &snl_models::ModelConfig,
+    dataset: &str,
+    splits: &crate::data::Splits,
+) -> Result<()> {
+    if config.classes() != splits.classes() || config.image_size() != splits.image_size() {
+        return Err(usage(format!(
+            "{name}: a {}-class model for {}x{} images, but the {dataset} data has {} classes of {}x{} images",
+            config.classes(),
+            config.image_size(),
+            config.image_size(),
+            splits.classes(),
+            splits.image_size(),
+            splits.image_size()
+        )));
+    }
+    Ok(())
+}
+
+/// The seed with which to rebuild the splits of `data` for the model of `path`, setting
+/// `data.val_size` too: on the data the model was trained on, the seed and validation size
+/// its metadata records (else "val" could hold the model's training images, and the
+/// synthetic set would be other images), and a `--seed` or `--val-size` that differs is
+/// refused (`use_` says what needs them); on other data, `--seed` and `data`'s own.
+pub fn model_split(
+    ctx: &Context,
+    loaded: &Loaded,
+    path: &Path,
+    data: &mut DataConfig,
+    val_size_given: Option<usize>,
+    use_: &str,
+) -> Result<u64> {
+    let same_data = |recorded: &String| {
+        *recorded == data.dataset
+            || recorded.parse::<DatasetName>().ok().is_some_and(|a| data.dataset.parse().ok() == Some(a))
+    };
+    if !loaded.metadata.get(keys::DATASET).is_some_and(same_data) {
+        return Ok(ctx.seed);
+    }
+    let why = format!("{use_} the validation split the model was selected on");
+    let mut seed = ctx.seed;
+    if let Some(recorded) = recorded(loaded, keys::SEED, path)? {
+        seed = ctx.recorded_seed(recorded, path, &why)?;
+    }
+    if let Some(size) = recorded(loaded, keys::VAL_SIZE, path)? {
+        if let Some(given) = val_size_given.filter(|&given| given != size) {
+            return Err(usage(format!(
+                "--val-size {given} differs from the validation size {size} of {}: {why}; drop --val-size",
+                path.display()
+            )));
+        }
+        data.val_size = size;
+    }
+    Ok(seed)
+}
+
+/// The number the model's metadata records under `key`, if any.
+fn recorded<T: FromStr>(loaded: &Loaded, key: &str, path: &Path) -> Result<Option<T>> {
+    let parse =
+        |v: &String| v.parse().map_err(|_| anyhow!("{}: bad {key} `{v}` in its metadata", path.display()));
+    loaded.metadata.get(key).map(parse).transpose()
 }
 
 /// `result.json` of a finished run.
@@ -86,13 +173,20 @@ pub struct RunResult {
     pub seed: u64,
 }
 
-/// A budget: a count (`50000`, `50k`, `1.5m`) or a fraction (`10%`, `0.1`).
+/// A budget: a count (`50000`, `50k`, `1.5m`) or a fraction (`10%`, `0.1`). A fraction is
+/// in (0, 1): snl-core wants a budget below the network's ReLUs.
 pub fn parse_budget(text: &str) -> Result<snl_core::Budget> {
     let t = text.trim().to_ascii_lowercase();
     let bad = || usage(format!("--budget {text}: expected a count (50000, 50k) or a fraction (10%, 0.1)"));
     if let Some(pct) = t.strip_suffix('%') {
-        let p: f64 = pct.trim().parse().map_err(|_| bad())?;
-        return Ok(snl_core::Budget::Fraction(p / 100.0));
+        let fraction = pct.trim().parse::<f64>().map_err(|_| bad())? / 100.0;
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(usage(format!(
+                "--budget {text}: a fraction must be above 0% and below 100% (0 < fraction < 1): \
+                 a budget keeps at least one ReLU and fewer than the network has"
+            )));
+        }
+        return Ok(snl_core::Budget::Fraction(fraction));
     }
     let (number, scale) = match t.strip_suffix('k') {
         Some(n) => (n, 1e3),
@@ -129,7 +223,7 @@ mod tests {
         assert_eq!(parse_budget("10%").unwrap(), Budget::Fraction(0.1));
         assert_eq!(parse_budget("0.1").unwrap(), Budget::Fraction(0.1));
         assert_eq!(parse_budget("1").unwrap(), Budget::Absolute(1));
-        for bad in ["", "ten", "-5", "1.5", "k", "5%%", "nan"] {
+        for bad in ["", "ten", "-5", "1.5", "k", "5%%", "nan", "100%", "0%", "-5%", "150%", "nan%"] {
             assert!(parse_budget(bad).is_err(), "{bad}");
         }
     }

@@ -10,6 +10,9 @@ use crate::cli::PredictArgs;
 use crate::model;
 
 pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
+    if args.output.exists() {
+        bail!("{} exists; choose another --output (nothing was overwritten)", args.output.display());
+    }
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
     let inputs = candle::safetensors::load(&args.input, &ctx.device)
         .with_context(|| format!("cannot read {} as safetensors", args.input.display()))?;
@@ -29,7 +32,8 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
     }
     let logits = loaded.frozen(&ctx.device)?.forward_t(&x.to_dtype(DType::F32)?, false)?;
     let out = HashMap::from([("logits".to_string(), logits)]);
+    // Atomic: a failed write leaves no half file.
     snl_models::checkpoint::save(&out, &HashMap::new(), &args.output)?;
-    ctx.ui.say(format!("wrote logits {:?} to {}", out["logits"].dims(), args.output.display()));
+    ctx.ui.result(format!("wrote logits {:?} to {}", out["logits"].dims(), args.output.display()));
     Ok(())
 }

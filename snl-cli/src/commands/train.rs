@@ -9,7 +9,7 @@ use snl_core::optim::{LrSchedule, Sgd, SgdConfig};
 use snl_core::{Batches, Masked};
 use snl_models::{ModelConfig, checkpoint, params};
 
-use super::{Context, RunResult};
+use super::{Context, RunResult, check_fits};
 use crate::cli::{ScheduleKind, TrainArgs};
 use crate::data::{self, DataConfig, Splits, TrainBatches};
 use crate::model::{keys, metadata};
@@ -30,12 +30,16 @@ pub struct TrainConfig {
 impl TrainConfig {
     fn lr_schedule(&self) -> LrSchedule {
         match self.schedule {
-            ScheduleKind::Multistep => {
-                LrSchedule::MultiStep { milestones: vec![self.epochs / 2, self.epochs * 3 / 4], gamma: 0.1 }
-            }
+            ScheduleKind::Multistep => multistep(self.epochs),
             ScheduleKind::Cosine => LrSchedule::Cosine { epochs: self.epochs, min_lr: 0.0 },
         }
     }
+}
+
+/// The authors' decays by 10 at 1/2 and 3/4 of the epochs, rounded up so that a short run
+/// starts at --lr (one epoch never decays).
+fn multistep(epochs: usize) -> LrSchedule {
+    LrSchedule::MultiStep { milestones: vec![epochs.div_ceil(2), (3 * epochs).div_ceil(4)], gamma: 0.1 }
 }
 
 /// Resume state between epochs.
@@ -66,14 +70,14 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let config = run.read_json::<TrainConfig>(run::CONFIG)?;
+            ctx.recorded_seed(config.seed, dir, "a resumed run keeps its own")?;
             let splits = Splits::load(&config.data, config.seed)?;
             (config, run, splits)
         }
         None => {
+            // Bad flags fail before any data is read (which may start a download).
             let data = DataConfig::from_args(&args.data, 256)?;
-            args.model.config(None, None)?; // bad flags fail before any data is read
-            let splits = Splits::load(&data, ctx.seed)?;
-            let model = args.model.config(Some(splits.classes()), Some(splits.image_size()))?;
+            args.model.config(None, None)?;
             if args.epochs == 0 {
                 return Err(usage("--epochs must be at least 1"));
             }
@@ -92,6 +96,11 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
                     "--lr must be positive, --momentum in [0, 1), --weight-decay non-negative",
                 ));
             }
+            let out = args.out.as_ref().context("--out is required")?;
+            let splits = Splits::load(&data, ctx.seed)?;
+            let model = args.model.config(Some(splits.classes()), Some(splits.image_size()))?;
+            // Only --image-size can make the model differ from the data (--classes is checked).
+            check_fits(format!("--image-size {}", model.image_size()), &model, &data.dataset, &splits)?;
             let config = TrainConfig {
                 model,
                 data,
@@ -100,14 +109,13 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
                 schedule: args.schedule,
                 seed: ctx.seed,
             };
-            let out = args.out.as_ref().context("--out is required")?;
             let run = RunDir::create(out)?;
             run.write_json(run::CONFIG, &config)?;
             (config, run, splits)
         }
     };
     let result = train(ctx, &config, &splits, &run)?;
-    ctx.ui.say(format!(
+    ctx.ui.result(format!(
         "best epoch {}: val top-1 {:.2}%, test top-1 {:.2}% ({} ReLUs); run folder {}",
         result.best_epoch.map_or("-".into(), |e| e.to_string()),
         result.val.top1,
@@ -139,6 +147,7 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
         &[
             (keys::DATASET, config.data.dataset.clone()),
             (keys::SEED, config.seed.to_string()),
+            (keys::VAL_SIZE, config.data.val_size.to_string()),
             (keys::RELU_TOTAL, snl_core::relu_total(&model).to_string()),
             (keys::RELU_COUNT, snl_core::relu_total(&model).to_string()),
         ],
@@ -236,4 +245,21 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
     run.write_json(run::RESULT, &result)?;
     std::fs::remove_file(run.path(run::CHECKPOINT)).ok();
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multistep;
+
+    #[test]
+    fn multistep_decays_at_half_and_three_quarters_and_short_runs_start_at_the_lr() {
+        let lrs = |epochs: usize| (0..epochs).map(|e| multistep(epochs).lr(1.0, e)).collect::<Vec<_>>();
+        assert_eq!(lrs(1), [1.0]);
+        assert_eq!(lrs(2), [1.0, 0.1]);
+        assert_eq!(lrs(3), [1.0, 1.0, 0.1]);
+        assert_eq!(lrs(4), [1.0, 1.0, 0.1, 0.1 * 0.1]);
+        let paper = lrs(160);
+        assert!(paper[..80].iter().all(|&lr| lr == 1.0) && paper[80..120].iter().all(|&lr| lr == 0.1));
+        assert!(paper[120..].iter().all(|&lr| lr == 0.1 * 0.1), "{paper:?}");
+    }
 }

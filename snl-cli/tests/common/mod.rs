@@ -224,8 +224,14 @@ pub fn metrics_without_time(run: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Whether `python3 -c "import torch"` works; prints why a test skips when not.
+/// Whether the PyTorch reference can run: `torch_snl.py` beside the checkout and
+/// `python3 -c "import torch"` working; prints why a test skips when not.
 pub fn torch_available(test: &str) -> bool {
+    let script = reference_dir().join("torch_snl.py");
+    if !script.is_file() {
+        println!("{test}: skipped (no {})", script.display());
+        return false;
+    }
     let ok = std::process::Command::new("python3")
         .args(["-c", "import torch, safetensors"])
         .output()
