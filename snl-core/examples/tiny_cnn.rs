@@ -7,7 +7,7 @@
 //! cargo run --release -p snl-core --example tiny_cnn
 //! ```
 
-use candle::{DType, Device, Module, ModuleT, Result, Tensor};
+use candle::{DType, Device, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{Conv2dConfig, Linear, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,14 +74,26 @@ pub fn synthetic_batches(batches: usize, size: usize, seed: u64) -> Result<Vec<(
         .collect()
 }
 
+/// The map's variables sorted by name. Optimizer state is matched to variables by position,
+/// so a run that saves it and resumes needs a fixed order; `VarMap::all_vars()` is in hash
+/// order, which differs between processes.
+pub fn named_vars(vars: &VarMap) -> Vec<(String, Var)> {
+    let mut named: Vec<_> = vars.data().lock().unwrap().clone().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// [`named_vars`] without the names: what the optimizers and [`snl_core::linearize`] take.
+pub fn sorted_vars(vars: &VarMap) -> Vec<Var> {
+    named_vars(vars).into_iter().map(|(_, v)| v).collect()
+}
+
 /// Draws every weight uniform in `±1/sqrt(fan_in)` (PyTorch's default) and zeroes every
 /// bias, from `seed`, so each run gives the same model: candle's own CPU initialisation
 /// cannot be seeded. The masks keep their initial 1s.
 pub fn seed_weights(vars: &VarMap, seed: u64) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut named: Vec<_> = vars.data().lock().unwrap().clone().into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, var) in named {
+    for (name, var) in named_vars(vars) {
         let dims = var.dims().to_vec();
         let value = if name.ends_with(".weight") {
             let bound = 1.0 / (dims[1..].iter().product::<usize>() as f32).sqrt();
@@ -139,7 +151,7 @@ pub fn run(budget: Budget) -> snl_core::Result<Outcome> {
     let student = TinyCnn::new(VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu))?;
     seed_weights(&vars, 0)?;
     let config = SgdConfig { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, nesterov: false };
-    let mut sgd = Sgd::new(vars.all_vars(), config);
+    let mut sgd = Sgd::new(sorted_vars(&vars), config);
     for _ in 0..4 {
         for (x, y) in &train {
             let loss = snl_core::loss::cross_entropy(&student.forward_t(x, true)?, y)?;
@@ -171,7 +183,7 @@ pub fn run(budget: Budget) -> snl_core::Result<Outcome> {
     let mut recorder = Recorder { held_out: &held_out, reports: Vec::new() };
     let mut batches = train;
     let linearized =
-        snl_core::linearize(&student, vars.all_vars(), &teacher, &mut batches, snl, &mut recorder)?;
+        snl_core::linearize(&student, sorted_vars(&vars), &teacher, &mut batches, snl, &mut recorder)?;
     Ok(Outcome {
         baseline_accuracy,
         final_accuracy: accuracy(&student, &held_out)?,

@@ -25,8 +25,17 @@ pub enum ConfigError {
     Threshold(f64),
     #[error("max search epochs must be at least 1")]
     NoSearchEpochs,
+    /// A [`crate::Plan`] that its own configuration and the model do not reproduce: made
+    /// for another network, or edited after [`crate::SnlConfig::check`].
+    #[error(
+        "the plan (budget {plan_budget} of {plan_total} ReLUs) does not match its configuration on this network (budget {budget} of {total} ReLUs)"
+    )]
+    PlanMismatch { plan_budget: usize, plan_total: usize, budget: usize, total: usize },
 }
 
+/// Everything snl-core can fail with: candle's errors, a bad configuration or model, a
+/// run that cannot go on (non-finite loss, budget not reached, no data), or optimizer state
+/// that does not fit its variables.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -51,6 +60,14 @@ pub enum Error {
     NoBatches { phase: crate::Phase, epoch: usize },
     #[error("optimizer state: {0}")]
     OptimizerState(String),
+    /// The search would never train this mask, so its count could not fall.
+    #[error(
+        "mask `{site}` is frozen, so the mask search cannot train it (build the student from a VarMap, not from plain tensors or an already linearized model)"
+    )]
+    FrozenMask { site: String },
+    /// The search steps only the variables it is given.
+    #[error("mask `{site}`: its `alphas` variable is not among the variables given to the mask search")]
+    MaskNotInVars { site: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,6 +1,12 @@
 //! SGD with momentum and Adam with PyTorch's exact update rules, learning-rate schedules,
 //! and optimizer state that can be saved and restored so a run resumes exactly.
 //!
+//! Optimizers take their variables as a `Vec<Var>` and key their state by position in it,
+//! so a resumed optimizer must get the variables in the order they had when the state was
+//! saved: a fixed order such as sorted by name, never `VarMap::all_vars()` (hash order,
+//! which differs between processes). Restoring checks each tensor's shape against its
+//! variable, so most mix-ups are an error; variables of equal shape cannot be told apart.
+//!
 //! Variables without a gradient in a step (BatchNorm running statistics, frozen masks)
 //! are skipped entirely, as PyTorch skips parameters whose `.grad` is `None`.
 //!
@@ -16,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// Optimizer state as named tensors (`<slot>.<index>`), ready for a safetensors file.
+/// Optimizer state as named tensors (`<slot>.<index>`, the index a variable's position in
+/// the optimizer's `vars`), ready for a safetensors file.
 pub type OptimizerState = HashMap<String, Tensor>;
 
 /// `torch.optim.SGD` settings (dampening 0).
@@ -38,6 +45,7 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// SGD over `vars`, in a fixed order (e.g. sorted by name) if its state is to be resumed.
     pub fn new(vars: Vec<Var>, config: SgdConfig) -> Self {
         let momentum = vec![None; vars.len()];
         Self { vars, config, momentum }
@@ -83,6 +91,8 @@ impl Sgd {
             .collect()
     }
 
+    /// Restores [`Sgd::state`] saved with the same `vars` in the same order; an error for an
+    /// unknown key or a buffer whose shape is not its variable's.
     pub fn load_state(&mut self, state: &OptimizerState) -> Result<(), Error> {
         check_slots(state, &["momentum_buffer"], self.vars.len())?;
         for (i, var) in self.vars.iter().enumerate() {
@@ -127,6 +137,7 @@ struct AdamSlot {
 }
 
 impl Adam {
+    /// Adam over `vars`, in a fixed order (e.g. sorted by name) if its state is to be resumed.
     pub fn new(vars: Vec<Var>, config: AdamConfig) -> Self {
         let slots = vec![None; vars.len()];
         Self { vars, config, slots }
@@ -187,6 +198,8 @@ impl Adam {
         Ok(state)
     }
 
+    /// Restores [`Adam::state`] saved with the same `vars` in the same order; an error for an
+    /// unknown key, an incomplete slot, or a moment whose shape is not its variable's.
     pub fn load_state(&mut self, state: &OptimizerState) -> Result<(), Error> {
         check_slots(state, &["exp_avg", "exp_avg_sq", "step"], self.vars.len())?;
         for (i, var) in self.vars.iter().enumerate() {

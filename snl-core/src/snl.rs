@@ -26,6 +26,7 @@ pub enum Budget {
 /// [`SnlConfig::check`] validates them against a network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnlConfig {
+    /// ReLUs to keep: the search runs until the count is within it.
     pub budget: Budget,
     /// Initial lasso coefficient lambda.
     pub lasso: f64,
@@ -37,9 +38,12 @@ pub struct SnlConfig {
     pub threshold: f64,
     /// Adam learning rate of the mask search.
     pub search_lr: f64,
+    /// Search epochs after which a count still above the budget is an error
+    /// ([`Error::BudgetNotReached`]) rather than a run that never ends.
     pub max_search_epochs: usize,
     /// Distillation temperature T.
     pub temperature: f64,
+    /// Epochs of finetuning after binarization (0: the binarized network as it is).
     pub finetune_epochs: usize,
     /// Finetuning optimizer; its rate follows a cosine over `finetune_epochs`.
     pub finetune: SgdConfig,
@@ -112,7 +116,9 @@ fn non_negative(name: &'static str, value: f64) -> Result<(), ConfigError> {
     if value >= 0.0 && value.is_finite() { Ok(()) } else { Err(ConfigError::Negative { name, value }) }
 }
 
-/// A checked configuration with its budget resolved against the network.
+/// A checked configuration with its budget resolved against the network. Its fields are
+/// public (and it deserializes) so a run can save it; [`MaskSearch`] and [`Finetune`] check
+/// again that it is what [`SnlConfig::check`] gives for their student.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub config: SnlConfig,
@@ -120,6 +126,39 @@ pub struct Plan {
     pub budget: usize,
     /// ReLUs of the network with every mask on.
     pub total: usize,
+}
+
+impl Plan {
+    /// Errors unless checking this plan's configuration against `student` gives this plan.
+    fn verify<M: Masked + ?Sized>(&self, student: &M) -> Result<(), ConfigError> {
+        let fresh = self.config.clone().check(relu_total(student))?;
+        if fresh == *self {
+            Ok(())
+        } else {
+            Err(ConfigError::PlanMismatch {
+                plan_budget: self.budget,
+                plan_total: self.total,
+                budget: fresh.budget,
+                total: fresh.total,
+            })
+        }
+    }
+}
+
+/// Errors unless every mask of `student` trains and its `alphas` are among `vars`:
+/// otherwise the lasso never moves that mask, and the search runs to its epoch cap.
+fn check_masks_train<M: Masked + ?Sized>(student: &M, vars: &[Var]) -> Result<()> {
+    for mask in student.masks() {
+        let site = mask.site().to_string();
+        if mask.is_frozen() {
+            return Err(Error::FrozenMask { site });
+        }
+        let id = mask.alphas().id();
+        if !vars.iter().any(|v| v.id() == id) {
+            return Err(Error::MaskNotInVars { site });
+        }
+    }
+    Ok(())
 }
 
 /// Lambda's growth rule: after each search epoch, a new lowest count is recorded; otherwise,
@@ -241,33 +280,51 @@ pub struct MaskSearch {
 }
 
 impl MaskSearch {
-    /// A search over `vars` (every trainable variable of the student, masks included).
-    pub fn new(plan: &Plan, vars: Vec<Var>) -> Self {
+    /// A search of `student` over `vars`: every trainable variable of the student, masks
+    /// included, in a fixed order (e.g. sorted by name) if its state is to be resumed, since
+    /// optimizer state is matched to variables by position. Errors when `plan` is not what
+    /// its configuration gives for `student` ([`ConfigError::PlanMismatch`]), or when a mask
+    /// cannot train ([`Error::FrozenMask`], [`Error::MaskNotInVars`]).
+    pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>) -> Result<Self> {
         let state = SearchState { epoch: 0, schedule: LassoSchedule::new(plan), count: plan.total };
-        Self::with_state(plan, vars, state)
+        Self::with_state(plan, student, vars, state)
     }
 
-    /// Continues a search saved with [`MaskSearch::state`] and [`MaskSearch::optimizer_state`].
-    pub fn resume(
+    /// Continues a search saved with [`MaskSearch::state`] and [`MaskSearch::optimizer_state`],
+    /// checked as [`MaskSearch::new`]. `vars` must be in the order they had when the state was
+    /// saved (e.g. sorted by name both times; `VarMap::all_vars()` is in hash order, which
+    /// differs between processes): state whose shapes do not fit is an error, but variables
+    /// of one shape in another order would silently swap their moments.
+    pub fn resume<M: Masked + ?Sized>(
         plan: &Plan,
+        student: &M,
         vars: Vec<Var>,
         state: SearchState,
         optimizer: &OptimizerState,
     ) -> Result<Self> {
-        let mut search = Self::with_state(plan, vars, state);
+        let mut search = Self::with_state(plan, student, vars, state)?;
         search.adam.load_state(optimizer)?;
         Ok(search)
     }
 
-    fn with_state(plan: &Plan, vars: Vec<Var>, state: SearchState) -> Self {
+    fn with_state<M: Masked + ?Sized>(
+        plan: &Plan,
+        student: &M,
+        vars: Vec<Var>,
+        state: SearchState,
+    ) -> Result<Self> {
+        plan.verify(student)?;
+        check_masks_train(student, &vars)?;
         let adam = Adam::new(vars, AdamConfig::with_lr(plan.config.search_lr));
-        Self { plan: plan.clone(), adam, state }
+        Ok(Self { plan: plan.clone(), adam, state })
     }
 
+    /// Where the search stands, to save between epochs.
     pub fn state(&self) -> &SearchState {
         &self.state
     }
 
+    /// Adam's state, keyed by each variable's position in `vars` (see [`MaskSearch::resume`]).
     pub fn optimizer_state(&self) -> Result<OptimizerState> {
         Ok(self.adam.state()?)
     }
@@ -317,20 +374,21 @@ impl MaskSearch {
     }
 
     /// Runs epochs until the count is within the budget; a typed error when the epoch cap
-    /// passes first.
+    /// passes first. Returns the last epoch's report (none when no epoch was needed).
     pub fn run<M, T, B, O>(
         &mut self,
         student: &M,
         teacher: &T,
         batches: &mut B,
         observer: &mut O,
-    ) -> Result<()>
+    ) -> Result<Option<EpochReport>>
     where
         M: ModuleT + Masked,
         T: Module,
         B: Batches + ?Sized,
         O: Observer<M> + ?Sized,
     {
+        let mut last = None;
         while !self.reached_budget() {
             if self.state.epoch >= self.plan.config.max_search_epochs {
                 return Err(Error::BudgetNotReached {
@@ -340,9 +398,9 @@ impl MaskSearch {
                     lambda: self.state.schedule.lambda,
                 });
             }
-            self.run_epoch(student, teacher, batches, observer)?;
+            last = Some(self.run_epoch(student, teacher, batches, observer)?);
         }
-        Ok(())
+        Ok(last)
     }
 }
 
@@ -359,14 +417,19 @@ pub struct Finetune {
 impl Finetune {
     /// Binarizes and freezes the student's masks (idempotent on binary masks), then
     /// prepares SGD over `vars`; frozen masks take no gradient and so are never stepped.
+    /// `vars` in a fixed order (e.g. sorted by name) if the state is to be resumed, as for
+    /// [`MaskSearch::new`]; errors, before binarizing, when `plan` is not what its
+    /// configuration gives for `student`.
     pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>) -> Result<Self> {
+        plan.verify(student)?;
         binarize(student, plan.config.threshold)?;
         let schedule = LrSchedule::Cosine { epochs: plan.config.finetune_epochs, min_lr: 0.0 };
         let sgd = Sgd::new(vars, plan.config.finetune);
         Ok(Self { plan: plan.clone(), sgd, schedule, epoch: 0 })
     }
 
-    /// Continues after `epoch` finished epochs with the saved optimizer state.
+    /// Continues after `epoch` finished epochs with the saved optimizer state, `vars` in the
+    /// order they had when it was saved (see [`MaskSearch::resume`]).
     pub fn resume<M: Masked + ?Sized>(
         plan: &Plan,
         student: &M,
@@ -385,14 +448,18 @@ impl Finetune {
         self.epoch
     }
 
+    /// All `finetune_epochs` have run.
     pub fn finished(&self) -> bool {
         self.epoch >= self.plan.config.finetune_epochs
     }
 
+    /// SGD's momentum buffers, keyed by each variable's position in `vars`.
     pub fn optimizer_state(&self) -> OptimizerState {
         self.sgd.state()
     }
 
+    /// One finetuning epoch at this epoch's cosine learning rate. It does not stop at
+    /// `finetune_epochs`: the caller checks [`Finetune::finished`].
     pub fn run_epoch<M, T, B, O>(
         &mut self,
         student: &M,
@@ -542,12 +609,14 @@ pub struct Linearized {
     /// ReLUs kept by the binarized, finetuned network.
     pub relu_count: usize,
     pub finetune_epochs: usize,
-    /// The last finetuning epoch's report (the last search epoch's without finetuning).
+    /// The last finetuning epoch's report, or the last search epoch's when `finetune_epochs`
+    /// is 0.
     pub last: Option<EpochReport>,
 }
 
 /// Algorithm 1 end to end: linearizes `student` (whose trainable variables, masks included,
-/// are `vars`) to the configured budget against the frozen `teacher`, in place.
+/// are `vars`) to the configured budget against the frozen `teacher`, in place. Errors as
+/// [`MaskSearch::new`] when a mask cannot train.
 pub fn linearize<M, T, B, O>(
     student: &M,
     vars: Vec<Var>,
@@ -563,10 +632,9 @@ where
     O: Observer<M> + ?Sized,
 {
     let plan = config.check(relu_total(student))?;
-    let mut search = MaskSearch::new(&plan, vars.clone());
-    search.run(student, teacher, batches, observer)?;
+    let mut search = MaskSearch::new(&plan, student, vars.clone())?;
+    let mut last = search.run(student, teacher, batches, observer)?;
     let mut finetune = Finetune::new(&plan, student, vars)?;
-    let mut last = None;
     while !finetune.finished() {
         last = Some(finetune.run_epoch(student, teacher, batches, observer)?);
     }

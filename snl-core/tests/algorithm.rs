@@ -5,7 +5,9 @@
 mod tiny_cnn;
 
 use candle::{DType, Device, Tensor};
-use snl_core::{Budget, ConfigError, Error, LassoSchedule, Phase, SnlConfig};
+use candle_nn::{VarBuilder, VarMap};
+use snl_core::{Budget, ConfigError, Error, Finetune, LassoSchedule, MaskSearch, Masked, Phase, SnlConfig};
+use tiny_cnn::TinyCnn;
 
 const TOTAL: usize = 491_520;
 
@@ -192,22 +194,152 @@ fn search_gives_up_with_a_typed_error_after_max_epochs() {
     }
 }
 
+/// A seeded student over a fresh variable map.
+fn student() -> (TinyCnn, VarMap) {
+    let vars = VarMap::new();
+    let student = TinyCnn::new(VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
+    tiny_cnn::seed_weights(&vars, 0).unwrap();
+    (student, vars)
+}
+
+fn teacher(x: &Tensor) -> candle::Result<Tensor> {
+    x.mean((1, 2, 3))?.unsqueeze(1)?.repeat((1, tiny_cnn::CLASSES))
+}
+
+/// A few epochs at most: without the check, each case below would run to this cap and fail
+/// with `BudgetNotReached` instead.
+fn short_search() -> SnlConfig {
+    SnlConfig { max_search_epochs: 2, finetune_epochs: 0, ..SnlConfig::paper(Budget::Absolute(10)) }
+}
+
+fn linearize_error(student: &TinyCnn, vars: Vec<candle::Var>) -> Error {
+    let mut batches = tiny_cnn::synthetic_batches(1, 8, 3).unwrap();
+    snl_core::linearize(student, vars, &teacher, &mut batches, short_search(), &mut ()).unwrap_err()
+}
+
+#[test]
+fn a_student_whose_masks_cannot_train_is_refused_naming_the_mask() {
+    // Built from plain tensors (as a teacher is), every mask is frozen.
+    let (_, vars) = student();
+    let tensors =
+        tiny_cnn::named_vars(&vars).into_iter().map(|(k, v)| (k, v.as_tensor().copy().unwrap())).collect();
+    let frozen = TinyCnn::new(VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)).unwrap();
+    let err = linearize_error(&frozen, tiny_cnn::sorted_vars(&vars));
+    assert!(matches!(&err, Error::FrozenMask { site } if site == "mask1"), "{err}");
+    assert!(err.to_string().contains("mask `mask1` is frozen"), "{err}");
+
+    // An already linearized (binarized) student.
+    let (linearized, vars) = student();
+    snl_core::binarize(&linearized, 1e-2).unwrap();
+    let err = linearize_error(&linearized, tiny_cnn::sorted_vars(&vars));
+    assert!(matches!(&err, Error::FrozenMask { site } if site == "mask1"), "{err}");
+
+    // Trainable masks, but the second one's alphas are not handed to the search.
+    let (model, vars) = student();
+    let without_mask2: Vec<_> = tiny_cnn::named_vars(&vars)
+        .into_iter()
+        .filter(|(name, _)| name != "mask2.alphas")
+        .map(|(_, v)| v)
+        .collect();
+    let err = linearize_error(&model, without_mask2.clone());
+    assert!(matches!(&err, Error::MaskNotInVars { site } if site == "mask2"), "{err}");
+    assert!(err.to_string().contains("mask `mask2`"), "{err}");
+    let plan = short_search().check(snl_core::relu_total(&model)).unwrap();
+    let err = MaskSearch::new(&plan, &model, without_mask2).unwrap_err();
+    assert!(matches!(&err, Error::MaskNotInVars { site } if site == "mask2"), "{err}");
+    // Masks compare by variable, not by value: a copy of the alphas is not the mask.
+    let mut with_copy = tiny_cnn::sorted_vars(&vars);
+    let copy = candle::Var::from_tensor(&model.masks()[1].alphas().as_tensor().copy().unwrap()).unwrap();
+    with_copy.retain(|v| v.id() != model.masks()[1].alphas().id());
+    with_copy.push(copy);
+    let err = MaskSearch::new(&plan, &model, with_copy).unwrap_err();
+    assert!(matches!(&err, Error::MaskNotInVars { site } if site == "mask2"), "{err}");
+    assert!(MaskSearch::new(&plan, &model, tiny_cnn::sorted_vars(&vars)).is_ok());
+}
+
+#[test]
+fn a_plan_that_does_not_fit_the_student_is_refused() {
+    let (model, vars) = student();
+    let total = snl_core::relu_total(&model);
+    let config = SnlConfig::paper(Budget::Fraction(0.25));
+    let fits = config.clone().check(total).unwrap();
+    let another_network = config.clone().check(TOTAL).unwrap();
+    let mut edited_budget = fits.clone();
+    edited_budget.budget = total;
+    let mut edited_config = fits.clone();
+    edited_config.config.kappa = 0.5;
+    let mismatch = |plan_budget, plan_total| {
+        Error::Config(ConfigError::PlanMismatch { plan_budget, plan_total, budget: total / 4, total })
+    };
+    let cases = [
+        (another_network, mismatch(TOTAL / 4, TOTAL)),
+        (edited_budget, mismatch(total, total)),
+        (edited_config, Error::Config(ConfigError::KappaTooSmall(0.5))),
+    ];
+    for (plan, expected) in cases {
+        let search = MaskSearch::new(&plan, &model, tiny_cnn::sorted_vars(&vars)).unwrap_err();
+        assert_eq!(search.to_string(), expected.to_string());
+        let optimizer = Default::default();
+        let resumed =
+            Finetune::resume(&plan, &model, tiny_cnn::sorted_vars(&vars), 0, &optimizer).unwrap_err();
+        assert_eq!(resumed.to_string(), expected.to_string());
+        // Refused before binarizing: the student's masks still train.
+        assert!(model.masks().iter().all(|m| !m.is_frozen()));
+    }
+    assert!(Finetune::new(&fits, &model, tiny_cnn::sorted_vars(&vars)).is_ok());
+}
+
+#[test]
+fn without_finetuning_the_last_report_is_the_last_search_epochs() {
+    let (model, vars) = student();
+    let mut config = SnlConfig::paper(Budget::Absolute(700));
+    (config.lasso, config.search_lr, config.finetune_epochs) = (5e-3, 2e-2, 0);
+    let mut batches = tiny_cnn::synthetic_batches(2, 8, 3).unwrap();
+    let mut reports = Recorded(Vec::new());
+    let done = snl_core::linearize(
+        &model,
+        tiny_cnn::sorted_vars(&vars),
+        &teacher,
+        &mut batches,
+        config,
+        &mut reports,
+    )
+    .unwrap();
+    assert_eq!(done.finetune_epochs, 0);
+    assert_eq!(reports.0.len(), done.search_epochs);
+    assert_eq!(done.last.as_ref(), reports.0.last());
+    assert_eq!(done.last.unwrap().phase, Phase::Search);
+}
+
+struct Recorded(Vec<snl_core::EpochReport>);
+
+impl<M> snl_core::Observer<M> for Recorded {
+    fn on_epoch(&mut self, report: &snl_core::EpochReport) {
+        self.0.push(report.clone());
+    }
+}
+
+fn values(vars: &VarMap) -> Vec<(String, Vec<f32>)> {
+    tiny_cnn::named_vars(vars)
+        .into_iter()
+        .map(|(name, v)| (name, v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
 #[test]
 fn a_non_finite_loss_stops_the_run_with_a_typed_error() {
-    let vars = candle_nn::VarMap::new();
-    let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
-    let student = tiny_cnn::TinyCnn::new(vb).unwrap();
-    let teacher = |x: &Tensor| x.mean((1, 2, 3))?.unsqueeze(1)?.repeat((1, tiny_cnn::CLASSES));
+    let (model, vars) = student();
     let mut batches = tiny_cnn::synthetic_batches(3, 8, 3).unwrap();
     let poisoned = (batches[1].0.ones_like().unwrap() * f64::NAN).unwrap();
     batches[1].0 = poisoned;
-    let before = vars.all_vars().iter().map(|v| v.as_tensor().copy().unwrap()).collect::<Vec<_>>();
+    let before = values(&vars);
+    let config = SnlConfig::paper(Budget::Absolute(10));
     let err = snl_core::linearize(
-        &student,
-        vars.all_vars(),
+        &model,
+        tiny_cnn::sorted_vars(&vars),
         &teacher,
         &mut batches,
-        SnlConfig::paper(Budget::Absolute(10)),
+        config.clone(),
         &mut (),
     )
     .unwrap_err();
@@ -218,11 +350,15 @@ fn a_non_finite_loss_stops_the_run_with_a_typed_error() {
         other => panic!("expected NonFiniteLoss at batch 1, got {other}"),
     }
     assert!(err.to_string().contains("epoch 0, batch 1"), "{err}");
-    // Only the first (finite) batch was applied: the poisoned one never reached the weights.
-    for (v, b) in vars.all_vars().iter().zip(before) {
-        let finite =
-            v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|x| x.is_finite());
-        assert!(finite, "weights stay finite");
-        assert_eq!(v.dims(), b.dims());
-    }
+    // Only the first (finite) batch was applied: the weights are those of one search step
+    // on that batch alone from the same start, and the poisoned one never reached them.
+    let (reference, reference_vars) = student();
+    assert_eq!(values(&reference_vars), before, "the same start");
+    let plan = config.check(snl_core::relu_total(&reference)).unwrap();
+    let mut search = MaskSearch::new(&plan, &reference, tiny_cnn::sorted_vars(&reference_vars)).unwrap();
+    let mut first = vec![batches[0].clone()];
+    search.run_epoch(&reference, &teacher, &mut first, &mut ()).unwrap();
+    let after = values(&vars);
+    assert_ne!(after, before, "the first batch was applied");
+    assert_eq!(after, values(&reference_vars));
 }

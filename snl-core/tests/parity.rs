@@ -32,15 +32,7 @@ fn assert_close(what: &str, got: &Tensor, expected: &Tensor, rel: f64) {
     }
 }
 
-/// One mask over a variable map, so its `alphas` train and take the fixture's values.
-struct OneMask(ReluMask);
-
-impl Masked for OneMask {
-    fn masks(&self) -> Vec<&ReluMask> {
-        vec![&self.0]
-    }
-}
-
+/// A mask over a variable map, so its `alphas` train, holding the fixture's values.
 fn mask_with(alphas: &Tensor, granularity: Granularity) -> ReluMask {
     let vars = VarMap::new();
     let mask =
@@ -105,7 +97,6 @@ fn losses_match_pytorch() {
         mask_with(&f["mask.channel.alphas"], Granularity::Channel),
     );
     assert_close("lasso", &scalar(&lasso(&model).unwrap()), &f["loss.lasso"], 1e-5);
-    assert_eq!(OneMask(mask_with(&f["mask.pixel.alphas"], Granularity::Pixel)).masks().len(), 1);
 }
 
 /// Three steps on `loss_k = sum(p * g_k)`, as the fixture script does.

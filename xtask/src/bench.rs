@@ -2,7 +2,6 @@
 //! `target/release/vs_torch` (snl's `throughput` and `torch_snl.py bench` with the same
 //! flags, then the ratios). vs_torch says clearly when python3 or torch is missing.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 pub const USAGE: &str = "cargo xtask bench-vs-torch [options] [-- VS_TORCH_FLAGS...]
@@ -113,10 +112,6 @@ pub fn vs_torch_args(o: &Opts) -> Vec<String> {
     v
 }
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_else(|| ".".into())
-}
-
 pub fn main(args: &[String]) -> i32 {
     let opts = match parse(args) {
         Ok(Some(o)) => o,
@@ -129,7 +124,7 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let root = workspace_root();
+    let root = crate::workspace_root();
     if opts.build {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         eprintln!("$ cargo build --release -p snl-bench --bins");
@@ -149,9 +144,8 @@ pub fn main(args: &[String]) -> i32 {
             }
         }
     }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let exe = target.join("release").join(format!("vs_torch{}", std::env::consts::EXE_SUFFIX));
+    let exe =
+        crate::target_dir(&root).join("release").join(format!("vs_torch{}", std::env::consts::EXE_SUFFIX));
     let args = vs_torch_args(&opts);
     eprintln!("$ {} {}", exe.display(), args.join(" "));
     match Command::new(&exe).args(&args).status() {
@@ -175,11 +169,23 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
+    /// Every `--flag X ... (default V)` line of USAGE: giving `--flag V` changes nothing.
     #[test]
-    fn defaults_match_the_documented_ones() {
-        let o = parse(&[]).unwrap().unwrap();
-        assert_eq!(o, Opts::default());
-        assert_eq!((o.width, o.batch, o.threads, o.arch.as_str()), (16, 128, 2, "resnet18"));
+    fn usage_states_the_parsed_defaults() {
+        let defaults = parse(&[]).unwrap().unwrap();
+        let documented: Vec<(&str, &str)> = USAGE
+            .lines()
+            .filter_map(|line| {
+                let flag = line.trim_start().strip_prefix("--")?.split_whitespace().next()?;
+                Some((flag, line.split("(default ").nth(1)?.strip_suffix(')')?))
+            })
+            .collect();
+        let flags: Vec<&str> = documented.iter().map(|(f, _)| *f).collect();
+        assert_eq!(flags, ["width", "batch", "threads", "arch", "depth", "k", "runs"]);
+        for (flag, value) in documented {
+            let o = parse(&[format!("--{flag}"), value.to_string()]).unwrap().unwrap();
+            assert_eq!(o, defaults, "USAGE says --{flag} defaults to {value}");
+        }
     }
 
     #[test]

@@ -5,6 +5,20 @@ mod bench;
 mod pareto;
 mod plot;
 
+use std::path::{Path, PathBuf};
+
+/// The workspace root (xtask's parent folder): xtask runs `cargo build` there.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Cargo's target folder for a build run in `root`: `CARGO_TARGET_DIR` (a relative one is
+/// taken from `root`, as cargo does there) or `root/target`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    root.join(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
+}
+
 const TASKS: &str = "tasks:
   pareto   sweep ReLU budgets with `snl linearize` (snl, random, uniform), then write
            pareto.csv, pareto.json and pareto.svg      (cargo xtask pareto --help)

@@ -1,10 +1,11 @@
 //! `cargo xtask pareto`: plan a budget sweep, run it through the `snl` binary (resuming what
-//! a killed sweep left), collect every `result.json` into `pareto.csv` / `pareto.json`, and
-//! draw `pareto.svg`. Also `cargo xtask sites`: the per-site bar chart of one run.
+//! a killed sweep left, refusing other settings than `OUT/sweep.json` records), collect the
+//! runs' `result.json` into `pareto.csv` / `pareto.json`, and draw `pareto.svg`. Also
+//! `cargo xtask sites`: the per-site bar chart of one run.
 //!
-//! Everything that decides (budget parsing, presets, the plan, the Pareto front, CSV and
-//! JSON) is a pure function tested below; only `main`, `execute` and `collect` touch the
-//! disk or start processes.
+//! Everything that decides (budget parsing, presets, the plan, the record's check, the
+//! Pareto front, CSV and JSON) is a pure function tested below; only `main`, `collect`,
+//! `read_record`, `write_record` and the runners touch the disk or start processes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,7 +14,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::plot;
+use crate::{plot, target_dir, workspace_root};
 
 pub const USAGE: &str = "cargo xtask pareto [options]
 
@@ -22,7 +23,11 @@ Sweep ReLU budgets with `snl linearize` from one pretrained baseline, one run fo
 pareto.png when rsvg-convert or ImageMagick is installed), and OUT/<run>/sites.svg (kept
 ReLUs per site). Finished runs (result.json) are skipped, unfinished ones (config.json) are
 resumed with `snl linearize --resume`: re-running the same command continues a sweep.
-A failing run is reported and the sweep goes on; the exit code is then 1.
+OUT/sweep.json records the settings of every run (all but --threads and --device): a
+re-run that changes one (--seed, --lasso, --baseline, --width, ...) is refused, so is a
+run folder the record does not know; choose another --out for a new sweep. More budgets
+or selections may be added. Only the planned runs are collected. A failing run is reported
+and the sweep goes on; the exit code is then 1.
 
 Presets:
   smoke   synthetic data, ResNet18 width 4, 2 training epochs, budgets 30%,60%,
@@ -57,7 +62,8 @@ Options:
   --train-epochs N         baseline epochs
   --batch-size N           batch size of every run
   --lasso X | X1,X2,..     search lambda: one for every budget, or one per budget in order
-                           (cpu has one per budget; a subset of its budgets keeps them)
+                           (cpu has one per budget: its own budgets keep theirs, others
+                           need --lasso)
   --finetune-epochs N, --max-search-epochs N, --warmup-epochs N, --search-lr X,
   --finetune-lr X          passed to every `snl linearize`
 ";
@@ -81,7 +87,7 @@ const LINEARIZE_KNOBS: &[&str] =
 pub enum Budget {
     /// ReLUs kept.
     Count(u64),
-    /// Fraction of the network's ReLUs, in (0, 1].
+    /// Fraction of the network's ReLUs, in (0, 1).
     Fraction(f64),
 }
 
@@ -116,13 +122,20 @@ impl Budget {
         if f > 0.0 && f < 1.0 { Ok(Budget::Fraction(f)) } else { Err(bad()) }
     }
 
+    /// A comma-separated list; two spellings of one budget (`10%,0.1`) are refused.
     pub fn parse_list(text: &str) -> Result<Vec<Self>, String> {
-        let list: Vec<Self> =
-            text.split(',').filter(|s| !s.trim().is_empty()).map(Self::parse).collect::<Result<_, _>>()?;
+        let mut list: Vec<(&str, Self)> = Vec::new();
+        for t in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let b = Self::parse(t)?;
+            if let Some((first, _)) = list.iter().find(|(_, seen)| seen.label() == b.label()) {
+                return Err(format!("--budgets: `{first}` and `{t}` are the same budget ({})", b.arg()));
+            }
+            list.push((t, b));
+        }
         if list.is_empty() {
             return Err("--budgets: empty list".into());
         }
-        Ok(list)
+        Ok(list.into_iter().map(|(_, b)| b).collect())
     }
 
     /// The value given to `snl linearize --budget`.
@@ -215,12 +228,6 @@ pub struct Preset {
     pub budgets: Vec<Budget>,
     /// Cargo features the binary needs (`cuda` for `paper`).
     pub features: Option<String>,
-}
-
-/// The workspace root (xtask's parent folder).
-pub fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 pub fn preset(name: &str, root: &Path) -> Result<Preset, String> {
@@ -413,9 +420,10 @@ pub fn parse_options(args: &[String], root: &Path) -> Result<Option<Options>, St
             other => return Err(format!("unknown option --{other} (see cargo xtask pareto --help)")),
         }
     }
-    // Budgets chosen from a preset with one lambda per budget keep their lambdas.
-    let lasso_given = pairs.iter().any(|(f, _)| f == "lasso");
-    if let Some(list) = preset_lasso_for(&preset(&preset_name, root)?, &p.budgets).filter(|_| !lasso_given) {
+    // A preset with one lambda per budget gives its budgets theirs; others need --lasso.
+    if !pairs.iter().any(|(f, _)| f == "lasso")
+        && let Some(list) = preset_lasso_for(&preset(&preset_name, root)?, &p.budgets)?
+    {
         p.linearize.set("lasso", list);
     }
     if let Some(list) = p.linearize.get("lasso") {
@@ -491,9 +499,7 @@ pub fn snl_binary(o: &Options, root: &Path) -> PathBuf {
     if let Some(p) = &o.snl {
         return p.clone();
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| "target".into());
-    let target = if target.is_absolute() { target } else { root.join(target) };
-    target
+    target_dir(root)
         .join(if o.debug { "debug" } else { "release" })
         .join(format!("snl{}", std::env::consts::EXE_SUFFIX))
 }
@@ -518,6 +524,11 @@ pub fn baseline_model(o: &Options) -> PathBuf {
 
 pub fn run_dir(o: &Options, selection: &str, budget: &Budget) -> PathBuf {
     o.out.join(format!("{selection}-{}", budget.label()))
+}
+
+/// A run folder's name (`snl-10pct`, `baseline`).
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Every step of the sweep, in order: build, baseline, then each selection over the budgets.
@@ -574,15 +585,28 @@ pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
     steps
 }
 
-/// The preset's per-budget lambdas for `budgets`, when it has a list and every budget is one
-/// of its own.
-fn preset_lasso_for(preset: &Preset, budgets: &[Budget]) -> Option<String> {
-    let list: Vec<&str> = preset.linearize.get("lasso")?.split(',').collect();
-    if list.len() != preset.budgets.len() || list.len() == 1 {
-        return None;
+/// The lambdas of `budgets` from a preset with one per budget (`None` when it has one for
+/// all). A budget not in the preset's list has none: refused.
+fn preset_lasso_for(preset: &Preset, budgets: &[Budget]) -> Result<Option<String>, String> {
+    let Some(list) = preset.linearize.get("lasso").filter(|l| l.contains(',')) else { return Ok(None) };
+    let list: Vec<&str> = list.split(',').collect();
+    let (mut picked, mut missing) = (Vec::new(), Vec::new());
+    for b in budgets {
+        match preset.budgets.iter().position(|p| p.label() == b.label()) {
+            Some(i) => picked.push(list[i]),
+            None => missing.push(b.arg()),
+        }
     }
-    let pick = |b: &Budget| preset.budgets.iter().position(|p| p == b).map(|i| list[i]);
-    budgets.iter().map(pick).collect::<Option<Vec<_>>>().map(|v| v.join(","))
+    if !missing.is_empty() {
+        let own: Vec<String> = preset.budgets.iter().map(Budget::arg).collect();
+        return Err(format!(
+            "--budgets {}: preset {} has a lambda for its own budgets only ({}); give --lasso",
+            missing.join(","),
+            preset.name,
+            own.join(",")
+        ));
+    }
+    Ok(Some(picked.join(",")))
 }
 
 /// The linearize flags of the `i`-th budget: a per-budget `--lasso` list gives its `i`-th value.
@@ -621,6 +645,127 @@ pub fn plan_text(steps: &[Step], snl: &Path) -> Vec<String> {
             Step::Skip { dir, .. } => format!("# skip {}: finished (result.json)", dir.display()),
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// The sweep's record (OUT/sweep.json)
+
+/// Run folder name -> the settings of that run (flag -> value).
+pub type Settings = BTreeMap<String, BTreeMap<String, String>>;
+
+pub const RECORD: &str = "sweep.json";
+
+/// The settings of every planned run: the flags of its fresh `snl` command, without `--out`
+/// and the flags that say where it runs (`--threads`, `--device`); paths made absolute.
+pub fn planned_settings(o: &Options) -> Settings {
+    let mut runs = Settings::new();
+    for step in plan(o, &|_| RunState::Absent) {
+        let Step::Snl { dir, args, .. } = step else { continue };
+        let mut flags = BTreeMap::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let Some(flag) = arg.strip_prefix("--") else { continue }; // the subcommand
+            let value = it.next().cloned().unwrap_or_default();
+            let value = match flag {
+                "out" | "threads" | "device" => continue,
+                "model" | "data-dir" => {
+                    std::path::absolute(&value).map_or(value, |p| p.display().to_string())
+                }
+                _ => value,
+            };
+            flags.insert(flag.to_string(), value);
+        }
+        runs.insert(folder_name(&dir), flags);
+    }
+    runs
+}
+
+/// The record to write for `planned` runs in a sweep folder whose record is `recorded`: the
+/// recorded runs plus the planned ones. Refused when a planned run is recorded with other
+/// settings, or when its folder holds a run (`on_disk`) that the record does not know.
+pub fn merge_record(
+    out: &Path,
+    recorded: &Settings,
+    planned: &Settings,
+    on_disk: &dyn Fn(&str) -> bool,
+) -> Result<Settings, String> {
+    let record = out.join(RECORD);
+    // flag -> (recorded value, planned value, runs)
+    let mut differ: BTreeMap<&str, (&str, &str, Vec<&str>)> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for (run, now) in planned {
+        let Some(was) = recorded.get(run) else {
+            if on_disk(run) {
+                unknown.push(run.as_str());
+            }
+            continue;
+        };
+        let flags: std::collections::BTreeSet<&String> = was.keys().chain(now.keys()).collect();
+        for flag in flags {
+            let (a, b) = (was.get(flag), now.get(flag));
+            if a != b {
+                let unset = "(unset)";
+                let entry = differ.entry(flag).or_insert((
+                    a.map_or(unset, String::as_str),
+                    b.map_or(unset, String::as_str),
+                    Vec::new(),
+                ));
+                entry.2.push(run);
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(format!(
+            "{} holds run folders that {} does not record ({}): their settings are unknown; move them \
+             away or choose another --out (nothing was run)",
+            out.display(),
+            record.display(),
+            unknown.join(", ")
+        ));
+    }
+    if !differ.is_empty() {
+        let list: Vec<String> = differ
+            .iter()
+            .map(|(flag, (was, now, runs))| {
+                let more =
+                    if runs.len() > 1 { format!(" and {} more", runs.len() - 1) } else { String::new() };
+                format!("--{flag} was {was}, now {now} ({}{more})", runs[0])
+            })
+            .collect();
+        return Err(format!(
+            "{} records other settings: {}; choose another --out for a new sweep (nothing was run)",
+            record.display(),
+            list.join("; ")
+        ));
+    }
+    let mut merged = recorded.clone();
+    merged.extend(planned.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(merged)
+}
+
+/// `OUT/sweep.json`'s runs, or none when there is no record.
+fn read_record(out: &Path) -> Result<Settings, String> {
+    let path = out.join(RECORD);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::from_value(v.get("runs")?.clone()).ok())
+        .ok_or_else(|| format!("{}: not a sweep record (a JSON object with `runs`)", path.display()))
+}
+
+/// Write `OUT/sweep.json` through a temporary file, so a killed xtask leaves the old record
+/// or the new one.
+fn write_record(out: &Path, runs: &Settings) -> Result<(), String> {
+    let path = out.join(RECORD);
+    let tmp = out.join(format!("{RECORD}.tmp"));
+    let text = serde_json::to_string_pretty(&json!({ "runs": runs })).expect("json") + "\n";
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -868,25 +1013,15 @@ pub fn paper_dataset(data: &Flags) -> Option<String> {
 // ---------------------------------------------------------------------------------------
 // Running
 
-/// Read every `OUT/*/result.json` (plus the given baseline's, when it has one).
-pub fn collect(out: &Path, extra: &[PathBuf]) -> Vec<Row> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)
-        .map(|it| it.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
-        .unwrap_or_default();
-    dirs.sort();
-    for e in extra {
-        if !dirs.contains(e) {
-            dirs.push(e.clone());
-        }
-    }
+/// Read the `result.json` of each of `dirs` that has one.
+pub fn collect(dirs: &[PathBuf]) -> Vec<Row> {
     let mut rows = Vec::new();
     for dir in dirs {
         let path = dir.join("result.json");
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
         match serde_json::from_str::<Value>(&text) {
             Ok(v) => {
-                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                rows.push(Row::from_result(&name, &dir, &v));
+                rows.push(Row::from_result(&folder_name(dir), dir, &v));
             }
             Err(e) => eprintln!("xtask: {}: not valid JSON ({e}); left out", path.display()),
         }
@@ -992,6 +1127,15 @@ pub fn main(args: &[String]) -> i32 {
         }
     };
     let snl = snl_binary(&o, &root);
+    let planned = planned_settings(&o);
+    let on_disk = |run: &str| run_state(&o.out.join(run)) != RunState::Absent;
+    let record = match read_record(&o.out).and_then(|old| merge_record(&o.out, &old, &planned, &on_disk)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xtask pareto: {e}");
+            return 2;
+        }
+    };
     let steps = plan(&o, &|d| run_state(d));
     let paper = match &o.paper_points {
         None => None,
@@ -1021,7 +1165,8 @@ pub fn main(args: &[String]) -> i32 {
             println!("{line}");
         }
         println!(
-            "then: collect {0}/*/result.json into {0}/pareto.csv, pareto.json, pareto.svg",
+            "then: record the settings in {0}/{RECORD}, collect the runs' result.json into \
+             {0}/pareto.csv, pareto.json, pareto.svg",
             o.out.display()
         );
         return 0;
@@ -1034,6 +1179,10 @@ pub fn main(args: &[String]) -> i32 {
     }
     if let Err(e) = std::fs::create_dir_all(&o.out) {
         eprintln!("xtask pareto: cannot create {}: {e}", o.out.display());
+        return 1;
+    }
+    if let Err(e) = write_record(&o.out, &record) {
+        eprintln!("xtask pareto: {e}; nothing was run");
         return 1;
     }
 
@@ -1074,13 +1223,14 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
 
-    let extra: Vec<PathBuf> = o
-        .baseline
-        .iter()
-        .filter_map(|b| b.parent().map(Path::to_path_buf))
-        .filter(|d| !d.starts_with(&o.out))
-        .collect();
-    let mut rows = collect(&o.out, &extra);
+    // The planned runs only, and the given baseline's folder (its result.json, if any).
+    let mut dirs: Vec<PathBuf> = planned.keys().map(|run| o.out.join(run)).collect();
+    if let Some(dir) = o.baseline.as_ref().and_then(|b| b.parent())
+        && !dirs.iter().any(|d| d == dir)
+    {
+        dirs.push(dir.to_path_buf());
+    }
+    let mut rows = collect(&dirs);
     mark_fronts(&mut rows);
     sort_rows(&mut rows);
     let write = |name: &str, text: &str| {
@@ -1239,6 +1389,15 @@ mod tests {
     }
 
     #[test]
+    fn two_spellings_of_one_budget_are_refused() {
+        let err = Budget::parse_list("10%,0.1").unwrap_err();
+        assert_eq!(err, "--budgets: `10%` and `0.1` are the same budget (10%)");
+        let err = Budget::parse_list("5k, 1%, 5000").unwrap_err();
+        assert_eq!(err, "--budgets: `5k` and `5000` are the same budget (5000)");
+        assert!(parse_options(&args("--budgets 30%,30%"), Path::new("/r")).is_err());
+    }
+
+    #[test]
     fn budget_labels_and_args() {
         assert_eq!(Budget::parse("7%").unwrap().arg(), "7%");
         assert_eq!(Budget::parse("7%").unwrap().label(), "7pct");
@@ -1390,7 +1549,17 @@ mod tests {
         let cpu = opts("--preset cpu --selections snl --budgets 20%,3% --snl /s/snl");
         assert_eq!(lassos(&cpu), ["3e-4", "4e-3"], "the preset's lambdas of those budgets");
         let err = parse_options(&args_vec("--preset cpu --budgets 5%,10%"), root).unwrap_err();
-        assert!(err.contains("4 values for 2 budget(s)"), "{err}");
+        assert_eq!(
+            err,
+            "--budgets 5%: preset cpu has a lambda for its own budgets only (1%,3%,10%,20%); give --lasso"
+        );
+        // As many budgets as the preset has lambdas, none of them its own: not by position.
+        let err = parse_options(&args_vec("--preset cpu --budgets 2%,4%,8%,16%"), root).unwrap_err();
+        assert!(err.starts_with("--budgets 2%,4%,8%,16%: preset cpu has a lambda for its own"), "{err}");
+        let cpu = opts("--preset cpu --selections snl --budgets 0.2,1%,0.03,10% --snl /s/snl");
+        assert_eq!(lassos(&cpu), ["3e-4", "1e-2", "4e-3", "1e-3"], "matched by budget, any spelling");
+        let err = parse_options(&args_vec("--budgets 10%,20% --lasso 1e-2,2e-3,1e-4"), root).unwrap_err();
+        assert!(err.contains("3 values for 2 budget(s)"), "{err}");
         let err = parse_options(&args_vec("--budgets 5% --lasso 1e-3,x"), root).unwrap_err();
         assert!(err.contains("`x` is not a number"), "{err}");
         assert!(parse_options(&args_vec("--preset cpu --budgets 5%,10% --lasso 1e-3"), root).is_ok());
@@ -1536,10 +1705,64 @@ mod tests {
         assert_eq!(run_state(&dir.join("baseline")), RunState::Finished);
         assert_eq!(run_state(&dir.join("random-50pct")), RunState::Unfinished);
         assert_eq!(run_state(&dir.join("nothing")), RunState::Absent);
-        let rows = collect(&dir, &[]);
+        let dirs: Vec<PathBuf> =
+            ["baseline", "snl-50pct", "random-50pct", "nothing"].iter().map(|n| dir.join(n)).collect();
+        let rows = collect(&dirs);
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["baseline", "snl-50pct"]);
+        assert!(collect(&dirs[1..]).iter().all(|r| r.name != "baseline"), "only the folders given");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_record_holds_what_decides_each_run() {
+        let o =
+            opts("--preset smoke --out /s --selections snl --budgets 10%,20% --lasso 1e-2,2e-3 --threads 2");
+        let runs = planned_settings(&o);
+        assert_eq!(runs.keys().collect::<Vec<_>>(), ["baseline", "snl-10pct", "snl-20pct"]);
+        let run = &runs["snl-20pct"];
+        assert_eq!(run.get("lasso").map(String::as_str), Some("2e-3"));
+        assert_eq!(run.get("model").map(String::as_str), Some("/s/baseline/best.safetensors"));
+        assert_eq!(run.get("seed").map(String::as_str), Some("0"));
+        assert_eq!((run.get("out"), run.get("threads")), (None, None), "not settings");
+        assert_eq!(runs["baseline"].get("width").map(String::as_str), Some("4"));
+    }
+
+    #[test]
+    fn a_rerun_with_other_settings_is_refused() {
+        let planned = |list: &str| planned_settings(&opts(&format!("--preset smoke --out /s {list}")));
+        let nothing_on_disk = |_: &str| false;
+        let first = planned("--budgets 10%,20% --lasso 1e-2,2e-3");
+        let record = merge_record(Path::new("/s"), &Settings::new(), &first, &nothing_on_disk).unwrap();
+        assert_eq!(record, first);
+        // The same settings, fewer runs, or more budgets: the record grows.
+        let same = |list: &str| merge_record(Path::new("/s"), &record, &planned(list), &|_: &str| true);
+        assert_eq!(same("--budgets 10%,20% --lasso 1e-2,2e-3 --threads 1").unwrap(), record);
+        assert_eq!(same("--budgets 20% --lasso 2e-3 --selections random").unwrap(), record);
+        let more = same("--budgets 10%,40% --lasso 1e-2,1e-4").unwrap_err();
+        assert!(more.contains("holds run folders that /s/sweep.json does not record"), "{more}");
+        let grown = merge_record(
+            Path::new("/s"),
+            &record,
+            &planned("--budgets 10%,40% --lasso 1e-2,1e-4"),
+            &nothing_on_disk,
+        )
+        .unwrap();
+        assert!(grown.contains_key("snl-40pct") && grown.contains_key("snl-20pct"));
+        // Another seed, lambda, search lr or baseline.
+        let err = same("--budgets 10%,20% --lasso 1e-2,2e-3 --seed 1").unwrap_err();
+        assert_eq!(
+            err,
+            "/s/sweep.json records other settings: --seed was 0, now 1 (baseline and 6 more); choose \
+             another --out for a new sweep (nothing was run)"
+        );
+        let err = same("--budgets 10%,20% --lasso 1e-2,1e-3 --search-lr 0.1").unwrap_err();
+        assert!(err.contains("--lasso was 2e-3, now 1e-3 (random-20pct and 2 more)"), "{err}");
+        assert!(err.contains("--search-lr was 0.05, now 0.1 (random-10pct and 5 more)"), "{err}");
+        let err = same("--budgets 10%,20% --lasso 1e-2,2e-3 --baseline /b/best.safetensors").unwrap_err();
+        assert!(err.contains("--model was /s/baseline/best.safetensors, now /b/best.safetensors"), "{err}");
+        let err = same("--budgets 10%,20% --lasso 1e-2,2e-3 --width 8").unwrap_err();
+        assert!(err.contains("--width was 4, now 8 (baseline)"), "{err}");
     }
 
     #[test]

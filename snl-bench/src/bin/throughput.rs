@@ -28,6 +28,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let names = Workload::ALL.map(|w| w.name());
+    if let Some(unknown) = args.only.iter().find(|o| !names.contains(&o.as_str())) {
+        anyhow::bail!("--only {unknown}: no such workload (one of {})", names.join(", "));
+    }
     let tuned = !args.no_tune_alloc && snl_core::fast::tune_allocator();
     // candle sizes its gemm parallelism from RAYON_NUM_THREADS, the pool from the builder.
     // SAFETY: no other thread exists yet.

@@ -187,10 +187,11 @@ pub fn linearize(
                 let mut batches =
                     TrainBatches::new(&splits.train, config.data.batch_size, config.seed, &ctx.device)?;
                 let mut search = if state.records == 0 {
-                    MaskSearch::new(&plan, params::trainable_vars(&vars))
+                    MaskSearch::new(&plan, &student, params::trainable_vars(&vars))?
                 } else {
                     MaskSearch::resume(
                         &plan,
+                        &student,
                         params::trainable_vars(&vars),
                         search_state.clone(),
                         &optimizer,
