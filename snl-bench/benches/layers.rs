@@ -1,6 +1,6 @@
 //! Per-layer benches: the convolutions of ResNet18 (width 64, 32x32 inputs) forward and
-//! forward + backward, candle's op against `snl_core::fast::conv2d`, and the masked
-//! activation against plain ReLU, and train-mode BatchNorm as candle ops against
+//! forward + backward, candle's op against `snl_core::fast::conv2d`, the masked activation
+//! against plain ReLU (and of a residual sum, fused against add-then-mask), and train-mode BatchNorm as candle ops against
 //! `snl_core::fast::batch_norm_train`. Batch 32 keeps a criterion run short; the `throughput`
 //! binary measures whole steps at batch 128.
 
@@ -78,6 +78,30 @@ fn activations(c: &mut Criterion) {
     g.bench_function("forward+backward/fast-mask", |b| {
         b.iter(|| {
             snl_core::fast::masked_relu(&x, &a)
+                .expect("fast")
+                .sum_all()
+                .expect("sum")
+                .backward()
+                .expect("bwd")
+        })
+    });
+    // A residual block's output: the sum as its own op, then the mask, against one op.
+    let r = Var::from_tensor(&randn(&[BATCH, 64, 32, 32])).expect("var");
+    let sum_then_mask = |x: &Tensor, r: &Tensor| {
+        snl_core::fast::masked_relu(&(x + r).expect("add"), a.as_tensor()).expect("fast")
+    };
+    g.bench_function("forward/add-then-fast-mask", |b| {
+        b.iter(|| sum_then_mask(x.as_tensor(), r.as_tensor()))
+    });
+    g.bench_function("forward/fast-mask-add", |b| {
+        b.iter(|| snl_core::fast::masked_relu_add(x.as_tensor(), r.as_tensor(), a.as_tensor()).expect("fast"))
+    });
+    g.bench_function("forward+backward/add-then-fast-mask", |b| {
+        b.iter(|| sum_then_mask(&x, &r).sum_all().expect("sum").backward().expect("bwd"))
+    });
+    g.bench_function("forward+backward/fast-mask-add", |b| {
+        b.iter(|| {
+            snl_core::fast::masked_relu_add(&x, &r, &a)
                 .expect("fast")
                 .sum_all()
                 .expect("sum")

@@ -155,15 +155,24 @@ impl ReluMask {
             kept: self.kept_relus(eps)?,
         })
     }
+
+    /// The mask values as the forward pass uses them: detached when frozen.
+    fn forward_alphas(&self) -> Tensor {
+        if self.is_frozen() { self.alphas.as_tensor().detach() } else { self.alphas.as_tensor().clone() }
+    }
+
+    /// `forward(x + residual)` (a residual block's output) in one op, the sum never stored:
+    /// [`crate::fast::masked_relu_add`].
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        crate::fast::masked_relu_add(x, residual, &self.forward_alphas())
+    }
 }
 
 impl Module for ReluMask {
     /// `a * relu(x) + (1 - a) * x`, computed as `x + a * relu(-x)` (the same function and
     /// gradients) by [`crate::fast::masked_relu`]: one pass each way on the CPU.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let a =
-            if self.is_frozen() { self.alphas.as_tensor().detach() } else { self.alphas.as_tensor().clone() };
-        crate::fast::masked_relu(x, &a)
+        crate::fast::masked_relu(x, &self.forward_alphas())
     }
 }
 

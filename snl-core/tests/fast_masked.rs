@@ -1,5 +1,6 @@
-//! `snl_core::fast::masked_relu` against the plain expression `x + a * relu(-x)` that
-//! `ReluMask::forward` computes: forward and both gradients.
+//! `snl_core::fast::masked_relu` (and `masked_relu_add`, of a residual sum) against the plain
+//! expression `x + a * relu(-x)` that `ReluMask::forward` computes: forward and every
+//! gradient.
 
 mod common;
 use common::rel_err;
@@ -95,4 +96,70 @@ fn falls_back_for_other_dtypes() {
     let want = plain(&x, &a);
     let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
     assert_eq!(diff, 0.0);
+}
+
+/// `masked_relu_add(x, r, a)` against the plain expression of `x + r`: forward bit-identical,
+/// both activation gradients and the mask gradient.
+fn check_add(seed: u64, x_dims: &[usize], a_dims: &[usize]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = Var::from_tensor(&random(&mut rng, x_dims)).unwrap();
+    let r = Var::from_tensor(&random(&mut rng, x_dims)).unwrap();
+    let a = Var::from_tensor(&random(&mut rng, a_dims).affine(0.75, 0.5).unwrap()).unwrap();
+    let want = plain(&(x.as_tensor() + r.as_tensor()).unwrap(), &a);
+    let got = snl_core::fast::masked_relu_add(&x, &r, &a).unwrap();
+    assert_eq!(rel_err(&got, &want), 0.0, "forward {x_dims:?} {a_dims:?}");
+
+    let up = random(&mut rng, x_dims);
+    let gw = (&want * &up).unwrap().sum_all().unwrap().backward().unwrap();
+    let gg = (&got * &up).unwrap().sum_all().unwrap().backward().unwrap();
+    for (name, v) in [("x", &x), ("residual", &r)] {
+        let e = rel_err(gg.get(v).unwrap(), gw.get(v).unwrap());
+        assert_eq!(e, 0.0, "{name} gradient {x_dims:?} {a_dims:?}");
+    }
+    let ea = rel_err(gg.get(&a).unwrap(), gw.get(&a).unwrap());
+    assert!(ea < 1e-5, "mask gradient {x_dims:?} {a_dims:?}: {ea}");
+}
+
+#[test]
+fn a_residual_sum_matches_the_plain_expression() {
+    check_add(11, &[4, 3, 5, 5], &[1, 3, 5, 5]);
+    check_add(12, &[1, 2, 7, 3], &[1, 2, 7, 3]);
+    check_add(13, &[17, 16, 2, 2], &[1, 16, 1, 1]);
+    check_add(14, &[3, 6, 7, 3], &[1, 6, 1, 1]);
+    // A broadcast the op does not cover goes through the plain expression.
+    check_add(15, &[2, 3, 4, 5], &[1, 3, 4, 1]);
+}
+
+/// The identity shortcut: the block input is both the residual and (through other ops) an
+/// input of `x`, so its gradient collects both paths; frozen masks and plain residuals get
+/// no gradient.
+#[test]
+fn a_residual_sum_computes_the_gradients_the_graph_needs() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let input = Var::from_tensor(&random(&mut rng, &[3, 2, 4, 4])).unwrap();
+    let a = random(&mut rng, &[1, 2, 4, 4]);
+    let x = input.affine(2.0, 0.5).unwrap();
+    let got = snl_core::fast::masked_relu_add(&x, &input, &a).unwrap().sum_all().unwrap().backward().unwrap();
+    let want = plain(&(&x + input.as_tensor()).unwrap(), &a).sum_all().unwrap().backward().unwrap();
+    assert!(got.get(&a).is_none());
+    assert_eq!(rel_err(got.get(&input).unwrap(), want.get(&input).unwrap()), 0.0);
+
+    let av = Var::from_tensor(&a).unwrap();
+    let residual = random(&mut rng, &[3, 2, 4, 4]);
+    let grads = snl_core::fast::masked_relu_add(&input, &residual, &av)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(grads.get(&residual).is_none());
+    assert!(grads.get(&input).is_some() && grads.get(&av).is_some());
+}
+
+#[test]
+fn a_residual_of_another_shape_is_refused() {
+    let x = Tensor::zeros((2, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    let r = Tensor::zeros((2, 3, 4, 5), DType::F32, &Device::Cpu).unwrap();
+    let a = Tensor::ones((1, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    assert!(snl_core::fast::masked_relu_add(&x, &r, &a).is_err());
 }

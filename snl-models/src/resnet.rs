@@ -107,7 +107,8 @@ pub(crate) fn conv_out(input: usize, kernel: usize, stride: usize, padding: usiz
 }
 
 /// `conv1 -> bn1 -> alpha1 -> conv2 -> bn2 -> (+ shortcut) -> alpha2`; the shortcut is
-/// `1x1 conv (stride) + BN` (`shortcut.0`, `shortcut.1`) when the shape changes.
+/// `1x1 conv (stride) + BN` (`shortcut.0`, `shortcut.1`) when the shape changes. The sum
+/// and `alpha2` are one op ([`ReluMask::forward_residual`]): the sum is never stored.
 #[derive(Debug)]
 pub struct BasicBlock {
     conv1: Conv2d,
@@ -155,7 +156,7 @@ impl ModuleT for BasicBlock {
             Some((conv, bn)) => conv_bn(conv, bn, x, train)?,
             None => x.clone(),
         };
-        self.alpha2.forward(&(out + residual)?)
+        self.alpha2.forward_residual(&out, &residual)
     }
 }
 

@@ -13,7 +13,8 @@
 //!   weight gradient run a direct kernel instead, without im2col.
 //! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
 //!   needs a gradient (the scale folded into the weights, the shift added in cache).
-//! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way.
+//! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way;
+//!   [`masked_relu_add`] the same of a residual sum, which is never stored.
 //! - [`batch_norm_train`], [`channel_affine`]: batch normalisation in train and eval mode
 //!   in two passes each way, with parallel per-channel reductions (candle's reductions over
 //!   axes (0, 2, 3) are single-threaded strided loops).
@@ -30,7 +31,7 @@ mod masked;
 pub use alloc::tune_allocator;
 pub use bn::{batch_norm_train, channel_affine};
 pub use conv::{conv2d, conv2d_affine};
-pub use masked::masked_relu;
+pub use masked::{masked_relu, masked_relu_add};
 
 /// The contiguous `f32` data of a custom op argument; `what` names the op in errors.
 fn f32_slice<'a>(s: &'a candle::CpuStorage, l: &candle::Layout, what: &str) -> candle::Result<&'a [f32]> {
