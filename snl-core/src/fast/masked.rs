@@ -1,13 +1,14 @@
 //! The SNL masked activation `x + a * relu(-x)` (= `a * relu(x) + (1 - a) * x`) in one
 //! pass forward and one pass per gradient, optionally of a sum `x + residual` (a residual
-//! block's output) that is never stored.
+//! block's output) that the forward pass never stores.
 //!
 //! The plain candle expression takes four passes and three temporaries forward and about
 //! ten backward (neg, relu, broadcast mul, add, the relu mask, the broadcast reduction);
 //! on 2 cores those passes, not arithmetic, dominate the activation's cost. The residual
-//! sum as its own op costs another pass each way and a stored activation.
+//! sum as its own candle op is one more single-threaded pass forward, a stored activation,
+//! and a gradient candle accumulates in two more single-threaded passes.
 
-use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
 use super::{f32_slice, lane_sum, ordered_sum, par_vec};
 
@@ -28,13 +29,15 @@ pub fn masked_relu(x: &Tensor, alphas: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// [`masked_relu`] of `x + residual` (same shapes), in one op where [`masked_relu`] is one:
-/// the sum is formed image by image in cache and never stored, forward or backward.
+/// [`masked_relu`] of `x + residual` (same shapes), in one op where [`masked_relu`] is one.
+/// The forward pass adds as it goes and stores no sum; the backward pass forms the sum once
+/// (in parallel) and computes the gradients of [`masked_relu`], the same for `x` and
+/// `residual`.
 pub fn masked_relu_add(x: &Tensor, residual: &Tensor, alphas: &Tensor) -> Result<Tensor> {
     let same = residual.shape() == x.shape() && residual.device().is_cpu() && residual.dtype() == x.dtype();
     match broadcast_of(x, alphas).filter(|_| same) {
         Some(bcast) => {
-            x.contiguous()?.apply_op3(&residual.contiguous()?, &alphas.contiguous()?, MaskedRelu { bcast })
+            x.contiguous()?.apply_op3(&residual.contiguous()?, &alphas.contiguous()?, MaskedReluAdd { bcast })
         }
         None => masked_relu(&(x + residual)?, alphas),
     }
@@ -81,56 +84,8 @@ fn image_len(bcast: Bcast, x: &Layout, a_len: usize) -> Result<usize> {
     Ok(per_image)
 }
 
-/// Where the kernels read the activations: `x`, or `x + residual`.
-#[derive(Clone, Copy)]
-enum Input<'a> {
-    One(&'a [f32]),
-    Sum(&'a [f32], &'a [f32]),
-}
-
-impl<'a> Input<'a> {
-    /// Image `i`'s `len` activations: a slice of `x`, or their sum written into `scratch`.
-    #[inline]
-    fn image<'s>(self, i: usize, len: usize, scratch: &'s mut Vec<f32>) -> &'s [f32]
-    where
-        'a: 's,
-    {
-        let range = i * len..(i + 1) * len;
-        match self {
-            Input::One(x) => &x[range],
-            Input::Sum(x, r) => {
-                scratch.resize(len, 0.0);
-                for ((s, &u), &v) in scratch.iter_mut().zip(&x[range.clone()]).zip(&r[range]) {
-                    *s = u + v;
-                }
-                scratch
-            }
-        }
-    }
-
-    fn len(self) -> usize {
-        match self {
-            Input::One(x) | Input::Sum(x, _) => x.len(),
-        }
-    }
-}
-
-/// The activations of a custom op's first one (`x`) or two (`x`, `residual`) arguments.
-fn input_of<'a>(x: (&'a CpuStorage, &Layout), r: Option<(&'a CpuStorage, &Layout)>) -> Result<Input<'a>> {
-    let xs = f32_slice(x.0, x.1, WHAT)?;
-    Ok(match r {
-        None => Input::One(xs),
-        Some((rs, rl)) => {
-            if rl.dims() != x.1.dims() {
-                candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), x.1.dims())
-            }
-            Input::Sum(xs, f32_slice(rs, rl, WHAT)?)
-        }
-    })
-}
-
 /// Calls `f(x, a, out)` for every activation of one image, `a` its mask element.
-#[inline(always)]
+#[inline]
 fn per_element(bcast: Bcast, x: &[f32], a: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
     match bcast {
         Bcast::Element => {
@@ -148,50 +103,9 @@ fn per_element(bcast: Bcast, x: &[f32], a: &[f32], out: &mut [f32], f: impl Fn(f
     }
 }
 
-/// Forward: `(x, alphas) -> x + alphas * relu(-x)` as a [`CustomOp2`], and the same of
-/// `x + residual` as a [`CustomOp3`] `(x, residual, alphas)`.
+/// Forward: `(x, alphas) -> x + alphas * relu(-x)`.
 struct MaskedRelu {
     bcast: Bcast,
-}
-
-impl MaskedRelu {
-    fn forward(&self, input: Input, xl: &Layout, a: &[f32]) -> Result<(CpuStorage, Shape)> {
-        let len = image_len(self.bcast, xl, a.len())?;
-        let y = par_vec(input.len(), len, |i, yi| {
-            let mut scratch = Vec::new();
-            let xi = input.image(i, len, &mut scratch);
-            per_element(self.bcast, xi, a, yi, |v, m| v + (-v).max(0.0) * m);
-            Ok(())
-        })?;
-        Ok((CpuStorage::F32(y), xl.shape().clone()))
-    }
-
-    /// The gradients of the activations (`dx`, also `d residual`) and of the mask, each only
-    /// when its argument is part of a graph.
-    fn grads(&self, inputs: &[&Tensor], a: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        let bcast = self.bcast;
-        let dx = if inputs.iter().any(|t| t.track_op()) {
-            Some(apply_no_bwd(inputs, &g, &InputGrad { bcast, alphas: a.detach() })?)
-        } else {
-            None
-        };
-        let da = if a.track_op() {
-            Some(apply_no_bwd(inputs, &g, &MaskGrad { bcast })?.reshape(a.shape())?)
-        } else {
-            None
-        };
-        Ok((dx, da))
-    }
-}
-
-/// `op` of the activations (`x`, or `x` and the residual) and `g`, recording no graph.
-fn apply_no_bwd(inputs: &[&Tensor], g: &Tensor, op: &(impl CustomOp2 + CustomOp3)) -> Result<Tensor> {
-    match inputs {
-        [x] => x.apply_op2_no_bwd(g, op),
-        [x, r] => x.apply_op3_no_bwd(r, g, op),
-        _ => candle::bail!("fast masked_relu: {} activation inputs", inputs.len()),
-    }
 }
 
 impl CustomOp2 for MaskedRelu {
@@ -206,7 +120,15 @@ impl CustomOp2 for MaskedRelu {
         as_: &CpuStorage,
         al: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        self.forward(input_of((xs, xl), None)?, xl, f32_slice(as_, al, WHAT)?)
+        let x = f32_slice(xs, xl, WHAT)?;
+        let a = f32_slice(as_, al, WHAT)?;
+        let len = image_len(self.bcast, xl, a.len())?;
+        let y = par_vec(x.len(), len, |i, yi| {
+            let xi = &x[i * len..(i + 1) * len];
+            per_element(self.bcast, xi, a, yi, |v, m| v + (-v).max(0.0) * m);
+            Ok(())
+        })?;
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
     fn bwd(
@@ -216,11 +138,35 @@ impl CustomOp2 for MaskedRelu {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        self.grads(&[x], a, g)
+        grads(self.bcast, x, x.track_op(), a, g)
     }
 }
 
-impl CustomOp3 for MaskedRelu {
+/// The gradients of the activations `x` (when `need_dx`) and of the mask (when it is part
+/// of a graph).
+fn grads(
+    bcast: Bcast,
+    x: &Tensor,
+    need_dx: bool,
+    a: &Tensor,
+    g: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let g = g.contiguous()?;
+    let dx = if need_dx { Some(x.apply_op3_no_bwd(a, &g, &MaskedReluInputGrad { bcast })?) } else { None };
+    let da = if a.track_op() {
+        Some(x.apply_op2_no_bwd(&g, &MaskedReluMaskGrad { bcast })?.reshape(a.shape())?)
+    } else {
+        None
+    };
+    Ok((dx, da))
+}
+
+/// Forward: `(x, residual, alphas) -> s + alphas * relu(-s)`, `s = x + residual`.
+struct MaskedReluAdd {
+    bcast: Bcast,
+}
+
+impl CustomOp3 for MaskedReluAdd {
     fn name(&self) -> &'static str {
         "snl-fast-masked-relu-add"
     }
@@ -234,7 +180,37 @@ impl CustomOp3 for MaskedRelu {
         as_: &CpuStorage,
         al: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        self.forward(input_of((xs, xl), Some((rs, rl)))?, xl, f32_slice(as_, al, WHAT)?)
+        let x = f32_slice(xs, xl, WHAT)?;
+        let r = f32_slice(rs, rl, WHAT)?;
+        let a = f32_slice(as_, al, WHAT)?;
+        if xl.dims() != rl.dims() {
+            candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
+        }
+        let len = image_len(self.bcast, xl, a.len())?;
+        let y = par_vec(x.len(), len, |i, yi| {
+            let range = i * len..(i + 1) * len;
+            let (xi, ri) = (&x[range.clone()], &r[range]);
+            match self.bcast {
+                Bcast::Element => {
+                    for (((o, &u), &w), &m) in yi.iter_mut().zip(xi).zip(ri).zip(a) {
+                        let v = u + w;
+                        *o = v + (-v).max(0.0) * m;
+                    }
+                }
+                Bcast::Channel { plane } => {
+                    for (((oc, xc), rc), &m) in
+                        yi.chunks_mut(plane).zip(xi.chunks(plane)).zip(ri.chunks(plane)).zip(a)
+                    {
+                        for ((o, &u), &w) in oc.iter_mut().zip(xc).zip(rc) {
+                            let v = u + w;
+                            *o = v + (-v).max(0.0) * m;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
     fn bwd(
@@ -245,10 +221,42 @@ impl CustomOp3 for MaskedRelu {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (d, da) = self.grads(&[x, r], a, g)?;
-        let dx = d.as_ref().filter(|_| x.track_op()).cloned();
-        let dr = d.filter(|_| r.track_op());
+        let s = x.apply_op2_no_bwd(r, &Sum)?;
+        let (ds, da) = grads(self.bcast, &s, x.track_op() || r.track_op(), a, g)?;
+        let dx = ds.as_ref().filter(|_| x.track_op()).cloned();
+        let dr = ds.filter(|_| r.track_op());
         Ok((dx, dr, da))
+    }
+}
+
+/// `(x, r) -> x + r` on all threads (candle's own add runs on one).
+struct Sum;
+
+impl CustomOp2 for Sum {
+    fn name(&self) -> &'static str {
+        "snl-fast-sum"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        rs: &CpuStorage,
+        rl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, r) = (f32_slice(xs, xl, WHAT)?, f32_slice(rs, rl, WHAT)?);
+        if x.len() != r.len() {
+            candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
+        }
+        let chunk = xl.dims().get(1..).map_or(x.len(), |d| d.iter().product());
+        let s = par_vec(x.len(), chunk, |i, si| {
+            let range = i * si.len()..i * si.len() + si.len();
+            for ((o, &u), &w) in si.iter_mut().zip(&x[range.clone()]).zip(&r[range]) {
+                *o = u + w;
+            }
+            Ok(())
+        })?;
+        Ok((CpuStorage::F32(s), xl.shape().clone()))
     }
 }
 
@@ -260,28 +268,34 @@ fn gate(x: f32, a: f32) -> f32 {
     if x <= 0.0 { a } else { 0.0 }
 }
 
-/// Input gradient `g - g * alphas [x <= 0]` (also the residual's): a [`CustomOp2`]
-/// `(x, g)`, or a [`CustomOp3`] `(x, residual, g)`. The mask is held here, as a fourth
-/// argument would not fit a custom op.
-struct InputGrad {
+/// Input gradient: `(x, alphas, g) -> g - g * alphas [x <= 0]`.
+struct MaskedReluInputGrad {
     bcast: Bcast,
-    alphas: Tensor,
 }
 
-impl InputGrad {
-    fn grad(&self, input: Input, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+impl CustomOp3 for MaskedReluInputGrad {
+    fn name(&self) -> &'static str {
+        "snl-fast-masked-relu-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        as_: &CpuStorage,
+        al: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(xs, xl, WHAT)?;
+        let a = f32_slice(as_, al, WHAT)?;
         let g = f32_slice(gs, gl, WHAT)?;
         if xl.dims() != gl.dims() {
             candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
         }
-        let (storage, al) = self.alphas.storage_and_layout();
-        let Storage::Cpu(a) = &*storage else { candle::bail!("fast masked_relu grad: mask not on the CPU") };
-        let a = f32_slice(a, al, WHAT)?;
         let len = image_len(self.bcast, xl, a.len())?;
-        let dx = par_vec(input.len(), len, |i, di| {
-            let mut scratch = Vec::new();
-            let xi = input.image(i, len, &mut scratch);
-            let gi = &g[i * len..(i + 1) * len];
+        let dx = par_vec(x.len(), len, |i, di| {
+            let (xi, gi) = (&x[i * len..(i + 1) * len], &g[i * len..(i + 1) * len]);
             match self.bcast {
                 Bcast::Element => {
                     for (((d, &v), &gv), &m) in di.iter_mut().zip(xi).zip(gi).zip(a) {
@@ -304,48 +318,24 @@ impl InputGrad {
     }
 }
 
-impl CustomOp2 for InputGrad {
-    fn name(&self) -> &'static str {
-        "snl-fast-masked-relu-input-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.grad(input_of((xs, xl), None)?, xl, gs, gl)
-    }
-}
-
-impl CustomOp3 for InputGrad {
-    fn name(&self) -> &'static str {
-        "snl-fast-masked-relu-add-input-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        rs: &CpuStorage,
-        rl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.grad(input_of((xs, xl), Some((rs, rl)))?, xl, gs, gl)
-    }
-}
-
-/// Mask gradient: the sum over the broadcast axes of `g * relu(-x)`, flat: a [`CustomOp2`]
-/// `(x, g)`, or a [`CustomOp3`] `(x, residual, g)`.
-struct MaskGrad {
+/// Mask gradient: `(x, g) -> sum over the broadcast axes of g * relu(-x)`, flat.
+struct MaskedReluMaskGrad {
     bcast: Bcast,
 }
 
-impl MaskGrad {
-    fn grad(&self, input: Input, xl: &Layout, gs: &CpuStorage, gl: &Layout) -> Result<(CpuStorage, Shape)> {
+impl CustomOp2 for MaskedReluMaskGrad {
+    fn name(&self) -> &'static str {
+        "snl-fast-masked-relu-mask-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(xs, xl, WHAT)?;
         let g = f32_slice(gs, gl, WHAT)?;
         if xl.dims() != gl.dims() {
             candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
@@ -357,10 +347,8 @@ impl MaskGrad {
         };
         let (bcast, images) = (self.bcast, xl.dims()[0]);
         let da = ordered_sum(images, out_len, |range, acc| {
-            let mut scratch = Vec::new();
             for i in range {
-                let xi = input.image(i, len, &mut scratch);
-                let gi = &g[i * len..(i + 1) * len];
+                let (xi, gi) = (&x[i * len..(i + 1) * len], &g[i * len..(i + 1) * len]);
                 match bcast {
                     Bcast::Element => {
                         for ((s, &v), &gv) in acc.iter_mut().zip(xi).zip(gi) {
@@ -377,39 +365,5 @@ impl MaskGrad {
             Ok(())
         })?;
         Ok((CpuStorage::F32(da), Shape::from(out_len)))
-    }
-}
-
-impl CustomOp2 for MaskGrad {
-    fn name(&self) -> &'static str {
-        "snl-fast-masked-relu-mask-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.grad(input_of((xs, xl), None)?, xl, gs, gl)
-    }
-}
-
-impl CustomOp3 for MaskGrad {
-    fn name(&self) -> &'static str {
-        "snl-fast-masked-relu-add-mask-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        rs: &CpuStorage,
-        rl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        self.grad(input_of((xs, xl), Some((rs, rl)))?, xl, gs, gl)
     }
 }
