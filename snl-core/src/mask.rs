@@ -161,7 +161,7 @@ impl ReluMask {
         if self.is_frozen() { self.alphas.as_tensor().detach() } else { self.alphas.as_tensor().clone() }
     }
 
-    /// `forward(x + residual)` (a residual block's output) in one op, the sum never stored:
+    /// `forward(x + residual)` (a residual block's output) in one op that keeps no sum:
     /// [`crate::fast::masked_relu_add`].
     pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         crate::fast::masked_relu_add(x, residual, &self.forward_alphas())

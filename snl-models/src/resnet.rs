@@ -108,7 +108,7 @@ pub(crate) fn conv_out(input: usize, kernel: usize, stride: usize, padding: usiz
 
 /// `conv1 -> bn1 -> alpha1 -> conv2 -> bn2 -> (+ shortcut) -> alpha2`; the shortcut is
 /// `1x1 conv (stride) + BN` (`shortcut.0`, `shortcut.1`) when the shape changes. The sum
-/// and `alpha2` are one op ([`ReluMask::forward_residual`]): the sum is never stored.
+/// and `alpha2` are one op ([`ReluMask::forward_residual`]) that keeps no sum for backward.
 #[derive(Debug)]
 pub struct BasicBlock {
     conv1: Conv2d,

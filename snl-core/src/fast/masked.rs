@@ -248,9 +248,9 @@ impl CustomOp2 for Sum {
         if x.len() != r.len() {
             candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
         }
-        let chunk = xl.dims().get(1..).map_or(x.len(), |d| d.iter().product());
+        let chunk: usize = xl.dims().get(1..).map_or(x.len(), |d| d.iter().product());
         let s = par_vec(x.len(), chunk, |i, si| {
-            let range = i * si.len()..i * si.len() + si.len();
+            let range = i * chunk..i * chunk + si.len();
             for ((o, &u), &w) in si.iter_mut().zip(&x[range.clone()]).zip(&r[range]) {
                 *o = u + w;
             }

@@ -14,7 +14,7 @@
 //! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
 //!   needs a gradient (the scale folded into the weights, the shift added in cache).
 //! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way;
-//!   [`masked_relu_add`] the same of a residual sum, which is never stored.
+//!   [`masked_relu_add`] the same of a residual sum, which is not kept for the backward pass.
 //! - [`batch_norm_train`], [`channel_affine`]: batch normalisation in train and eval mode
 //!   in two passes each way, with parallel per-channel reductions (candle's reductions over
 //!   axes (0, 2, 3) are single-threaded strided loops).
