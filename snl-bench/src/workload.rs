@@ -127,7 +127,7 @@ impl Workloads {
         let config = arch.config(classes)?;
         let image = config.image_size();
         let (student, vars) = config.build_trainable(&device)?;
-        params::init_seeded(&vars, seed)?;
+        params::init_seeded(&vars, config.init_scheme(), seed)?;
         let teacher = config.build_frozen(&vars, &device)?;
         let x = Tensor::randn(0f32, 1.0, (batch, 3, image, image), &device)?;
         let y = Tensor::rand(0f32, classes as f32, batch, &device)?.floor()?.to_dtype(DType::U32)?;

@@ -105,7 +105,9 @@ pub struct DataArgs {
     #[arg(long)]
     pub offline: bool,
     /// Images held out of the training set for validation (model selection; default: 5000).
-    /// Not for synthetic data, which has its own validation set.
+    /// 0 trains on every training image, as the authors do: with no validation split the
+    /// last epoch's model is kept (never one chosen on the test set). Not for synthetic
+    /// data, which has its own validation set.
     #[arg(long)]
     pub val_size: Option<usize>,
     /// Batch size.
@@ -200,8 +202,20 @@ pub struct LinearizeArgs {
     /// Adam learning rate of the mask search.
     #[arg(long, default_value_t = 1e-3)]
     pub search_lr: f64,
-    #[arg(long, default_value_t = 2000)]
-    pub max_search_epochs: usize,
+    /// Search epochs after which a count still above the budget stops the run (default 2000;
+    /// may be raised on --resume to continue a search that reached it).
+    #[arg(long)]
+    pub max_search_epochs: Option<usize>,
+    /// At --max-search-epochs with the count still above the budget, binarize and finetune
+    /// anyway (the authors' behaviour; the model then keeps more ReLUs than the budget)
+    /// instead of stopping with an error. Also accepted with --resume.
+    #[arg(long)]
+    pub finish_at_cap: bool,
+    /// random/uniform only: epochs of the search's optimizer and loss (Adam at --search-lr on
+    /// CE + KD) with the drawn mask frozen, before the finetuning, so that a control trains
+    /// exactly as much as an SNL run whose search took this many epochs (default 0).
+    #[arg(long)]
+    pub search_epochs: Option<usize>,
     /// Distillation temperature.
     #[arg(long, default_value_t = 4.0)]
     pub temperature: f64,
@@ -218,8 +232,9 @@ pub struct LinearizeArgs {
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
     /// Continue a killed run from its folder, at its last finished epoch, with the run's own
-    /// configuration (other settings are refused).
-    #[arg(long, conflicts_with_all = ["out", "model", "budget", "selection", "lasso", "kappa", "warmup_epochs", "threshold", "search_lr", "max_search_epochs", "temperature", "finetune_epochs", "finetune_lr", "finetune_momentum", "finetune_weight_decay", "arch", "width", "classes", "image_size", "stem_stride", "granularity", "stem_relu", "final_relu", "dataset", "data_dir", "offline", "val_size", "batch_size"])]
+    /// configuration (other settings are refused, except --max-search-epochs and
+    /// --finish-at-cap).
+    #[arg(long, conflicts_with_all = ["out", "model", "budget", "selection", "lasso", "kappa", "warmup_epochs", "threshold", "search_lr", "search_epochs", "temperature", "finetune_epochs", "finetune_lr", "finetune_momentum", "finetune_weight_decay", "arch", "width", "classes", "image_size", "stem_stride", "granularity", "stem_relu", "final_relu", "dataset", "data_dir", "offline", "val_size", "batch_size"])]
     pub resume: Option<PathBuf>,
     /// For tests: exit with code 3 once N epochs (counted from the run's start) are checkpointed.
     #[arg(long, hide = true)]

@@ -60,7 +60,8 @@ impl DataConfig {
 /// A dataset's three splits; validation is held out of the training set.
 pub struct Splits {
     pub train: Arc<Dataset>,
-    pub val: Arc<Dataset>,
+    /// None with `--val-size 0`: every training image trains.
+    pub val: Option<Arc<Dataset>>,
     pub test: Arc<Dataset>,
 }
 
@@ -80,14 +81,17 @@ impl Splits {
     }
 
     fn hold_out(train: Dataset, test: Dataset, val_size: usize, seed: u64) -> Result<Self> {
-        if val_size == 0 || val_size >= train.len() {
+        if val_size == 0 {
+            return Ok(Self { train: Arc::new(train), val: None, test: Arc::new(test) });
+        }
+        if val_size >= train.len() {
             return Err(usage(format!(
-                "--val-size {val_size}: must be between 1 and the {} training images",
-                train.len().saturating_sub(1)
+                "--val-size {val_size}: must be below the {} training images (0: no validation split)",
+                train.len()
             )));
         }
         let (train, val) = train.split_validation(val_size, seed)?;
-        Ok(Self { train: Arc::new(train), val: Arc::new(val), test: Arc::new(test) })
+        Ok(Self { train: Arc::new(train), val: Some(Arc::new(val)), test: Arc::new(test) })
     }
 
     /// The demo's data: `classes` gratings (an orientation and one of two frequencies each)
@@ -130,9 +134,26 @@ impl Splits {
         let [train, val, test] = per_class;
         Ok(Self {
             train: Arc::new(make(train, 1)?),
-            val: Arc::new(make(val, 2)?),
+            val: Some(Arc::new(make(val, 2)?)),
             test: Arc::new(make(test, 3)?),
         })
+    }
+
+    /// The validation split, or an error saying the run has none.
+    pub fn val(&self) -> Result<&Arc<Dataset>> {
+        self.val.as_ref().ok_or_else(|| {
+            usage("no validation split: the model was trained with --val-size 0 (every training image)")
+        })
+    }
+
+    /// Metrics on the validation split; None without one.
+    pub fn evaluate_val(
+        &self,
+        model: &impl ModuleT,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Option<Metrics>> {
+        self.val.as_ref().map(|val| evaluate(model, val, batch_size, device)).transpose()
     }
 
     pub fn classes(&self) -> usize {
@@ -163,6 +184,11 @@ impl TrainBatches {
     /// Shows progress on `bar` for the next epochs.
     pub fn set_bar(&mut self, bar: indicatif::ProgressBar) {
         self.bar = bar;
+    }
+
+    /// Clears the bar, so the epoch's summary line is not printed over it.
+    pub fn finish_bar(&self) {
+        self.bar.finish_and_clear();
     }
 }
 

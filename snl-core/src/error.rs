@@ -65,6 +65,9 @@ pub enum Error {
         "mask `{site}` is frozen, so the mask search cannot train it (build the student from a VarMap, not from plain tensors or an already linearized model)"
     )]
     FrozenMask { site: String },
+    /// Frozen-mask training is a control: a mask that could still move would make it a search.
+    #[error("mask `{site}` is not frozen: frozen-mask training needs a drawn, frozen selection")]
+    MaskNotFrozen { site: String },
     /// The search steps only the variables it is given.
     #[error("mask `{site}`: its `alphas` variable is not among the variables given to the mask search")]
     MaskNotInVars { site: String },

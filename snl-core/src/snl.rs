@@ -196,6 +196,8 @@ impl LassoSchedule {
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Search,
+    /// A control's stand-in for the search: its optimizer and loss with the masks frozen.
+    FrozenMask,
     Finetune,
 }
 
@@ -203,6 +205,7 @@ impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Phase::Search => "mask search",
+            Phase::FrozenMask => "frozen-mask training",
             Phase::Finetune => "finetuning",
         })
     }
@@ -401,6 +404,98 @@ impl MaskSearch {
             last = Some(self.run_epoch(student, teacher, batches, observer)?);
         }
         Ok(last)
+    }
+}
+
+/// The control arm of a fair study: the mask search's optimizer (Adam at the search rate)
+/// and loss (CE + KD; the lasso of a frozen mask is a constant) for a given number of epochs,
+/// over a student whose masks are frozen at a drawn selection ([`crate::draw_masks`]). A
+/// random or uniform selection trained this way, then finetuned, has had exactly the weight
+/// updates of an SNL run whose search took as many epochs.
+#[derive(Debug)]
+pub struct FrozenMaskTraining {
+    plan: Plan,
+    adam: Adam,
+    epoch: usize,
+    epochs: usize,
+}
+
+impl FrozenMaskTraining {
+    /// `epochs` epochs over `vars` (in a fixed order if the state is to be resumed, as for
+    /// [`MaskSearch::new`]); errors when a mask of `student` is not frozen
+    /// ([`Error::MaskNotFrozen`]) or `plan` does not fit `student`.
+    pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>, epochs: usize) -> Result<Self> {
+        plan.verify(student)?;
+        if let Some(mask) = student.masks().into_iter().find(|m| !m.is_frozen()) {
+            return Err(Error::MaskNotFrozen { site: mask.site().to_string() });
+        }
+        let adam = Adam::new(vars, AdamConfig::with_lr(plan.config.search_lr));
+        Ok(Self { plan: plan.clone(), adam, epoch: 0, epochs })
+    }
+
+    /// Continues after `epoch` finished epochs with the saved optimizer state.
+    pub fn resume<M: Masked + ?Sized>(
+        plan: &Plan,
+        student: &M,
+        vars: Vec<Var>,
+        epochs: usize,
+        epoch: usize,
+        optimizer: &OptimizerState,
+    ) -> Result<Self> {
+        let mut training = Self::new(plan, student, vars, epochs)?;
+        training.adam.load_state(optimizer)?;
+        training.epoch = epoch;
+        Ok(training)
+    }
+
+    /// Epochs finished.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// All its epochs have run.
+    pub fn finished(&self) -> bool {
+        self.epoch >= self.epochs
+    }
+
+    /// Adam's state, keyed by each variable's position in `vars`.
+    pub fn optimizer_state(&self) -> Result<OptimizerState> {
+        Ok(self.adam.state()?)
+    }
+
+    /// One epoch; the caller checks [`FrozenMaskTraining::finished`].
+    pub fn run_epoch<M, T, B, O>(
+        &mut self,
+        student: &M,
+        teacher: &T,
+        batches: &mut B,
+        observer: &mut O,
+    ) -> Result<EpochReport>
+    where
+        M: ModuleT + Masked,
+        T: Module,
+        B: Batches + ?Sized,
+        O: Observer<M> + ?Sized,
+    {
+        let epoch = self.epoch;
+        let temperature = self.plan.config.temperature;
+        let sums = run_batches(Phase::FrozenMask, epoch, batches, observer, |x, y| {
+            let logits = student.forward_t(x, true)?;
+            let target = teacher.forward(x)?.detach();
+            let terms = [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?];
+            let loss = (&terms[0] + &terms[1])?;
+            let values = step_values(&loss, &terms, &logits, y)?;
+            if values.loss.is_finite() {
+                self.adam.step(&loss.backward()?)?;
+            }
+            Ok(values)
+        })?;
+        self.epoch += 1;
+        let count = relu_count(student, self.plan.config.threshold)?;
+        let accuracy = observer.evaluate(student)?;
+        let report = sums.report(Phase::FrozenMask, epoch, count, 0.0, false, self.adam.lr(), accuracy);
+        observer.on_epoch(&report);
+        Ok(report)
     }
 }
 

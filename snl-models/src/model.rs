@@ -62,6 +62,14 @@ impl ModelConfig {
         Ok(Self::Wrn(WrnConfig::new(depth, widen, classes)?))
     }
 
+    /// How the authors' code initialises this family ([`crate::params::init_seeded`]).
+    pub fn init_scheme(&self) -> crate::params::InitScheme {
+        match self {
+            Self::ResNet(_) => crate::params::InitScheme::ResNet,
+            Self::Wrn(_) => crate::params::InitScheme::Wrn,
+        }
+    }
+
     /// `resnet18`, `resnet34` or `wrn-D-K`; [`ModelConfig::from_arch`] parses it back.
     pub fn arch_name(&self) -> String {
         match self {

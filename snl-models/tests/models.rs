@@ -84,7 +84,7 @@ fn frozen_copy_records_no_graph_and_stays_put() {
         let size = s.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff <= 1e-5 * size, "teacher and student differ by {diff} (outputs up to {size})");
         // Updating the student's variables does not reach the teacher.
-        params::init_seeded(&vars, 7).unwrap();
+        params::init_seeded(&vars, config.init_scheme(), 7).unwrap();
         let t2 = teacher.forward_t(&x, false).unwrap();
         let diff = (&t - &t2).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(diff, 0.0);
@@ -96,13 +96,13 @@ fn seeded_init_is_reproducible() {
     let config = tiny_wrn();
     let (a, va) = config.build_trainable(&Device::Cpu).unwrap();
     let (b, vb) = config.build_trainable(&Device::Cpu).unwrap();
-    params::init_seeded(&va, 42).unwrap();
-    params::init_seeded(&vb, 42).unwrap();
+    params::init_seeded(&va, config.init_scheme(), 42).unwrap();
+    params::init_seeded(&vb, config.init_scheme(), 42).unwrap();
     let x = input(2, 8, 2.0);
     let ya = a.forward_t(&x, false).unwrap().to_vec2::<f32>().unwrap();
     let yb = b.forward_t(&x, false).unwrap().to_vec2::<f32>().unwrap();
     assert_eq!(ya, yb);
-    params::init_seeded(&vb, 43).unwrap();
+    params::init_seeded(&vb, config.init_scheme(), 43).unwrap();
     assert_ne!(ya, b.forward_t(&x, false).unwrap().to_vec2::<f32>().unwrap());
     let data = va.data().lock().unwrap();
     assert_eq!(
@@ -116,7 +116,7 @@ fn seeded_init_is_reproducible() {
 fn algorithm_1_runs_on_both_models() {
     for config in [tiny_resnet().with_granularity(Granularity::Channel), tiny_wrn()] {
         let (student, vars) = config.build_trainable(&Device::Cpu).unwrap();
-        params::init_seeded(&vars, 1).unwrap();
+        params::init_seeded(&vars, config.init_scheme(), 1).unwrap();
         let teacher_model = config.build_frozen(&vars, &Device::Cpu).unwrap();
         let teacher = |x: &Tensor| teacher_model.forward_t(x, false);
         let labels = Tensor::new(&[0u32, 1, 2, 1], &Device::Cpu).unwrap();
@@ -138,5 +138,72 @@ fn algorithm_1_runs_on_both_models() {
         .unwrap_or_else(|e| panic!("{}: {e}", config.arch_name()));
         assert!(done.relu_count <= total * 9 / 10, "{} of {total}", done.relu_count);
         assert!(student.masks().iter().all(|m| m.is_frozen()));
+    }
+}
+
+/// Mean and standard deviation of a tensor's values.
+fn moments(t: &Tensor) -> (f64, f64) {
+    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    let n = v.len() as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// The authors' initialisation (REFERENCE §2): every ResNet conv and linear weight
+/// kaiming-normal on fan_in (std sqrt(2/fan_in)), linear bias U(±1/sqrt(fan_in)); every WRN
+/// conv kaiming-normal on fan_out, linear weight U(±1/sqrt(fan_in)), linear bias 0. Each
+/// sample std must lie within 5 standard errors (sigma / sqrt(2n)) of the target.
+#[test]
+fn seeded_init_matches_the_authors_distributions() {
+    // Wide enough that every tensor has hundreds of values.
+    let resnet = ModelConfig::from(ResNetConfig { width: 16, image_size: 8, ..ResNetConfig::resnet18(10) });
+    let wrn = ModelConfig::from(WrnConfig { image_size: 8, ..WrnConfig::new(10, 2, 10).unwrap() });
+    for config in [resnet, wrn] {
+        let is_wrn = matches!(config, ModelConfig::Wrn(_));
+        let (_, vars) = config.build_trainable(&Device::Cpu).unwrap();
+        params::init_seeded(&vars, config.init_scheme(), 3).unwrap();
+        let data = vars.data().lock().unwrap();
+        let mut checked = (0, 0);
+        for (name, var) in data.iter() {
+            let t = var.as_tensor();
+            let dims = t.dims().to_vec();
+            let (prefix, leaf) = name.rsplit_once('.').unwrap();
+            let is_bn = data.contains_key(&format!("{prefix}.running_mean"));
+            if t.dtype() != DType::F32 {
+                continue; // num_batches_tracked
+            }
+            let (mean, std) = moments(t);
+            let n = t.elem_count() as f64;
+            let target = match (leaf, dims.len(), is_bn) {
+                ("weight", 4, false) => {
+                    checked.0 += 1;
+                    let fan = if is_wrn { dims[0] * dims[2] * dims[3] } else { dims[1] * dims[2] * dims[3] };
+                    (2.0 / fan as f64).sqrt()
+                }
+                ("weight", 2, false) => {
+                    checked.1 += 1;
+                    let fan_in = dims[1] as f64;
+                    if is_wrn { 1.0 / fan_in.sqrt() / 3f64.sqrt() } else { (2.0 / fan_in).sqrt() }
+                }
+                ("bias", 1, false) if is_wrn => {
+                    assert_eq!((mean, std), (0.0, 0.0), "{name}: WRN linear bias must be 0");
+                    continue;
+                }
+                _ => continue,
+            };
+            let tolerance = 5.0 / (2.0 * n).sqrt();
+            assert!(
+                (std / target - 1.0).abs() < tolerance,
+                "{name} {dims:?}: std {std}, want {target} (±{tolerance})"
+            );
+            assert!(mean.abs() < 5.0 * target / n.sqrt(), "{name}: mean {mean}");
+        }
+        assert!(checked.0 > 5 && checked.1 == 1, "{checked:?}");
+        if !is_wrn {
+            let bias = data["linear.bias"].as_tensor();
+            let bound = 1.0 / (data["linear.weight"].as_tensor().dims()[1] as f32).sqrt();
+            assert!(bias.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() <= bound);
+        }
     }
 }

@@ -15,7 +15,7 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
     check_fits(args.model.display(), &loaded.config, &data.dataset, &splits)?;
     let split = match args.split {
         EvalSplit::Test => &splits.test,
-        EvalSplit::Val => &splits.val,
+        EvalSplit::Val => splits.val()?,
     };
     let metrics = data::evaluate(&loaded.frozen(&ctx.device)?, split, data.batch_size, &ctx.device)?;
     if args.json {

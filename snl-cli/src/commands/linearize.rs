@@ -3,19 +3,17 @@
 //! finetuning. Checkpoints after every epoch; `--resume` continues exactly.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use candle::Tensor;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use snl_core::{EpochReport, Finetune, MaskSearch, Masked, Observer, Phase, Plan, SearchState, SnlConfig};
-use snl_data::Dataset;
+use snl_core::{
+    EpochReport, Finetune, FrozenMaskTraining, MaskSearch, Masked, Observer, Phase, Plan, SearchState,
+    SnlConfig,
+};
 use snl_models::{Model, ModelConfig, params};
 
-use super::{Context, RunResult, check_fits, model_split, parse_budget};
+use super::{Context, KEPT_BEST_VAL, KEPT_LAST, RunResult, check_fits, model_split, parse_budget};
 use crate::cli::{LinearizeArgs, Selection};
 use crate::data::{self, DataConfig, Metrics, Splits, TrainBatches};
 use crate::model::{self, keys, metadata};
@@ -31,20 +29,52 @@ pub struct LinearizeConfig {
     pub data: DataConfig,
     pub snl: SnlConfig,
     pub selection: Selection,
+    /// The run's seed: data order, augmentation, and the random/uniform draw.
     pub seed: u64,
+    /// The validation split's seed: on the teacher's own data, the one it was selected on.
+    /// Absent in runs made before the two were told apart (then `seed`).
+    #[serde(default)]
+    pub split_seed: Option<u64>,
+    /// random/uniform: epochs of frozen-mask training (the search's optimizer and loss)
+    /// before finetuning, to match an SNL run's search.
+    #[serde(default)]
+    pub frozen_mask_epochs: usize,
+    /// At the search-epoch cap above the budget: binarize and finetune anyway (else an error).
+    #[serde(default)]
+    pub finish_at_cap: bool,
 }
 
-/// Where the run stands between epochs.
+impl LinearizeConfig {
+    fn split_seed(&self) -> u64 {
+        self.split_seed.unwrap_or(self.seed)
+    }
+}
+
+/// Where the run stands between epochs: each phase with the state it resumes from
+/// ([`Phase`] only names them).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Stage {
     Search(SearchState),
-    Finetune { search_epochs: usize, epoch: usize, best_epoch: Option<usize>, best_val_top1: f64 },
+    /// A control's frozen-mask epochs finished (its masks are in the checkpoint).
+    FrozenMask {
+        epoch: usize,
+    },
+    Finetune {
+        /// Search or frozen-mask epochs before the finetuning.
+        search_epochs: usize,
+        /// Lambda when the search stopped (snl only).
+        #[serde(default)]
+        lambda_final: Option<f64>,
+        epoch: usize,
+        best_epoch: Option<usize>,
+        best_val_top1: f64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LinearizeState {
     stage: Stage,
-    /// Metric lines written for finished epochs (both phases).
+    /// Metric lines written for finished epochs (all phases).
     records: usize,
     seconds: f64,
 }
@@ -57,19 +87,44 @@ struct EpochRecord<'a> {
     seconds: f64,
 }
 
+/// Seed of the random/uniform draw: the run's seed, on a stream of its own.
+fn draw_seed(seed: u64) -> u64 {
+    seed ^ 0x5e1ec7
+}
+
 pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
     let ctx = &ctx.stopping_after(args.stop_after_epochs);
     let (config, run, splits) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
-            let config = run.read_json::<LinearizeConfig>(run::CONFIG)?;
+            let mut config = run.read_json::<LinearizeConfig>(run::CONFIG)?;
             ctx.recorded_seed(config.seed, dir, "a resumed run keeps its own")?;
-            let splits = Splits::load(&config.data, config.seed)?;
+            // The two settings a resume may change: how a search that reached its cap ends.
+            let before = (config.snl.max_search_epochs, config.finish_at_cap);
+            if let Some(cap) = args.max_search_epochs {
+                config.snl.max_search_epochs = cap;
+            }
+            config.finish_at_cap |= args.finish_at_cap;
+            if (config.snl.max_search_epochs, config.finish_at_cap) != before {
+                if config.snl.max_search_epochs == 0 {
+                    return Err(usage("--max-search-epochs must be at least 1"));
+                }
+                run.write_json(run::CONFIG, &config)?;
+            }
+            let splits = Splits::load(&config.data, config.split_seed())?;
             (config, run, splits)
         }
         None => {
             let model_path = args.model.as_ref().context("--model is required")?;
             let budget = parse_budget(args.budget.as_deref().context("--budget is required")?)?;
+            let frozen_mask_epochs = match (args.selection, args.search_epochs) {
+                (Selection::Snl, Some(_)) => {
+                    return Err(usage(
+                        "--search-epochs is for --selection random or uniform: an snl search runs until the budget",
+                    ));
+                }
+                (_, epochs) => epochs.unwrap_or(0),
+            };
             let teacher = model::load(model_path, &args.model_args, &ctx.device)?;
             let snl = SnlConfig {
                 budget,
@@ -78,7 +133,9 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                 warmup_epochs: args.warmup_epochs,
                 threshold: args.threshold,
                 search_lr: args.search_lr,
-                max_search_epochs: args.max_search_epochs,
+                max_search_epochs: args
+                    .max_search_epochs
+                    .unwrap_or(SnlConfig::paper(budget).max_search_epochs),
                 temperature: args.temperature,
                 finetune_epochs: args.finetune_epochs,
                 finetune: snl_core::optim::SgdConfig {
@@ -92,9 +149,19 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             let total = snl_core::relu_total(&teacher.frozen(&ctx.device)?);
             snl.clone().check(total).map_err(|e| usage(format!("{}: {e}", model_path.display())))?;
             let mut data = DataConfig::from_args(&args.data, 128)?;
-            let seed =
-                model_split(ctx, &teacher, model_path, &mut data, args.data.val_size, "linearize keeps")?;
-            let splits = Splits::load(&data, seed)?;
+            // The validation split is the teacher's own (on its data); --seed moves only
+            // this run's data order and draws.
+            let unchecked = Context { seed_given: false, device: ctx.device.clone(), ..*ctx };
+            let split_seed = model_split(
+                &unchecked,
+                &teacher,
+                model_path,
+                &mut data,
+                args.data.val_size,
+                "linearize keeps",
+            )?;
+            let seed = if ctx.seed_given { ctx.seed } else { split_seed };
+            let splits = Splits::load(&data, split_seed)?;
             check_fits(model_path.display(), &teacher.config, &data.dataset, &splits)?;
             let config = LinearizeConfig {
                 teacher: std::path::absolute(model_path)?,
@@ -103,6 +170,9 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                 snl,
                 selection: args.selection,
                 seed,
+                split_seed: Some(split_seed),
+                frozen_mask_epochs,
+                finish_at_cap: args.finish_at_cap,
             };
             let out = args.out.as_ref().context("--out is required")?;
             let run = RunDir::create(out)?;
@@ -112,31 +182,32 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
     };
     let result = linearize(ctx, &config, &splits, &run)?;
     ctx.ui.result(format!(
-        "{} of {} ReLUs kept (budget {}): val top-1 {:.2}%, test top-1 {:.2}%; run folder {}",
+        "{} of {} ReLUs kept (budget {}): {}test top-1 {:.2}%; run folder {}",
         result.relu_count,
         result.relu_total,
         result.budget.unwrap_or(0),
-        result.val.top1,
+        result.val.map_or("no validation split, ".into(), |m| format!("val top-1 {:.2}%, ", m.top1)),
         result.test.top1,
         run.root().display()
     ));
     Ok(())
 }
 
-/// Shows progress and evaluates on the validation split after every epoch.
+/// Evaluates on the validation split (when there is one) after every epoch.
 struct Progress<'a> {
     ctx: &'a Context,
-    val: &'a Arc<Dataset>,
+    splits: &'a Splits,
     batch_size: usize,
     last_val: Option<Metrics>,
 }
 
 impl Observer<Model> for Progress<'_> {
     fn evaluate(&mut self, model: &Model) -> candle::Result<Option<f64>> {
-        let metrics = data::evaluate(model, self.val, self.batch_size, &self.ctx.device)
+        self.last_val = self
+            .splits
+            .evaluate_val(model, self.batch_size, &self.ctx.device)
             .map_err(candle::Error::wrap)?;
-        self.last_val = Some(metrics);
-        Ok(Some(metrics.top1 / 100.0))
+        Ok(self.last_val.map(|m| m.top1 / 100.0))
     }
 }
 
@@ -165,13 +236,14 @@ pub fn linearize(
         ctx.ui.say(format!("resuming {} after {} epochs", run.root().display(), state.records));
     }
     let teacher_forward = |x: &Tensor| candle::ModuleT::forward_t(&teacher, x, false);
-    let mut progress = Progress { ctx, val: &splits.val, batch_size: config.data.batch_size, last_val: None };
+    let mut progress = Progress { ctx, splits, batch_size: config.data.batch_size, last_val: None };
     let meta = |count: usize| {
         metadata(
             &config.model,
             &[
                 (keys::DATASET, config.data.dataset.clone()),
-                (keys::SEED, config.seed.to_string()),
+                // The split's seed: what `eval` needs to rebuild the validation split.
+                (keys::SEED, config.split_seed().to_string()),
                 (keys::VAL_SIZE, config.data.val_size.to_string()),
                 (keys::THRESHOLD, config.snl.threshold.to_string()),
                 (keys::RELU_COUNT, count.to_string()),
@@ -179,13 +251,32 @@ pub fn linearize(
             ],
         )
     };
+    let mut batches = TrainBatches::new(&splits.train, config.data.batch_size, config.seed, &ctx.device)?;
+    // One epoch of any phase: progress, the metrics line, the checkpoint, `--stop-after-epochs`.
+    let finish_epoch = |state: &mut LinearizeState,
+                        report: &EpochReport,
+                        val: Option<Metrics>,
+                        seconds: f64,
+                        optimizer: &snl_core::optim::OptimizerState,
+                        stage: Stage,
+                        last: bool|
+     -> Result<()> {
+        log_epoch(ctx, run, report, val, seconds, plan.budget)?;
+        state.records += 1;
+        state.seconds += seconds;
+        state.stage = stage;
+        run.save_checkpoint(&vars, optimizer, &meta(report.relu_count), &*state)?;
+        if !last {
+            ctx.check_stop(state.records, run)?;
+        }
+        Ok(())
+    };
 
-    // Mask search (or a baseline's selection).
+    // Mask search; or a control's draw and its frozen-mask epochs.
+    let mut lambda_final = None;
     if let Stage::Search(search_state) = &state.stage {
-        let search_epochs = match config.selection {
+        match config.selection {
             Selection::Snl => {
-                let mut batches =
-                    TrainBatches::new(&splits.train, config.data.batch_size, config.seed, &ctx.device)?;
                 let mut search = if state.records == 0 {
                     MaskSearch::new(&plan, &student, params::trainable_vars(&vars))?
                 } else {
@@ -200,47 +291,110 @@ pub fn linearize(
                 while !search.reached_budget() {
                     let reached = search.state();
                     if reached.epoch >= plan.config.max_search_epochs {
-                        return Err(snl_core::Error::BudgetNotReached {
+                        let err = snl_core::Error::BudgetNotReached {
                             epochs: reached.epoch,
                             count: reached.count,
                             budget: plan.budget,
                             lambda: reached.schedule.lambda,
-                        })
-                        .context(
-                            "raise --max-search-epochs, --lasso or --search-lr, or resume with a larger cap",
-                        );
+                        };
+                        if !config.finish_at_cap {
+                            return Err(err).context(format!(
+                                "continue with `snl linearize --resume {} --max-search-epochs N` (a larger N, \
+                                 or --lasso/--search-lr in a new run), or end it as the authors do with \
+                                 `--resume {} --finish-at-cap`",
+                                run.root().display(),
+                                run.root().display()
+                            ));
+                        }
+                        ctx.ui.say(format!("{err}: binarizing and finetuning anyway (--finish-at-cap)"));
+                        break;
                     }
                     let started = std::time::Instant::now();
-                    let epoch = search.state().epoch;
-                    batches.set_bar(ctx.ui.bar(batches.len(), format!("search epoch {}", epoch + 1)));
+                    batches.set_bar(ctx.ui.bar(batches.len(), format!("search epoch {}", reached.epoch + 1)));
                     let report = search
                         .run_epoch(&student, &teacher_forward, &mut batches, &mut progress)
                         .map_err(|e| nan_context(e, run, state.records))?;
+                    batches.finish_bar();
+                    let stage = Stage::Search(search.state().clone());
                     let seconds = started.elapsed().as_secs_f64();
-                    log_epoch(ctx, run, &report, progress.last_val, seconds, plan.budget)?;
-                    state.records += 1;
-                    state.seconds += seconds;
-                    state.stage = Stage::Search(search.state().clone());
-                    run.save_checkpoint(&vars, &search.optimizer_state()?, &meta(report.relu_count), &state)?;
-                    ctx.check_stop(state.records, run)?;
+                    finish_epoch(
+                        &mut state,
+                        &report,
+                        progress.last_val,
+                        seconds,
+                        &search.optimizer_state()?,
+                        stage,
+                        false,
+                    )?;
                 }
-                search.state().epoch
+                lambda_final = Some(search.state().schedule.lambda);
+                state.stage = finetune_stage(search.state().epoch, lambda_final);
             }
-            baseline => {
-                select_baseline(&student, baseline, plan.budget, config.seed)?;
-                0
+            control => {
+                let selection = match control {
+                    Selection::Random => snl_core::Selection::Random,
+                    _ => snl_core::Selection::Uniform,
+                };
+                let kept = snl_core::draw_masks(&student, selection, plan.budget, draw_seed(config.seed))?;
+                ctx.ui.say(format!(
+                    "{selection:?} draw: {kept} of {} ReLUs kept (budget {})",
+                    plan.total, plan.budget
+                ));
+                state.stage = if config.frozen_mask_epochs > 0 {
+                    Stage::FrozenMask { epoch: 0 }
+                } else {
+                    finetune_stage(0, None)
+                };
             }
-        };
-        state.stage = Stage::Finetune { search_epochs, epoch: 0, best_epoch: None, best_val_top1: 0.0 };
+        }
+        optimizer = Default::default();
+    }
+
+    // A control's frozen-mask epochs: the search's training with the drawn masks.
+    if let Stage::FrozenMask { epoch } = state.stage {
+        // A resumed control's masks came back from the checkpoint as trainable variables.
+        student.masks().iter().for_each(|m| m.set_frozen(true));
+        let vars_list = params::trainable_vars(&vars);
+        let epochs = config.frozen_mask_epochs;
+        let mut training = FrozenMaskTraining::resume(&plan, &student, vars_list, epochs, epoch, &optimizer)?;
+        while !training.finished() {
+            let started = std::time::Instant::now();
+            batches.set_bar(ctx.ui.bar(batches.len(), format!("frozen-mask epoch {}", training.epoch() + 1)));
+            let report = training
+                .run_epoch(&student, &teacher_forward, &mut batches, &mut progress)
+                .map_err(|e| nan_context(e, run, state.records))?;
+            batches.finish_bar();
+            let stage = if training.finished() {
+                finetune_stage(epochs, None)
+            } else {
+                Stage::FrozenMask { epoch: training.epoch() }
+            };
+            let seconds = started.elapsed().as_secs_f64();
+            finish_epoch(
+                &mut state,
+                &report,
+                progress.last_val,
+                seconds,
+                &training.optimizer_state()?,
+                stage,
+                false,
+            )?;
+        }
         optimizer = Default::default();
     }
 
     // Binarize, then finetune with the masks frozen.
-    let Stage::Finetune { search_epochs, epoch: done, mut best_epoch, mut best_val_top1 } =
-        state.stage.clone()
+    let Stage::Finetune {
+        search_epochs,
+        lambda_final: saved_lambda,
+        epoch: done,
+        mut best_epoch,
+        mut best_val_top1,
+    } = state.stage.clone()
     else {
-        unreachable!("the search stage ends above");
+        unreachable!("the stages before end in finetuning");
     };
+    let lambda_final = lambda_final.or(saved_lambda);
     let mut finetune = Finetune::resume(&plan, &student, params::trainable_vars(&vars), done, &optimizer)?;
     let count = snl_core::relu_count(&student, plan.config.threshold)?;
     if done == 0 && best_epoch.is_none() {
@@ -248,6 +402,8 @@ pub fn linearize(
         run.save_model(run::BEST, &vars, &meta(count))?;
         ctx.ui.say(format!("binarized: {count} of {} ReLUs kept (budget {})", plan.total, plan.budget));
     }
+    // Finetuning's data order is a stream of its own (seed + 1), as before the phases above
+    // shared one loader.
     let mut batches =
         TrainBatches::new(&splits.train, config.data.batch_size, config.seed.wrapping_add(1), &ctx.device)?;
     while !finetune.finished() {
@@ -256,21 +412,31 @@ pub fn linearize(
         let report = finetune
             .run_epoch(&student, &teacher_forward, &mut batches, &mut progress)
             .map_err(|e| nan_context(e, run, state.records))?;
-        let seconds = started.elapsed().as_secs_f64();
-        log_epoch(ctx, run, &report, progress.last_val, seconds, plan.budget)?;
-        let val_top1 = progress.last_val.map_or(0.0, |m| m.top1);
-        if best_epoch.is_none() || val_top1 > best_val_top1 {
+        batches.finish_bar();
+        let val = progress.last_val;
+        // Without a validation split every epoch replaces the last: the last one is kept.
+        if val.is_none_or(|m| best_epoch.is_none() || m.top1 > best_val_top1) {
             best_epoch = Some(report.epoch);
-            best_val_top1 = val_top1;
+            best_val_top1 = val.map_or(0.0, |m| m.top1);
             run.save_model(run::BEST, &vars, &meta(count))?;
         }
-        state.records += 1;
-        state.seconds += seconds;
-        state.stage = Stage::Finetune { search_epochs, epoch: finetune.epoch(), best_epoch, best_val_top1 };
-        run.save_checkpoint(&vars, &finetune.optimizer_state(), &meta(count), &state)?;
-        if !finetune.finished() {
-            ctx.check_stop(state.records, run)?;
-        }
+        let stage = Stage::Finetune {
+            search_epochs,
+            lambda_final,
+            epoch: finetune.epoch(),
+            best_epoch,
+            best_val_top1,
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        finish_epoch(
+            &mut state,
+            &report,
+            val,
+            seconds,
+            &finetune.optimizer_state(),
+            stage,
+            finetune.finished(),
+        )?;
     }
     run.save_model(run::MODEL, &vars, &meta(count))?;
 
@@ -283,17 +449,25 @@ pub fn linearize(
         budget: Some(plan.budget),
         relu_count: count,
         relu_total: plan.total,
-        val: data::evaluate(&best, &splits.val, config.data.batch_size, &ctx.device)?,
+        val: splits.evaluate_val(&best, config.data.batch_size, &ctx.device)?,
         test: data::evaluate(&best, &splits.test, config.data.batch_size, &ctx.device)?,
+        model_kept: if splits.val.is_some() { KEPT_BEST_VAL } else { KEPT_LAST }.into(),
         best_epoch,
         epochs: plan.config.finetune_epochs,
         search_epochs: Some(search_epochs),
+        epochs_trained: search_epochs + plan.config.finetune_epochs,
+        lambda0: (config.selection == Selection::Snl).then_some(plan.config.lasso),
+        lambda_final,
         wall_time_s: state.seconds,
         seed: config.seed,
     };
     run.write_json(run::RESULT, &result)?;
     std::fs::remove_file(run.path(run::CHECKPOINT)).ok();
     Ok(result)
+}
+
+fn finetune_stage(search_epochs: usize, lambda_final: Option<f64>) -> Stage {
+    Stage::Finetune { search_epochs, lambda_final, epoch: 0, best_epoch: None, best_val_top1: 0.0 }
 }
 
 fn fresh_search_state(plan: &Plan) -> SearchState {
@@ -338,8 +512,9 @@ fn log_epoch(
             report.loss,
             seconds
         )),
-        Phase::Finetune => ctx.ui.say(format!(
-            "finetune epoch {:>3}: loss {:.4}, train top-1 {:.2}%{} (lr {:.2e}, {:.1}s)",
+        Phase::FrozenMask | Phase::Finetune => ctx.ui.say(format!(
+            "{} epoch {:>3}: loss {:.4}, train top-1 {:.2}%{} (lr {:.2e}, {:.1}s)",
+            if report.phase == Phase::Finetune { "finetune" } else { "frozen-mask" },
             report.epoch + 1,
             report.loss,
             100.0 * report.train_accuracy,
@@ -349,45 +524,5 @@ fn log_epoch(
         )),
     }
     ctx.ui.detail(format!("  ce {:.4}, kd {:.4}, lasso {:.1}", report.ce, report.kd, report.lasso));
-    Ok(())
-}
-
-/// The baselines: `budget` mask elements' worth of ReLUs chosen at random over the whole
-/// network (`random`), or the same fraction at random within every site (`uniform`).
-fn select_baseline(model: &Model, selection: Selection, budget: usize, seed: u64) -> Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5e1ec7);
-    let masks = model.masks();
-    let total = snl_core::relu_total(model);
-    let mut keep: Vec<Vec<f32>> = masks.iter().map(|m| vec![0f32; m.alphas().elem_count()]).collect();
-    let per_element = |m: &snl_core::ReluMask| m.total_relus() / m.alphas().elem_count();
-    match selection {
-        Selection::Random => {
-            let mut all: Vec<(usize, usize)> =
-                keep.iter().enumerate().flat_map(|(s, k)| (0..k.len()).map(move |e| (s, e))).collect();
-            all.shuffle(&mut rng);
-            let mut kept = 0;
-            for (s, e) in all {
-                let cost = per_element(masks[s]);
-                if kept + cost <= budget {
-                    keep[s][e] = 1.0;
-                    kept += cost;
-                }
-            }
-        }
-        Selection::Uniform => {
-            let fraction = budget as f64 / total as f64;
-            for k in keep.iter_mut() {
-                let n = (fraction * k.len() as f64).floor() as usize;
-                let mut order: Vec<usize> = (0..k.len()).collect();
-                order.shuffle(&mut rng);
-                order.into_iter().take(n).for_each(|e| k[e] = 1.0);
-            }
-        }
-        Selection::Snl => unreachable!("snl learns its masks"),
-    }
-    for (m, k) in masks.iter().zip(keep) {
-        let values = Tensor::from_vec(k, m.alphas().shape(), m.alphas().device())?;
-        m.alphas().set(&values)?;
-    }
     Ok(())
 }

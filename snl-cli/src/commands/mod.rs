@@ -162,16 +162,30 @@ pub struct RunResult {
     /// ReLUs the saved model keeps.
     pub relu_count: usize,
     pub relu_total: usize,
-    /// Validation and test metrics of the best-by-validation model.
-    pub val: Metrics,
+    /// Validation and test metrics of the kept model; no validation metrics with
+    /// `--val-size 0`.
+    pub val: Option<Metrics>,
     pub test: Metrics,
+    /// Which model was kept: [`KEPT_BEST_VAL`] or [`KEPT_LAST`].
+    pub model_kept: String,
     /// Epoch (from 0) of the best model in the last training phase; None if it did not train.
     pub best_epoch: Option<usize>,
     pub epochs: usize,
+    /// Search epochs (snl) or frozen-mask epochs (random, uniform) before the finetuning.
     pub search_epochs: Option<usize>,
+    /// Every epoch of this run that updated weights (all phases).
+    pub epochs_trained: usize,
+    /// The search's initial and final lasso coefficient (snl only).
+    pub lambda0: Option<f64>,
+    pub lambda_final: Option<f64>,
     pub wall_time_s: f64,
     pub seed: u64,
 }
+
+/// `result.json`'s `model_kept` with a validation split.
+pub const KEPT_BEST_VAL: &str = "the epoch with the best validation top-1";
+/// `model_kept` with `--val-size 0`: never an epoch chosen on the test set.
+pub const KEPT_LAST: &str = "the last epoch (no validation split: --val-size 0)";
 
 /// A budget: a count (`50000`, `50k`, `1.5m`) or a fraction (`10%`, `0.1`). A fraction is
 /// in (0, 1): snl-core wants a budget below the network's ReLUs.

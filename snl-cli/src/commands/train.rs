@@ -9,7 +9,7 @@ use snl_core::optim::{LrSchedule, Sgd, SgdConfig};
 use snl_core::{Batches, Masked};
 use snl_models::{ModelConfig, checkpoint, params};
 
-use super::{Context, RunResult, check_fits};
+use super::{Context, KEPT_BEST_VAL, KEPT_LAST, RunResult, check_fits};
 use crate::cli::{ScheduleKind, TrainArgs};
 use crate::data::{self, DataConfig, Splits, TrainBatches};
 use crate::model::{keys, metadata};
@@ -60,7 +60,7 @@ struct EpochRecord {
     lr: f64,
     loss: f64,
     train_top1: f64,
-    val: data::Metrics,
+    val: Option<data::Metrics>,
     seconds: f64,
 }
 
@@ -116,9 +116,10 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
     };
     let result = train(ctx, &config, &splits, &run)?;
     ctx.ui.result(format!(
-        "best epoch {}: val top-1 {:.2}%, test top-1 {:.2}% ({} ReLUs); run folder {}",
+        "{} epoch {}: {}test top-1 {:.2}% ({} ReLUs); run folder {}",
+        if result.val.is_some() { "best" } else { "last" },
         result.best_epoch.map_or("-".into(), |e| e.to_string()),
-        result.val.top1,
+        result.val.map_or("no validation split, ".into(), |m| format!("val top-1 {:.2}%, ", m.top1)),
         result.test.top1,
         result.relu_count,
         run.root().display()
@@ -130,7 +131,7 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
 /// `best.safetensors` and `result.json`.
 pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir) -> Result<RunResult> {
     let (model, vars) = config.model.build_trainable(&ctx.device)?;
-    params::init_seeded(&vars, config.seed)?;
+    params::init_seeded(&vars, config.model.init_scheme(), config.seed)?;
     // A baseline keeps every ReLU: the masks stay at 1 and take no gradient.
     model.masks().iter().for_each(|m| m.set_frozen(true));
     let mut sgd = Sgd::new(params::weight_vars(&vars), config.sgd);
@@ -190,7 +191,7 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
             steps += 1;
         }
         bar.finish_and_clear();
-        let val = data::evaluate(&model, &splits.val, config.data.batch_size, &ctx.device)?;
+        let val = splits.evaluate_val(&model, config.data.batch_size, &ctx.device)?;
         let record = EpochRecord {
             phase: "train",
             epoch,
@@ -202,20 +203,22 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
         };
         state.seconds += record.seconds;
         run.append_metrics(&record)?;
-        if state.best_epoch.is_none() || val.top1 > state.best_val_top1 {
+        // Without a validation split every epoch replaces the last: the last one is kept.
+        let better = val.is_none_or(|m| state.best_epoch.is_none() || m.top1 > state.best_val_top1);
+        if better {
             state.best_epoch = Some(epoch);
-            state.best_val_top1 = val.top1;
+            state.best_val_top1 = val.map_or(0.0, |m| m.top1);
             run.save_model(run::BEST, &vars, &meta)?;
         }
         state.epoch = epoch + 1;
         run.save_checkpoint(&vars, &sgd.state(), &meta, &state)?;
         ctx.ui.say(format!(
-            "epoch {:>3}/{}: loss {:.4}, train top-1 {:.2}%, val top-1 {:.2}% (lr {:.2e}, {:.1}s)",
+            "epoch {:>3}/{}: loss {:.4}, train top-1 {:.2}%{} (lr {:.2e}, {:.1}s)",
             epoch + 1,
             config.epochs,
             record.loss,
             record.train_top1,
-            val.top1,
+            val.map_or(String::new(), |m| format!(", val top-1 {:.2}%", m.top1)),
             lr,
             record.seconds
         ));
@@ -234,11 +237,15 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
         budget: None,
         relu_count: snl_core::relu_total(&model),
         relu_total: snl_core::relu_total(&model),
-        val: data::evaluate(&best, &splits.val, config.data.batch_size, &ctx.device)?,
+        val: splits.evaluate_val(&best, config.data.batch_size, &ctx.device)?,
         test: data::evaluate(&best, &splits.test, config.data.batch_size, &ctx.device)?,
+        model_kept: if splits.val.is_some() { KEPT_BEST_VAL } else { KEPT_LAST }.into(),
         best_epoch: state.best_epoch,
         epochs: config.epochs,
         search_epochs: None,
+        epochs_trained: config.epochs,
+        lambda0: None,
+        lambda_final: None,
         wall_time_s: state.seconds,
         seed: config.seed,
     };
