@@ -1,6 +1,7 @@
 //! The `smoke` preset end to end with the real `snl` (built by xtask with `--debug`): a
-//! baseline on synthetic data, SNL and both baselines at two budgets, then the collected
-//! CSV, JSON and SVG; a second run skips every finished run.
+//! baseline on synthetic data, SNL and both controls at two budgets (the controls trained
+//! as long as SNL searched), then the collected CSV, JSON and SVG; a second run skips every
+//! finished run.
 
 use std::process::Command;
 
@@ -28,7 +29,18 @@ fn smoke_preset_sweeps_collects_and_resumes() {
     assert_eq!(json["runs"].as_array().unwrap().len(), 7);
     let svg = std::fs::read_to_string(out.join("pareto.svg")).unwrap();
     assert_eq!(svg.matches("<circle class=\"run").count(), 7);
-    assert!(out.join("snl-30pct/sites.svg").exists());
+    assert!(out.join("snl-30pct-s0/sites.svg").exists());
+    // Equal training: each control's epochs_trained (column 9) is its SNL run's.
+    let epochs = |run: &str| {
+        let line = csv.lines().find(|l| l.starts_with(&format!("{run},"))).expect(run);
+        line.split(',').nth(8).unwrap().to_string()
+    };
+    for budget in ["30pct", "60pct"] {
+        let snl = epochs(&format!("snl-{budget}-s0"));
+        assert!(!snl.is_empty(), "{csv}");
+        assert_eq!(epochs(&format!("random-{budget}-s0")), snl, "{csv}");
+        assert_eq!(epochs(&format!("uniform-{budget}-s0")), snl, "{csv}");
+    }
 
     let again = run();
     let log = format!("{}{}", String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&again.stderr));

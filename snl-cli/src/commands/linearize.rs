@@ -15,7 +15,7 @@ use snl_core::{EpochReport, Finetune, MaskSearch, Masked, Observer, Phase, Plan,
 use snl_data::Dataset;
 use snl_models::{Model, ModelConfig, params};
 
-use super::{Context, RunResult, check_fits, model_split, parse_budget};
+use super::{Context, RunResult, check_fits, model_split};
 use crate::cli::{LinearizeArgs, Selection};
 use crate::data::{self, DataConfig, Metrics, Splits, TrainBatches};
 use crate::model::{self, keys, metadata};
@@ -69,7 +69,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
         }
         None => {
             let model_path = args.model.as_ref().context("--model is required")?;
-            let budget = parse_budget(args.budget.as_deref().context("--budget is required")?)?;
+            let budget = args.budget.context("--budget is required")?;
             let teacher = model::load(model_path, &args.model_args, &ctx.device)?;
             let snl = SnlConfig {
                 budget,
