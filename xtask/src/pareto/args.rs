@@ -34,8 +34,10 @@ Presets:
                Adam 1e-3, 100 finetuning epochs), budgets 12.9k..180k, --device cuda; builds
                the binary with --features cuda (needs nvcc)";
 
+/// Later flags replace earlier ones (`args_override_self`): a Slurm task's command line is
+/// the user's with `--out`, `--snl` and `--task` appended.
 #[derive(Debug, Parser)]
-#[command(about = ABOUT, after_help = AFTER)]
+#[command(about = ABOUT, after_help = AFTER, args_override_self = true)]
 pub struct Args {
     /// smoke | cifar10-w16 | paper
     #[arg(long, default_value = "smoke", value_parser = preset::NAMES)]
@@ -58,6 +60,20 @@ pub struct Args {
     /// Print the plan (every command, skipped runs) and a compute estimate, and stop
     #[arg(long)]
     pub dry_run: bool,
+    /// Collect the finished runs into pareto.csv, pareto.json, pareto.svg; run nothing
+    #[arg(long, conflicts_with = "dry_run")]
+    pub collect_only: bool,
+    /// Run only this planned run (a Slurm array task): skipped when finished, else resumed or started
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["dry_run", "collect_only"])]
+    pub task: Option<String>,
+    /// Print how many runs of the sweep in OUT are finished, unfinished or not started, and the failures
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["dry_run", "collect_only", "task"])]
+    pub status: Option<PathBuf>,
+    /// local: run here, one run after another; slurm: submit the sweep with sbatch
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
+    pub executor: String,
+    #[command(flatten)]
+    pub slurm: super::slurm::SlurmFlags,
     /// Seconds per epoch for the estimate (default: measured in OUT's metrics.jsonl, else the preset's)
     #[arg(long, value_name = "S")]
     pub epoch_seconds: Option<f64>,
@@ -132,6 +148,18 @@ fn number(text: &str) -> Result<String, String> {
     }
 }
 
+/// What this invocation does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Run (or, with `--dry-run`, print) the whole sweep.
+    Sweep,
+    CollectOnly,
+    /// One planned run, by folder name.
+    Task(String),
+    /// Report on the sweep in this folder.
+    Status(PathBuf),
+}
+
 /// Which paper points the figure shows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PaperPoints {
@@ -143,6 +171,9 @@ pub enum PaperPoints {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
+    pub mode: Mode,
+    /// Submit with sbatch instead of running here.
+    pub slurm: Option<super::slurm::SlurmFlags>,
     pub preset: Preset,
     /// In `selection::LINEARIZE`'s order, without repeats.
     pub selections: Vec<String>,
@@ -221,12 +252,32 @@ impl Options {
             .filter(|s| given.iter().any(|g| g == *s))
             .map(|s| s.to_string())
             .collect();
+        let mode = match (a.collect_only, a.task, a.status) {
+            (_, Some(run), _) => Mode::Task(run),
+            (_, _, Some(out)) => Mode::Status(out),
+            (true, _, _) => Mode::CollectOnly,
+            _ => Mode::Sweep,
+        };
+        let slurm = match a.executor.as_str() {
+            "slurm" if mode != Mode::Sweep => {
+                return Err(
+                    "--executor slurm submits a whole sweep: drop --task, --collect-only or --status".into(),
+                );
+            }
+            "slurm" => Some(a.slurm),
+            _ => match a.slurm.first_given() {
+                Some(flag) => return Err(format!("{flag} is a Slurm flag: give --executor slurm")),
+                None => None,
+            },
+        };
         let paper_points = match (a.no_paper_points, a.paper_points) {
             (true, _) => PaperPoints::None,
             (false, Some(d)) => PaperPoints::Dataset(d),
             (false, None) => PaperPoints::Preset,
         };
         Ok(Options {
+            mode,
+            slurm,
             out: a.out.unwrap_or_else(|| PathBuf::from(format!("runs/pareto-{}", p.name))),
             preset: p,
             selections,
@@ -278,6 +329,13 @@ mod tests {
         assert_eq!(opts("--seed 5").preset.seeds, [5], "--seed N is a list of one");
         assert_eq!(opts("--preset cifar10-w16 --dataset cifar100").preset.data.get("data-dir"), None);
         assert_eq!(opts("--no-paper-points").paper_points, PaperPoints::None);
+        assert_eq!(opts("--out a --out b").out, PathBuf::from("b"), "the last flag counts");
+        assert_eq!(opts("--task snl-30pct-s0").mode, Mode::Task("snl-30pct-s0".into()));
+        assert_eq!(opts("--status runs/x").mode, Mode::Status("runs/x".into()));
+        assert_eq!(opts("--collect-only").mode, Mode::CollectOnly);
+        let slurm =
+            opts("--executor slurm --partition p --sbatch-arg=--qos=low --sbatch-arg --nice").slurm.unwrap();
+        assert_eq!((slurm.partition.as_deref(), slurm.sbatch_arg.len()), (Some("p"), 2));
         assert_eq!(opts("--lasso 1e-4").preset.linearize.get("lasso"), Some("1e-4"), "as typed");
     }
 
@@ -294,6 +352,9 @@ mod tests {
         assert!(err("--seeds a").contains("'a'"));
         assert!(err("--epoch-seconds 0").contains("--epoch-seconds 0"));
         assert!(err("--paper-points cifar10 --no-paper-points").contains("cannot be used with"));
+        assert!(err("--partition gpu").contains("--partition is a Slurm flag: give --executor slurm"));
+        assert!(err("--executor slurm --task snl-10pct-s0").contains("drop --task"));
+        assert!(err("--executor pbs").contains("'pbs'"));
         assert_eq!(opts("--budgets 1.5m").preset.budgets, [Budget::Count(1_500_000)], "snl's grammar");
     }
 }

@@ -4,8 +4,9 @@
 //! `pareto.json`, and draw `pareto.svg`.
 //!
 //! `args` (command line, options), `preset`, `plan` (steps, dry-run text, estimate),
-//! `record` (sweep.json), `collect` (rows, groups over seeds, CSV, JSON) and `paper` decide,
-//! as pure functions with tests; `run` and this file touch the disk or start processes.
+//! `record` (sweep.json), `collect` (rows, groups over seeds, CSV, JSON), `paper`, `status`
+//! and `slurm` (scripts and submissions) decide, as pure functions with tests; `run`,
+//! `slurm::submit` and this file touch the disk or start processes.
 
 mod args;
 mod collect;
@@ -14,12 +15,14 @@ mod plan;
 mod preset;
 mod record;
 mod run;
+mod slurm;
+mod status;
 
 use std::path::{Path, PathBuf};
 
-use args::{Options, PaperPoints};
+use args::{Mode, Options, PaperPoints};
 use collect::Row;
-use plan::{RunState, run_state};
+use plan::{RunState, Step, run_state};
 
 use crate::{cargo, plot, selection};
 
@@ -42,6 +45,27 @@ pub fn main(argv: &[String]) -> i32 {
         }
         Err(code) => return code,
     };
+    if let Mode::Status(out) = &o.mode {
+        return match record::read_record(out) {
+            Ok(runs) if runs.is_empty() => {
+                eprintln!("xtask pareto: {} holds no sweep record ({})", out.display(), record::RECORD);
+                2
+            }
+            Ok(runs) => {
+                let names: Vec<String> = runs.into_keys().collect();
+                let failure = |run: &str| std::fs::read_to_string(status::failure_marker(out, run)).ok();
+                print!(
+                    "{}",
+                    status::text(&status::status(&names, &|r| run_state(&out.join(r)), &failure), out)
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("xtask pareto: {e}");
+                2
+            }
+        };
+    }
     let snl = plan::snl_binary(&o, &root);
     let planned = record::planned_settings(&o);
     let on_disk = |run: &str| run_state(&o.out.join(run)) != RunState::Absent;
@@ -76,6 +100,11 @@ pub fn main(argv: &[String]) -> i32 {
         let searched = |d: &Path| run::search_epochs(d).ok();
         let epochs = plan::epochs_to_run(&o, &steps, &searched);
         println!("{}", plan::estimate_text(epochs, epoch_seconds(&o, &dirs)));
+    }
+    if o.slurm.is_some() {
+        return submit(&o, argv, &record, &steps, &snl, &root);
+    }
+    if o.dry_run {
         let out = o.out.display();
         println!(
             "then: record the settings in {out}/{}, collect the runs' result.json into \
@@ -84,25 +113,47 @@ pub fn main(argv: &[String]) -> i32 {
         );
         return 0;
     }
-    if let Some(b) = &o.baseline
-        && !b.exists()
-    {
-        eprintln!("xtask pareto: --baseline {}: no such file", b.display());
-        return 2;
-    }
-    let started = std::fs::create_dir_all(&o.out)
-        .map_err(|e| format!("cannot create {}: {e}", o.out.display()))
-        .and_then(|()| record::write_record(&o.out, &record));
-    if let Err(e) = started {
-        eprintln!("xtask pareto: {e}; nothing was run");
-        return 1;
-    }
-    let failures = match run::execute(&steps, &snl, &root) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("xtask pareto: {e}; nothing was run");
-            return 1;
+    let failures = match &o.mode {
+        Mode::CollectOnly => Vec::new(),
+        Mode::Task(run) => {
+            let Some(step) = steps.iter().find(|s| step_run(s) == Some(run.as_str())) else {
+                let runs: Vec<&String> = planned.keys().collect();
+                eprintln!("xtask pareto: --task {run}: not a run of this sweep (its runs: {runs:?})");
+                return 2;
+            };
+            // The record is the submission's; a task only checks it (above).
+            return match run::execute(std::slice::from_ref(step), &snl, &root, &o.out) {
+                Ok(f) if f.is_empty() => 0,
+                Ok(_) => 1,
+                Err(e) => {
+                    eprintln!("xtask pareto: {e}");
+                    1
+                }
+            };
         }
+        Mode::Sweep => {
+            if let Some(b) = &o.baseline
+                && !b.exists()
+            {
+                eprintln!("xtask pareto: --baseline {}: no such file", b.display());
+                return 2;
+            }
+            let started = std::fs::create_dir_all(&o.out)
+                .map_err(|e| format!("cannot create {}: {e}", o.out.display()))
+                .and_then(|()| record::write_record(&o.out, &record));
+            if let Err(e) = started {
+                eprintln!("xtask pareto: {e}; nothing was run");
+                return 1;
+            }
+            match run::execute(&steps, &snl, &root, &o.out) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("xtask pareto: {e}; nothing was run");
+                    return 1;
+                }
+            }
+        }
+        Mode::Status(_) => unreachable!("handled above"),
     };
     let rows = collect::collect(&dirs);
     if let Err(e) = write_outputs(&o, &rows) {
@@ -128,6 +179,139 @@ pub fn main(argv: &[String]) -> i32 {
         eprintln!("  {} ({})", f.dir, f.why);
     }
     1
+}
+
+/// The run folder name of a step (none for the build).
+fn step_run(step: &Step) -> Option<&str> {
+    match step {
+        Step::Snl { dir, .. } | Step::Skip { dir, .. } => dir.file_name()?.to_str(),
+        Step::Build { .. } => None,
+    }
+}
+
+/// `xtask pareto`'s own arguments without the executor's and `--dry-run`: what every Slurm
+/// job gives back to xtask.
+pub fn forwarded(argv: &[String]) -> Vec<String> {
+    const WITH_VALUE: [&str; 8] = [
+        "--executor",
+        "--partition",
+        "--account",
+        "--time",
+        "--gres",
+        "--cpus-per-task",
+        "--mem",
+        "--sbatch-arg",
+    ];
+    let mut out = Vec::new();
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let name = a.split('=').next().unwrap_or(a);
+        if a == "--dry-run" {
+            continue;
+        }
+        if WITH_VALUE.contains(&name) {
+            if !a.contains('=') {
+                it.next();
+            }
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out
+}
+
+/// Submit the sweep to Slurm (with `--dry-run`: write the scripts and print the sbatch lines).
+fn submit(
+    o: &Options,
+    argv: &[String],
+    record: &record::Settings,
+    steps: &[Step],
+    snl: &Path,
+    root: &Path,
+) -> i32 {
+    let flags = o.slurm.as_ref().expect("slurm");
+    if !o.dry_run && !slurm::sbatch_on_path() {
+        eprintln!("xtask pareto: --executor slurm: sbatch is not on PATH (nothing was submitted)");
+        return 2;
+    }
+    if let Some(Step::Build { args }) = steps.first()
+        && !o.dry_run
+        && let Err(e) = cargo::build(root, args)
+    {
+        eprintln!("xtask pareto: {e}; nothing was submitted");
+        return 1;
+    }
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (out, cwd) = (abs(&o.out), abs(Path::new(".")));
+    let xtask = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "xtask".into());
+    let mut task = vec![xtask, "pareto".to_string()];
+    task.extend(forwarded(argv));
+    task.extend(["--out".into(), out.display().to_string(), "--snl".into(), abs(snl).display().to_string()]);
+    let mut collect = task.clone();
+    collect.push("--collect-only".into());
+    let arrays: Vec<slurm::Array> = o
+        .selections
+        .iter()
+        .map(|sel| slurm::Array {
+            selection: sel.clone(),
+            runs: o
+                .preset
+                .seeds
+                .iter()
+                .flat_map(|&seed| o.preset.budgets.iter().map(move |b| (seed, b)))
+                .map(|(seed, b)| plan::folder_name(&plan::run_dir(&o.out, sel, b, seed)))
+                .collect(),
+        })
+        .collect();
+    let dir = slurm::dir(&out);
+    let baseline = o.baseline.is_none();
+    let scripts = slurm::scripts(flags, &dir, &cwd, &task, &collect, baseline, &arrays);
+    let files = [
+        ("baseline.sbatch", scripts.baseline.clone()),
+        ("runs.sbatch", Some(scripts.runs.clone())),
+        ("collect.sbatch", Some(scripts.collect.clone())),
+        ("tasks.txt", Some(scripts.tasks.clone())),
+    ];
+    let written = std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+        .and_then(|()| if o.dry_run { Ok(()) } else { record::write_record(&o.out, record) })
+        .and_then(|()| {
+            files.iter().try_for_each(|(name, text)| {
+                text.as_ref().map_or(Ok(()), |t| write_atomic(&dir.join(name), t))
+            })
+        });
+    if let Err(e) = written {
+        eprintln!("xtask pareto: {e}; nothing was submitted");
+        return 1;
+    }
+    println!("wrote the scripts and tasks.txt in {}", dir.display());
+    let subs = slurm::submissions(&dir, baseline, &arrays);
+    if o.dry_run {
+        for s in &subs {
+            println!(
+                "$ {}  # {}",
+                cargo::shell_line("sbatch", &[vec!["--parsable".into()], s.args.clone()].concat()),
+                s.what
+            );
+        }
+        println!("({{N}} is the job id of the N-th sbatch above, from 0; nothing was submitted)");
+        return 0;
+    }
+    match slurm::submit(&subs) {
+        Ok(ids) => {
+            println!(
+                "submitted {} jobs; watch them with `squeue -j {}` and `cargo xtask pareto --status {}`",
+                ids.len(),
+                ids.join(","),
+                o.out.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("xtask pareto: {e}");
+            1
+        }
+    }
 }
 
 /// Seconds per epoch for the estimate, and where the figure comes from.
@@ -218,4 +402,20 @@ fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
     println!("{} runs collected in {}; test top-1 mean (min-max) over seeds:", rows.len(), o.out.display());
     print!("{}", collect::summary(&groups));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_jobs_get_the_sweeps_own_arguments() {
+        let argv: Vec<String> = "--preset smoke --executor slurm --partition=p --sbatch-arg --qos=low --dry-run \
+             --seeds 0,1 --gres gpu:1 --sbatch-arg=--nice --executor=slurm --time 1:00:00 --mem 4G --account a \
+             --cpus-per-task 2 --threads 2"
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(forwarded(&argv), ["--preset", "smoke", "--seeds", "0,1", "--threads", "2"]);
+    }
 }

@@ -37,7 +37,8 @@ fn run_child(program: &Path, args: &[String]) -> Result<(), String> {
 
 /// Run every step in order. Returns the failures, or `Err` when nothing could run (the
 /// build failed). After a failed baseline, linearize runs are reported as skipped.
-pub fn execute(steps: &[Step], snl: &Path, root: &Path) -> Result<Vec<Failure>, String> {
+/// Each failure is also marked in `out` for `--status`.
+pub fn execute(steps: &[Step], snl: &Path, root: &Path, out: &Path) -> Result<Vec<Failure>, String> {
     let mut failures = Vec::new();
     let mut baseline_failed = false;
     let total = steps.iter().filter(|s| matches!(s, Step::Snl { .. })).count();
@@ -58,7 +59,11 @@ pub fn execute(steps: &[Step], snl: &Path, root: &Path) -> Result<Vec<Failure>, 
             Step::Snl { role, dir, args, search_epochs_of } => (role, dir, args, search_epochs_of),
         };
         done += 1;
-        let fail = |why: String| Failure { dir: dir.display().to_string(), why };
+        let name = super::plan::folder_name(dir);
+        let fail = |why: String| {
+            super::status::mark(out, &name, Some(&why));
+            Failure { dir: dir.display().to_string(), why }
+        };
         if *role == Role::Linearize && baseline_failed {
             eprintln!("# [{done}/{total}] skip {}: the baseline failed", dir.display());
             failures.push(fail("skipped: the baseline failed".into()));
@@ -77,10 +82,13 @@ pub fn execute(steps: &[Step], snl: &Path, root: &Path) -> Result<Vec<Failure>, 
         };
         println!("# [{done}/{total}] {}", dir.display());
         println!("$ {}", shell_line(&snl.display().to_string(), &args));
-        if let Err(why) = run_child(snl, &args) {
-            eprintln!("xtask pareto: run {} failed ({why}); going on", dir.display());
-            failures.push(fail(why));
-            baseline_failed |= *role == Role::Baseline;
+        match run_child(snl, &args) {
+            Ok(()) => super::status::mark(out, &name, None),
+            Err(why) => {
+                eprintln!("xtask pareto: run {} failed ({why}); going on", dir.display());
+                failures.push(fail(why));
+                baseline_failed |= *role == Role::Baseline;
+            }
         }
     }
     Ok(failures)
