@@ -205,3 +205,69 @@ fn bench_finds_a_relative_target_dir_under_the_workspace_root() {
     assert!(t.contains(&format!("could not run {}", exe.display())), "{t}");
     std::fs::remove_dir_all(&cwd).unwrap();
 }
+
+/// `--executor slurm`: the dry run writes the scripts and submits nothing; no sbatch is a
+/// usage error; a refused sbatch is shown with Slurm's message and what was submitted is
+/// cancelled; Slurm flags need the Slurm executor.
+#[cfg(unix)]
+#[test]
+fn slurm_submission_and_its_bad_input() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp("slurm");
+    let out = dir.join("sweep");
+    let base =
+        ["pareto", "--snl", "/x/snl", "--budgets", "30%", "--seeds", "0,1", "--out", out.to_str().unwrap()];
+    let with = |extra: &[&str]| base.iter().chain(extra).map(|s| s.to_string()).collect::<Vec<String>>();
+
+    let o = xtask(
+        &with(&["--executor", "slurm", "--partition", "p", "--dry-run"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let slurm = out.join("slurm");
+    assert!(t.contains("--array=0-1 '--dependency=afterok:{0},aftercorr:{1}'"), "{t}");
+    assert_eq!(read(slurm.join("tasks.txt")).lines().count(), 6, "3 selections x 2 seeds");
+    assert!(read(slurm.join("runs.sbatch")).contains("#SBATCH --partition=p"));
+    assert!(read(slurm.join("tasks.txt")).lines().next().unwrap().ends_with("--task snl-30pct-s0"));
+    assert!(!t.contains("submitted baseline") && !out.join("sweep.json").exists(), "{t}");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(with(&["--executor", "slurm"]))
+        .env("PATH", dir.join("nothing"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("sbatch is not on PATH (nothing was submitted)"), "{}", text(&o));
+
+    // A stand-in sbatch takes the first job and refuses the second; scancel says what it got.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.join("scancel.log");
+    let sbatch = "#!/bin/sh\n[ -e \"$0.once\" ] && { echo 'sbatch: error: invalid partition specified: p' >&2; exit 1; }\ntouch \"$0.once\"; echo 41\n";
+    let scancel = format!("#!/bin/sh\necho \"$@\" > {}\n", log.display());
+    for (name, body) in [("sbatch", sbatch.to_string()), ("scancel", scancel)] {
+        std::fs::write(bin.join(name), body).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(with(&["--executor", "slurm", "--partition", "p"]))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("sbatch refused the 2 runs (snl) job: sbatch: error: invalid partition specified: p"),
+        "{t}"
+    );
+    assert_eq!(read(log).trim(), "41", "the baseline job is cancelled");
+
+    let o = xtask(&with(&["--gres", "gpu:1"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--gres is a Slurm flag: give --executor slurm"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
