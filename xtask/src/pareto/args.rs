@@ -39,7 +39,7 @@ Presets:
 #[derive(Debug, Parser)]
 #[command(about = ABOUT, after_help = AFTER, args_override_self = true)]
 pub struct Args {
-    /// smoke | cifar10-w16 | paper
+    /// The settings to start from (see Presets below)
     #[arg(long, default_value = "smoke", value_parser = preset::NAMES)]
     pub preset: String,
     /// Budgets, e.g. 1%,2%,5% or 5k,12900 or 0.05 (default: the preset's)
@@ -72,8 +72,6 @@ pub struct Args {
     /// local: run here, one run after another; slurm: submit the sweep with sbatch
     #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
     pub executor: String,
-    #[command(flatten)]
-    pub slurm: super::slurm::SlurmFlags,
     /// Seconds per epoch for the estimate (default: measured in OUT's metrics.jsonl, else the preset's)
     #[arg(long, value_name = "S")]
     pub epoch_seconds: Option<f64>,
@@ -98,6 +96,7 @@ pub struct Args {
     /// Override the preset's dataset (with --data-dir DIR)
     #[arg(long)]
     pub dataset: Option<String>,
+    /// Override the preset's data folder
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<String>,
     /// ResNet width of the baseline
@@ -115,21 +114,29 @@ pub struct Args {
     /// Batch size of every run
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
-    /// Passed to every `snl linearize`
-    #[arg(long, value_name = "X", value_parser = number)]
+    /// Initial lasso coefficient lambda of every SNL search
+    #[arg(long, value_name = "X", value_parser = number, help_heading = "snl linearize (every run)")]
     pub lasso: Option<String>,
-    #[arg(long, value_name = "X", value_parser = number)]
+    /// Lambda's growth factor when the ReLU count stalls
+    #[arg(long, value_name = "X", value_parser = number, help_heading = "snl linearize (every run)")]
     pub kappa: Option<String>,
-    #[arg(long, value_name = "N")]
+    /// Search epochs before lambda may grow
+    #[arg(long, value_name = "N", help_heading = "snl linearize (every run)")]
     pub warmup_epochs: Option<usize>,
-    #[arg(long, value_name = "X", value_parser = number)]
+    /// Adam learning rate of the search (and of a control's frozen-mask epochs)
+    #[arg(long, value_name = "X", value_parser = number, help_heading = "snl linearize (every run)")]
     pub search_lr: Option<String>,
-    #[arg(long, value_name = "N")]
+    /// The longest search
+    #[arg(long, value_name = "N", help_heading = "snl linearize (every run)")]
     pub max_search_epochs: Option<usize>,
-    #[arg(long, value_name = "N")]
+    /// Finetuning epochs, the same for every selection
+    #[arg(long, value_name = "N", help_heading = "snl linearize (every run)")]
     pub finetune_epochs: Option<usize>,
-    #[arg(long, value_name = "X", value_parser = number)]
+    /// Finetuning SGD learning rate
+    #[arg(long, value_name = "X", value_parser = number, help_heading = "snl linearize (every run)")]
     pub finetune_lr: Option<String>,
+    #[command(flatten)]
+    pub slurm: super::slurm::SlurmFlags,
 }
 
 /// `--budgets`' value: the whole list, so two spellings of one budget are refused.

@@ -11,6 +11,7 @@ use crate::cargo::shell_line;
 
 /// sbatch options given to every job.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
+#[command(next_help_heading = "Slurm executor (--executor slurm)")]
 pub struct SlurmFlags {
     /// Slurm partition
     #[arg(long)]
@@ -24,6 +25,7 @@ pub struct SlurmFlags {
     /// Generic resources of each job, e.g. gpu:1
     #[arg(long)]
     pub gres: Option<String>,
+    /// CPUs of each job
     #[arg(long, value_name = "N")]
     pub cpus_per_task: Option<u32>,
     /// Memory of each job, e.g. 16G
