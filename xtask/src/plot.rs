@@ -208,7 +208,8 @@ pub fn pareto_svg(dots: &[Dot], means: &[Mean], reference: Option<&Reference>, t
         line.sort_by(|a, b| a.fraction.total_cmp(&b.fraction));
         let pts: Vec<String> =
             line.iter().map(|m| format!("{:.1},{:.1}", sx(m.fraction), sy(m.mean))).collect();
-        let (width, dash) = if *sel == "snl" { (2.0, "") } else { (1.2, r##" stroke-dasharray="5 3""##) };
+        let (width, dash) =
+            if *sel == selection::SNL { (2.0, "") } else { (1.2, r##" stroke-dasharray="5 3""##) };
         let _ = writeln!(
             s,
             r##"<polyline class="means {sel}" points="{}" fill="none" stroke="{}" stroke-width="{width}"{dash}/>"##,
@@ -371,7 +372,7 @@ pub fn sites_svg(count: &Value, title: &str) -> Result<String, String> {
             s,
             r##"<rect class="site-kept" x="{x:.1}" y="{yk:.1}" width="{bar_w}" height="{:.1}" fill="{}"><title>{}: {kept} of {total} kept ({frac:.1}%)</title></rect>"##,
             bottom - yk,
-            selection::colour("snl"),
+            selection::colour(selection::SNL),
             escape(name)
         );
         let _ = writeln!(
@@ -400,7 +401,7 @@ pub fn sites_svg(count: &Value, title: &str) -> Result<String, String> {
         width - 110.0,
         width - 94.0,
         width - 110.0,
-        selection::colour("snl"),
+        selection::colour(selection::SNL),
         width - 94.0
     );
     let _ = writeln!(s, "</svg>");

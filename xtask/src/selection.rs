@@ -5,7 +5,10 @@
 pub const BASELINE: &str = "baseline";
 
 /// What `snl linearize --selection` takes, SNL first: a control needs SNL's search length.
-pub const LINEARIZE: [&str; 3] = ["snl", "random", "uniform"];
+pub const LINEARIZE: [&str; 3] = [SNL, "random", "uniform"];
+
+/// Algorithm 1's learned masks; the others are its controls.
+pub const SNL: &str = "snl";
 
 /// Position in tables and legends: baseline, snl, random, uniform, then anything else.
 pub fn rank(selection: &str) -> usize {
@@ -18,7 +21,7 @@ pub fn rank(selection: &str) -> usize {
 pub fn colour(selection: &str) -> &'static str {
     match selection {
         BASELINE => "#222222",
-        "snl" => "#d62728",
+        SNL => "#d62728",
         "random" => "#1f77b4",
         "uniform" => "#2ca02c",
         _ => "#9467bd",
@@ -28,7 +31,7 @@ pub fn colour(selection: &str) -> &'static str {
 pub fn legend(selection: &str) -> String {
     match selection {
         BASELINE => "baseline (all ReLUs)".into(),
-        "snl" => "SNL (learned masks)".into(),
+        SNL => "SNL (learned masks)".into(),
         "random" => "random pixels".into(),
         "uniform" => "uniform per layer".into(),
         other => other.to_string(),

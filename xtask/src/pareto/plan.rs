@@ -8,6 +8,7 @@ use snl_budget::Budget;
 
 use super::args::Options;
 use crate::cargo::{self, shell_line};
+use crate::selection;
 
 /// What a run folder holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,18 +128,18 @@ pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
     let model = baseline_model(o).display().to_string();
     for &seed in &p.seeds {
         for budget in &p.budgets {
-            for selection in &o.selections {
+            for sel in &o.selections {
                 let mut args = global_args(o, seed);
                 args.push("linearize".into());
                 let fresh = |args: &mut Vec<String>| {
                     args.extend(["--model".into(), model.clone()]);
                     args.extend(["--budget".into(), budget.to_string()]);
-                    args.extend(["--selection".into(), selection.clone()]);
+                    args.extend(["--selection".into(), sel.clone()]);
                     p.data.push_to(args);
                     p.linearize.push_to(args);
                 };
-                let snl = (selection != "snl").then(|| run_dir(&o.out, "snl", budget, seed));
-                steps.push(run(Role::Linearize, run_dir(&o.out, selection, budget, seed), args, &fresh, snl));
+                let snl = (sel != selection::SNL).then(|| run_dir(&o.out, selection::SNL, budget, seed));
+                steps.push(run(Role::Linearize, run_dir(&o.out, sel, budget, seed), args, &fresh, snl));
             }
         }
     }

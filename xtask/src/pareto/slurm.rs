@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cargo::shell_line;
+use crate::selection;
 
 /// sbatch options given to every job.
 #[derive(Debug, Clone, Default, PartialEq, clap::Args)]
@@ -152,7 +153,7 @@ pub fn submissions(slurm_dir: &Path, baseline: bool, arrays: &[Array]) -> Vec<Su
     let (mut offset, mut snl_array, mut arrays_ids) = (0, None, Vec::new());
     for a in arrays.iter().filter(|a| !a.runs.is_empty()) {
         let mut deps: Vec<String> = after_baseline.iter().cloned().collect();
-        if a.selection != "snl"
+        if a.selection != selection::SNL
             && let Some(i) = snl_array
         {
             deps.push(format!("aftercorr:{{{i}}}"));
@@ -162,7 +163,7 @@ pub fn submissions(slurm_dir: &Path, baseline: bool, arrays: &[Array]) -> Vec<Su
             args.push(format!("--dependency={}", deps.join(",")));
         }
         args.extend([script("runs.sbatch"), offset.to_string()]);
-        if a.selection == "snl" {
+        if a.selection == selection::SNL {
             snl_array = Some(subs.len());
         }
         arrays_ids.push(format!("{{{}}}", subs.len()));
