@@ -107,7 +107,8 @@ pub fn scripts(
             format!("#!/bin/bash\n#SBATCH --job-name=snl-{name}\n#SBATCH --chdir={}\n", cwd.display());
         s += &format!("#SBATCH --output={}/{log}\n", slurm_dir.display());
         if requeue {
-            s += "#SBATCH --requeue\n";
+            // A requeued task appends to its log, so the log shows the run being resumed.
+            s += "#SBATCH --requeue\n#SBATCH --open-mode=append\n";
         }
         for d in flags.directives() {
             s += &format!("#SBATCH {d}\n");
