@@ -30,22 +30,32 @@ pub enum BudgetError {
     EmptyList,
 }
 
+impl BudgetError {
+    /// Why, without the text given (for a caller that names the flag and value itself).
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Malformed(_) => "expected a count (5000, 5k, 1.5m) or a fraction (10%, 0.1)".into(),
+            Self::FractionOutOfRange(_) => {
+                "a fraction must be above 0% and below 100%: a budget keeps at least \
+                                            one ReLU and fewer than the network has"
+                    .into()
+            }
+            Self::Zero(_) => "must keep at least one ReLU".into(),
+            Self::Repeated { first, second, budget } => {
+                format!("`{first}` and `{second}` are the same budget ({budget})")
+            }
+            Self::EmptyList => "no budget in the list".into(),
+        }
+    }
+}
+
 impl fmt::Display for BudgetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Malformed(t) => {
-                write!(f, "bad budget `{t}`: expected a count (5000, 5k, 1.5m) or a fraction (10%, 0.1)")
+            Self::Malformed(t) | Self::FractionOutOfRange(t) | Self::Zero(t) => {
+                write!(f, "bad budget `{t}`: {}", self.reason())
             }
-            Self::FractionOutOfRange(t) => write!(
-                f,
-                "bad budget `{t}`: a fraction must be above 0% and below 100%: a budget keeps at \
-                 least one ReLU and fewer than the network has"
-            ),
-            Self::Zero(t) => write!(f, "bad budget `{t}`: must keep at least one ReLU"),
-            Self::Repeated { first, second, budget } => {
-                write!(f, "`{first}` and `{second}` are the same budget ({budget})")
-            }
-            Self::EmptyList => write!(f, "no budget in the list"),
+            Self::Repeated { .. } | Self::EmptyList => write!(f, "{}", self.reason()),
         }
     }
 }
@@ -185,6 +195,7 @@ mod tests {
             assert_eq!(parse(bad), Err(BudgetError::FractionOutOfRange(bad.into())), "{bad}");
         }
         assert_eq!(parse("0"), Err(BudgetError::Zero("0".into())));
+        assert_eq!(parse("0").unwrap_err().reason(), "must keep at least one ReLU");
         assert_eq!(parse("0k"), Err(BudgetError::Zero("0k".into())));
         assert_eq!(
             parse("1.5").unwrap_err().to_string(),

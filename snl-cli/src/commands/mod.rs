@@ -176,10 +176,10 @@ pub struct RunResult {
 /// `--budget`'s value parser: the grammar of `snl_budget` (counts `50000`, `50k`, `1.5m`;
 /// fractions `10%`, `0.1`), shared with xtask, as snl-core's `Budget`.
 pub fn parse_budget(text: &str) -> std::result::Result<snl_core::Budget, String> {
-    match text.parse::<snl_budget::Budget>().map_err(|e| e.to_string())? {
+    match text.parse::<snl_budget::Budget>().map_err(|e| format!("--budget {text}: {}", e.reason()))? {
         snl_budget::Budget::Count(n) => usize::try_from(n)
             .map(snl_core::Budget::Absolute)
-            .map_err(|_| format!("bad budget `{text}`: more ReLUs than this platform can count")),
+            .map_err(|_| format!("--budget {text}: more ReLUs than this platform can count")),
         snl_budget::Budget::Fraction(f) => Ok(snl_core::Budget::Fraction(f)),
     }
 }
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(parse_budget("1").unwrap(), Budget::Absolute(1));
         for bad in ["", "ten", "-5", "1.5", "k", "5%%", "nan", "100%", "0%", "-5%", "150%", "nan%", "0"] {
             let err = parse_budget(bad).unwrap_err();
-            assert!(err.starts_with(&format!("bad budget `{bad}`")), "{bad}: {err}");
+            assert!(err.starts_with(&format!("--budget {bad}: ")), "{bad}: {err}");
         }
     }
 }
