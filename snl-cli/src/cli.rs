@@ -177,9 +177,9 @@ pub struct LinearizeArgs {
     /// The pretrained model (snl checkpoint, or PyTorch-named safetensors with model flags).
     #[arg(long, required_unless_present = "resume")]
     pub model: Option<PathBuf>,
-    /// ReLUs to keep: a count (50000, 50k) or a fraction (10%, 0.1).
-    #[arg(long, required_unless_present = "resume")]
-    pub budget: Option<String>,
+    /// ReLUs to keep: a count (50000, 50k, 1.5m) or a fraction (10%, 0.1).
+    #[arg(long, required_unless_present = "resume", value_parser = crate::commands::parse_budget)]
+    pub budget: Option<snl_core::Budget>,
     #[command(flatten)]
     pub model_args: ModelArgs,
     #[command(flatten)]

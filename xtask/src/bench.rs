@@ -4,101 +4,51 @@
 
 use std::process::Command;
 
-pub const USAGE: &str = "cargo xtask bench-vs-torch [options] [-- VS_TORCH_FLAGS...]
+use crate::cargo;
 
-Builds `cargo build --release -p snl-bench --bins`, then runs target/release/vs_torch:
-snl's throughput (the product models, snl_core::fast ops) and
-`python3 /work/shared/reference/torch_snl.py bench` with the same flags, one JSON line per
-workload each, then a table of images/s, snl/PyTorch ratio and peak RSS.
-
-Options:
-  --width N      ResNet base width (default 16)
-  --batch N      batch size (default 128)
-  --threads N    threads of both sides (default 2)
-  --arch NAME    resnet18 | wrn (default resnet18)
-  --depth N      WRN depth (default 22)
-  --k N          WRN widen factor (default 8)
-  --runs N       timed runs per workload, median reported (default 3)
-  --no-build     do not run cargo build
-  -- ...         anything after `--` goes to vs_torch unchanged (e.g. --no-torch,
-                 --rounds 3 for medians over 3 pairs of runs)
-";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Opts {
+/// Builds `cargo build --release -p snl-bench --bins`, then runs target/release/vs_torch:
+/// snl's throughput (the product models, snl_core::fast ops) and `torch_snl.py bench` with
+/// the same flags, one JSON line per workload each, then a table of images/s, snl/PyTorch
+/// ratio and peak RSS.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Parser)]
+pub struct Args {
+    /// ResNet base width
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     pub width: usize,
+    /// Batch size
+    #[arg(long, default_value_t = 128, value_parser = positive)]
     pub batch: usize,
+    /// Threads of both sides
+    #[arg(long, default_value_t = 2, value_parser = positive)]
     pub threads: usize,
+    #[arg(long, default_value = "resnet18", value_parser = ["resnet18", "wrn"])]
     pub arch: String,
+    /// WRN depth
+    #[arg(long, default_value_t = 22, value_parser = positive)]
     pub depth: usize,
+    /// WRN widen factor
+    #[arg(long, default_value_t = 8, value_parser = positive)]
     pub k: usize,
+    /// Timed runs per workload, median reported
+    #[arg(long, default_value_t = 3, value_parser = positive)]
     pub runs: usize,
-    pub build: bool,
+    /// Do not run cargo build
+    #[arg(long)]
+    pub no_build: bool,
+    /// Given to vs_torch unchanged, after `--` (e.g. --no-torch, --rounds 3)
+    #[arg(last = true, value_name = "VS_TORCH_FLAGS")]
     pub extra: Vec<String>,
 }
 
-impl Default for Opts {
-    fn default() -> Self {
-        Self {
-            width: 16,
-            batch: 128,
-            threads: 2,
-            arch: "resnet18".into(),
-            depth: 22,
-            k: 8,
-            runs: 3,
-            build: true,
-            extra: Vec::new(),
-        }
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("expected a positive integer, got `{text}`")),
     }
-}
-
-/// `Ok(None)` for `--help`.
-pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
-    let mut o = Opts::default();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| format!("{name} needs a value"))
-        };
-        let number = |name: &str, v: String| -> Result<usize, String> {
-            match v.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{name}: expected a positive integer, got `{v}`")),
-            }
-        };
-        match flag {
-            "-h" | "--help" => return Ok(None),
-            "--width" => o.width = number(flag, value(flag)?)?,
-            "--batch" => o.batch = number(flag, value(flag)?)?,
-            "--threads" => o.threads = number(flag, value(flag)?)?,
-            "--depth" => o.depth = number(flag, value(flag)?)?,
-            "--k" => o.k = number(flag, value(flag)?)?,
-            "--runs" => o.runs = number(flag, value(flag)?)?,
-            "--arch" => {
-                let a = value(flag)?;
-                if a != "resnet18" && a != "wrn" {
-                    return Err(format!("--arch: expected resnet18 or wrn, got `{a}`"));
-                }
-                o.arch = a;
-            }
-            "--no-build" => o.build = false,
-            "--" => {
-                o.extra = it.cloned().collect();
-                break;
-            }
-            other => return Err(format!("unknown option `{other}`")),
-        }
-    }
-    Ok(Some(o))
 }
 
 /// The arguments of `vs_torch`.
-pub fn vs_torch_args(o: &Opts) -> Vec<String> {
+pub fn vs_torch_args(o: &Args) -> Vec<String> {
     let mut v = vec![
         format!("--arch={}", o.arch),
         format!("--width={}", o.width),
@@ -113,41 +63,21 @@ pub fn vs_torch_args(o: &Opts) -> Vec<String> {
 }
 
 pub fn main(args: &[String]) -> i32 {
-    let opts = match parse(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{USAGE}");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("bench-vs-torch: {e}\n\n{USAGE}");
-            return 2;
-        }
+    let opts: Args = match crate::parse_args("bench-vs-torch", args) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
-    let root = crate::workspace_root();
-    if opts.build {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("$ cargo build --release -p snl-bench --bins");
-        match Command::new(cargo)
-            .current_dir(&root)
-            .args(["build", "--release", "-p", "snl-bench", "--bins"])
-            .status()
-        {
-            Ok(s) if s.success() => {}
-            Ok(s) => {
-                eprintln!("bench-vs-torch: cargo build failed ({s})");
-                return 1;
-            }
-            Err(e) => {
-                eprintln!("bench-vs-torch: could not run cargo: {e}");
-                return 1;
-            }
-        }
+    let root = cargo::workspace_root();
+    let build: Vec<String> = ["build", "--release", "-p", "snl-bench", "--bins"].map(String::from).to_vec();
+    if !opts.no_build
+        && let Err(e) = cargo::build(&root, &build)
+    {
+        eprintln!("bench-vs-torch: {e}");
+        return 1;
     }
-    let exe =
-        crate::target_dir(&root).join("release").join(format!("vs_torch{}", std::env::consts::EXE_SUFFIX));
+    let exe = cargo::binary(&root, "vs_torch", true);
     let args = vs_torch_args(&opts);
-    eprintln!("$ {} {}", exe.display(), args.join(" "));
+    eprintln!("$ {}", cargo::shell_line(&exe.display().to_string(), &args));
     match Command::new(&exe).args(&args).status() {
         Ok(s) if s.success() => 0,
         Ok(s) => {
@@ -164,37 +94,29 @@ pub fn main(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn parse(s: &str) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("bench-vs-torch").chain(s.split_whitespace()))
     }
 
-    /// Every `--flag X ... (default V)` line of USAGE: giving `--flag V` changes nothing.
     #[test]
-    fn usage_states_the_parsed_defaults() {
-        let defaults = parse(&[]).unwrap().unwrap();
-        let documented: Vec<(&str, &str)> = USAGE
-            .lines()
-            .filter_map(|line| {
-                let flag = line.trim_start().strip_prefix("--")?.split_whitespace().next()?;
-                Some((flag, line.split("(default ").nth(1)?.strip_suffix(')')?))
-            })
-            .collect();
-        let flags: Vec<&str> = documented.iter().map(|(f, _)| *f).collect();
-        assert_eq!(flags, ["width", "batch", "threads", "arch", "depth", "k", "runs"]);
-        for (flag, value) in documented {
-            let o = parse(&[format!("--{flag}"), value.to_string()]).unwrap().unwrap();
-            assert_eq!(o, defaults, "USAGE says --{flag} defaults to {value}");
-        }
+    fn defaults_are_the_documented_workload() {
+        let o = parse("").unwrap();
+        assert_eq!(
+            (o.width, o.batch, o.threads, o.arch.as_str(), o.runs, o.no_build),
+            (16, 128, 2, "resnet18", 3, false)
+        );
+        assert_eq!(
+            o,
+            parse("--width 16 --batch 128 --threads 2 --arch resnet18 --depth 22 --k 8 --runs 3").unwrap()
+        );
     }
 
     #[test]
     fn flags_with_spaces_or_equals_and_passthrough() {
-        let o = parse(&args("--width 64 --batch=32 --threads 1 --arch wrn --k=4 --no-build -- --no-torch"))
-            .unwrap()
-            .unwrap();
-        assert_eq!((o.width, o.batch, o.threads, o.k, o.build), (64, 32, 1, 4, false));
-        assert_eq!(o.arch, "wrn");
+        let o = parse("--width 64 --batch=32 --threads 1 --arch wrn --k=4 --no-build -- --no-torch").unwrap();
+        assert_eq!((o.width, o.batch, o.threads, o.k, o.no_build), (64, 32, 1, 4, true));
         let v = vs_torch_args(&o);
         assert!(v.contains(&"--arch=wrn".to_string()) && v.contains(&"--batch=32".to_string()));
         assert_eq!(v.last().map(String::as_str), Some("--no-torch"));
@@ -202,11 +124,9 @@ mod tests {
 
     #[test]
     fn bad_input_is_rejected() {
-        assert!(parse(&args("--width")).is_err());
-        assert!(parse(&args("--width 0")).is_err());
-        assert!(parse(&args("--batch x")).is_err());
-        assert!(parse(&args("--arch vgg")).is_err());
-        assert!(parse(&args("--frobnicate")).is_err());
-        assert_eq!(parse(&args("--help")).unwrap(), None);
+        for bad in ["--width", "--width 0", "--batch x", "--arch vgg", "--frobnicate"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse("--help").unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
     }
 }

@@ -1,23 +1,15 @@
 //! `cargo xtask <task>`: project chores that drive the `snl` binary as a child process.
-//! xtask links neither candle nor any snl crate.
+//! xtask links neither candle nor any snl crate but `snl-budget` (the budget grammar, no
+//! dependencies). Each task parses its own arguments with clap (`parse_args`).
 
 mod bench;
+mod cargo;
 mod pareto;
 mod plot;
+mod selection;
+mod sites;
 
-use std::path::{Path, PathBuf};
-
-/// The workspace root (xtask's parent folder): xtask runs `cargo build` there.
-pub fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// Cargo's target folder for a build run in `root`: `CARGO_TARGET_DIR` (a relative one is
-/// taken from `root`, as cargo does there) or `root/target`.
-pub fn target_dir(root: &Path) -> PathBuf {
-    root.join(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
-}
+pub use cargo::{target_dir, workspace_root};
 
 const TASKS: &str = "tasks:
   pareto   sweep ReLU budgets with `snl linearize` (snl, random, uniform), then write
@@ -26,6 +18,15 @@ const TASKS: &str = "tasks:
   bench-vs-torch  build snl-bench and run vs_torch: snl vs PyTorch images/s
            (cargo xtask bench-vs-torch --help)
   help     this list";
+
+/// A task's arguments through clap. `Err(code)` once help (0) or an error (2) is printed.
+pub fn parse_args<T: clap::Parser>(task: &str, args: &[String]) -> Result<T, i32> {
+    let argv = std::iter::once(format!("cargo xtask {task}")).chain(args.iter().cloned());
+    T::try_parse_from(argv).map_err(|e| {
+        let _ = e.print();
+        e.exit_code()
+    })
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -37,7 +38,7 @@ fn main() {
             0
         }
         Some("pareto") => pareto::main(&rest),
-        Some("sites") => pareto::sites_main(&rest),
+        Some("sites") => sites::main(&rest),
         Some("bench-vs-torch") => bench::main(&rest),
         Some(other) => {
             eprintln!("xtask: unknown task `{other}`\n\n{TASKS}");

@@ -1,61 +1,69 @@
-//! SVG charts written as text: the accuracy-vs-ReLUs Pareto plot and the per-site bar chart.
-//! Every run is exactly one `<circle class="run ...">`; nothing else in the Pareto plot is
-//! a circle (legend swatches are rectangles, the paper's points hollow squares).
+//! SVG charts written as text from plain data: the accuracy-vs-ReLU-fraction figure of a
+//! sweep and the per-site bar chart of one run. In the sweep figure every run is exactly one
+//! `<circle class="run ...">`; nothing else is a circle (means are diamonds, legend swatches
+//! rectangles, the paper's points hollow squares).
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::pareto::{PaperSeries, Row, fmt_num};
+use crate::selection;
 
-const W: f64 = 860.0;
+const W: f64 = 900.0;
 const H: f64 = 520.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 640.0;
+const RIGHT: f64 = 620.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 460.0;
-
-pub fn colour(selection: &str) -> &'static str {
-    match selection {
-        "baseline" => "#222222",
-        "snl" => "#d62728",
-        "random" => "#1f77b4",
-        "uniform" => "#2ca02c",
-        _ => "#9467bd",
-    }
-}
-
 const PAPER_COLOUR: &str = "#ff7f0e";
 
-fn legend_name(selection: &str) -> String {
-    match selection {
-        "baseline" => "baseline (all ReLUs)".into(),
-        "snl" => "SNL (learned masks)".into(),
-        "random" => "random pixels".into(),
-        "uniform" => "uniform per layer".into(),
-        other => other.to_string(),
-    }
+/// One run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dot {
+    pub selection: String,
+    pub name: String,
+    /// ReLUs kept, as a fraction of the network's.
+    pub fraction: f64,
+    pub relus: u64,
+    pub top1: f64,
+}
+
+/// The runs of one (selection, budget) over seeds: mean and min-max of test top-1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mean {
+    pub selection: String,
+    pub fraction: f64,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: usize,
+    /// Non-dominated among its selection's means: drawn with a black ring.
+    pub front: bool,
+}
+
+/// A curve to compare with (the paper's points), by ReLU fraction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    pub label: String,
+    /// (fraction of ReLUs kept, test top-1 %).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A number without float noise: at most 4 decimals, trailing zeros dropped.
+pub fn fmt_num(x: f64) -> String {
+    let s = format!("{x:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// `100`, `1k`, `10k`, `1M` for 10^k.
-fn decade_label(k: i32) -> String {
-    match k {
-        ..=2 => fmt_num(10f64.powi(k)),
-        3..=5 => format!("{}k", 10u64.pow((k - 3) as u32)),
-        6..=8 => format!("{}M", 10u64.pow((k - 6) as u32)),
-        _ => format!("1e{k}"),
-    }
-}
-
-/// Log10 x axis over whole decades covering `xs` (at least one decade).
+/// Log10 axis over whole decades covering the positive `xs` (at least one decade).
 fn decades(xs: &[f64]) -> (i32, i32) {
     let pos: Vec<f64> = xs.iter().copied().filter(|x| *x > 0.0 && x.is_finite()).collect();
     if pos.is_empty() {
-        return (2, 6);
+        return (0, 2);
     }
     let lo = pos.iter().copied().fold(f64::INFINITY, f64::min).log10().floor() as i32;
     let mut hi = pos.iter().copied().fold(0.0, f64::max).log10().ceil() as i32;
@@ -73,30 +81,24 @@ fn y_range(ys: &[f64]) -> (f64, f64, f64) {
     }
     let (mn, mx) = fin.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
     let span = (mx - mn).max(1.0);
-    let step = if span > 40.0 {
-        10.0
-    } else if span > 15.0 {
-        5.0
-    } else if span > 6.0 {
-        2.0
-    } else {
-        1.0
-    };
+    let step = [(40.0, 10.0), (15.0, 5.0), (6.0, 2.0)].iter().find(|(s, _)| span > *s).map_or(1.0, |p| p.1);
     let lo = (((mn - step * 0.5) / step).floor() * step).max(0.0);
     let hi = (((mx + step * 0.5) / step).ceil() * step).min(100.0);
     (lo, if hi > lo { hi } else { lo + step }, step)
 }
 
-/// The Pareto plot: test top-1 against ReLUs kept (log axis), a colour per selection,
-/// each selection's non-dominated points ringed and joined, the paper's points hollow.
-pub fn pareto_svg(rows: &[Row], paper: Option<&PaperSeries>, title: &str) -> String {
-    let pts: Vec<(&Row, f64, f64)> = rows.iter().filter_map(|r| r.point().map(|(x, y)| (r, x, y))).collect();
-    let paper_pts: Vec<(f64, f64)> = paper.map(|p| p.points.clone()).unwrap_or_default();
-    let xs: Vec<f64> = pts.iter().map(|p| p.1).chain(paper_pts.iter().map(|p| p.0)).collect();
-    let ys: Vec<f64> = pts.iter().map(|p| p.2).chain(paper_pts.iter().map(|p| p.1)).collect();
+/// The sweep's figure: test top-1 against the percentage of ReLUs kept (log axis), a colour
+/// per selection; each run a small dot, each (selection, budget) its mean (diamond) with a
+/// min-max bar, the means of a selection joined; the baseline a level line; the paper's
+/// points hollow squares.
+pub fn pareto_svg(dots: &[Dot], means: &[Mean], reference: Option<&Reference>, title: &str) -> String {
+    let pct = |f: f64| f * 100.0;
+    let refs: Vec<(f64, f64)> = reference.map(|r| r.points.clone()).unwrap_or_default();
+    let xs: Vec<f64> = dots.iter().map(|d| pct(d.fraction)).chain(refs.iter().map(|p| pct(p.0))).collect();
+    let ys: Vec<f64> = dots.iter().map(|d| d.top1).chain(refs.iter().map(|p| p.1)).collect();
     let (lo, hi) = decades(&xs);
     let (ylo, yhi, ystep) = y_range(&ys);
-    let sx = |x: f64| LEFT + (x.max(1e-9).log10() - lo as f64) / (hi - lo) as f64 * (RIGHT - LEFT);
+    let sx = |f: f64| LEFT + (pct(f).max(1e-9).log10() - lo as f64) / (hi - lo) as f64 * (RIGHT - LEFT);
     let sy = |y: f64| BOTTOM - (y - ylo) / (yhi - ylo) * (BOTTOM - TOP);
 
     let mut s = String::new();
@@ -112,24 +114,20 @@ pub fn pareto_svg(rows: &[Row], paper: Option<&PaperSeries>, title: &str) -> Str
         escape(title)
     );
 
-    // Grid and ticks.
+    // Grid, ticks and axis labels.
     let _ = writeln!(s, r##"<g class="grid" stroke="#e4e4e4" stroke-width="1">"##);
     for k in lo..=hi {
-        let base = 10f64.powi(k);
+        let base = 10f64.powi(k) / 100.0;
         let x = sx(base);
         let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{BOTTOM}" stroke="#c8c8c8"/>"##);
-        if k < hi {
-            for m in 2..10 {
-                let x = sx(base * m as f64);
-                let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{BOTTOM}"/>"##);
-            }
+        for m in (2..10).filter(|_| k < hi) {
+            let x = sx(base * m as f64);
+            let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{BOTTOM}"/>"##);
         }
     }
-    let mut y = ylo;
-    while y <= yhi + 1e-9 {
-        let py = sy(y);
-        let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{py:.1}" x2="{RIGHT}" y2="{py:.1}"/>"##);
-        y += ystep;
+    let ticks: Vec<f64> = (0..).map(|i| ylo + i as f64 * ystep).take_while(|y| *y <= yhi + 1e-9).collect();
+    for y in &ticks {
+        let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{:.1}" x2="{RIGHT}" y2="{:.1}"/>"##, sy(*y), sy(*y));
     }
     let _ = writeln!(s, "</g>");
     let _ = writeln!(
@@ -140,29 +138,24 @@ pub fn pareto_svg(rows: &[Row], paper: Option<&PaperSeries>, title: &str) -> Str
     );
     let _ = writeln!(s, r##"<g class="ticks" fill="#333">"##);
     for k in lo..=hi {
-        let x = sx(10f64.powi(k));
-        let _ = writeln!(
-            s,
-            r##"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
-            BOTTOM + 18.0,
-            decade_label(k)
-        );
+        let x = sx(10f64.powi(k) / 100.0);
+        let label = format!("{}%", fmt_num(10f64.powi(k)));
+        let _ =
+            writeln!(s, r##"<text x="{x:.1}" y="{}" text-anchor="middle">{label}</text>"##, BOTTOM + 18.0);
     }
-    let mut y = ylo;
-    while y <= yhi + 1e-9 {
+    for y in &ticks {
         let _ = writeln!(
             s,
             r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             LEFT - 6.0,
-            sy(y) + 4.0,
-            fmt_num(y)
+            sy(*y) + 4.0,
+            fmt_num(*y)
         );
-        y += ystep;
     }
     let _ = writeln!(s, "</g>");
     let _ = writeln!(
         s,
-        r##"<text x="{}" y="{}" text-anchor="middle">ReLUs kept (log scale)</text>"##,
+        r##"<text x="{}" y="{}" text-anchor="middle">ReLUs kept, % of the network's (log scale)</text>"##,
         (LEFT + RIGHT) / 2.0,
         BOTTOM + 42.0
     );
@@ -172,87 +165,94 @@ pub fn pareto_svg(rows: &[Row], paper: Option<&PaperSeries>, title: &str) -> Str
         (TOP + BOTTOM) / 2.0
     );
 
-    // Selections present, in a fixed order, then anything else.
-    let mut selections: Vec<&str> = Vec::new();
-    for want in ["baseline", "snl", "random", "uniform"] {
-        if pts.iter().any(|p| p.0.selection == want) {
-            selections.push(want);
-        }
-    }
-    for p in &pts {
-        if !selections.contains(&p.0.selection.as_str()) {
-            selections.push(&p.0.selection);
-        }
-    }
+    let mut selections: Vec<&str> = dots.iter().map(|d| d.selection.as_str()).collect();
+    selections.sort_by_key(|s| selection::rank(s));
+    selections.dedup();
 
-    // The baseline's accuracy as a level line.
-    for (r, _, acc) in pts.iter().filter(|p| p.0.selection == "baseline") {
-        let py = sy(*acc);
+    // The baseline's mean accuracy as a level line.
+    for m in means.iter().filter(|m| m.selection == selection::BASELINE) {
+        let py = sy(m.mean);
         let _ = writeln!(
             s,
-            r##"<line class="baseline-level" x1="{LEFT}" y1="{py:.1}" x2="{RIGHT}" y2="{py:.1}" stroke="{}" stroke-dasharray="2 4"><title>{}</title></line>"##,
-            colour("baseline"),
-            escape(&r.name)
-        );
-    }
-
-    // Fronts: each selection's non-dominated points joined, SNL bold.
-    for sel in selections.iter().filter(|s| **s != "baseline") {
-        let mut front: Vec<(f64, f64)> =
-            pts.iter().filter(|p| p.0.selection == *sel && p.0.pareto).map(|p| (p.1, p.2)).collect();
-        if front.len() < 2 {
-            continue;
-        }
-        front.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let line: Vec<String> = front.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-        let (width, dash) = if *sel == "snl" { (2.0, "") } else { (1.2, r##" stroke-dasharray="5 3""##) };
-        let _ = writeln!(
-            s,
-            r##"<polyline class="front {sel}" points="{}" fill="none" stroke="{}" stroke-width="{width}"{dash}/>"##,
-            line.join(" "),
-            colour(sel)
+            r##"<line class="baseline-level" x1="{LEFT}" y1="{py:.1}" x2="{RIGHT}" y2="{py:.1}" stroke="{}" stroke-dasharray="2 4"/>"##,
+            selection::colour(selection::BASELINE)
         );
     }
 
     // The paper's points: hollow squares joined by a dotted line.
-    if let Some(p) = paper {
-        let mut sorted = p.points.clone();
+    if let Some(r) = reference {
+        let mut sorted = r.points.clone();
         sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if sorted.len() > 1 {
-            let line: Vec<String> =
-                sorted.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-            let _ = writeln!(
-                s,
-                r##"<polyline class="paper-line" points="{}" fill="none" stroke="{PAPER_COLOUR}" stroke-dasharray="1 3"/>"##,
-                line.join(" ")
-            );
-        }
+        let line: Vec<String> = sorted.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+        let _ = writeln!(
+            s,
+            r##"<polyline class="paper-line" points="{}" fill="none" stroke="{PAPER_COLOUR}" stroke-dasharray="1 3"/>"##,
+            line.join(" ")
+        );
         for &(x, y) in &sorted {
             let _ = writeln!(
                 s,
-                r##"<rect class="paper" x="{:.1}" y="{:.1}" width="9" height="9" fill="none" stroke="{PAPER_COLOUR}" stroke-width="1.8"><title>paper: {} ReLUs, {}%</title></rect>"##,
+                r##"<rect class="paper" x="{:.1}" y="{:.1}" width="9" height="9" fill="none" stroke="{PAPER_COLOUR}" stroke-width="1.8"><title>{}: {}% of ReLUs, {}%</title></rect>"##,
                 sx(x) - 4.5,
                 sy(y) - 4.5,
-                x,
+                escape(&r.label),
+                fmt_num(pct(x)),
                 y
             );
         }
     }
 
-    // One circle per run.
-    for (r, x, y) in &pts {
-        let (stroke, extra) =
-            if r.pareto && r.selection != "baseline" { ("black", " front") } else { ("white", "") };
+    // Each selection's means joined, then each mean's min-max bar and diamond.
+    for sel in selections.iter().filter(|s| **s != selection::BASELINE) {
+        let mut line: Vec<&Mean> = means.iter().filter(|m| m.selection == *sel).collect();
+        line.sort_by(|a, b| a.fraction.total_cmp(&b.fraction));
+        let pts: Vec<String> =
+            line.iter().map(|m| format!("{:.1},{:.1}", sx(m.fraction), sy(m.mean))).collect();
+        let (width, dash) =
+            if *sel == selection::SNL { (2.0, "") } else { (1.2, r##" stroke-dasharray="5 3""##) };
         let _ = writeln!(
             s,
-            r##"<circle class="run {}{extra}" cx="{:.1}" cy="{:.1}" r="5" fill="{}" stroke="{stroke}" stroke-width="1.5"><title>{}: {} ReLUs, {}% test top-1</title></circle>"##,
-            escape(&r.selection),
-            sx(*x),
-            sy(*y),
-            colour(&r.selection),
-            escape(&r.name),
-            x,
-            fmt_num(*y)
+            r##"<polyline class="means {sel}" points="{}" fill="none" stroke="{}" stroke-width="{width}"{dash}/>"##,
+            pts.join(" "),
+            selection::colour(sel)
+        );
+    }
+    for m in means {
+        let (x, colour) = (sx(m.fraction), selection::colour(&m.selection));
+        let _ = writeln!(
+            s,
+            r##"<line class="spread {}" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{colour}" stroke-width="1.5"/>"##,
+            escape(&m.selection),
+            sy(m.min),
+            sy(m.max)
+        );
+        let (y, ring) = (sy(m.mean), if m.front { "black" } else { "white" });
+        let _ = writeln!(
+            s,
+            r##"<path class="mean {}" d="M{x:.1},{:.1} l6,6 l-6,6 l-6,-6 z" fill="{colour}" stroke="{ring}" stroke-width="1.2"><title>{}: {}% of ReLUs, mean {}% (min {}, max {}) over {} run(s)</title></path>"##,
+            escape(&m.selection),
+            y - 6.0,
+            escape(&m.selection),
+            fmt_num(pct(m.fraction)),
+            fmt_num(m.mean),
+            fmt_num(m.min),
+            fmt_num(m.max),
+            m.runs
+        );
+    }
+
+    // One circle per run.
+    for d in dots {
+        let _ = writeln!(
+            s,
+            r##"<circle class="run {}" cx="{:.1}" cy="{:.1}" r="2.5" fill="{}" fill-opacity="0.6"><title>{}: {} ReLUs, {}% test top-1</title></circle>"##,
+            escape(&d.selection),
+            sx(d.fraction),
+            sy(d.top1),
+            selection::colour(&d.selection),
+            escape(&d.name),
+            d.relus,
+            fmt_num(d.top1)
         );
     }
 
@@ -263,35 +263,31 @@ pub fn pareto_svg(rows: &[Row], paper: Option<&PaperSeries>, title: &str) -> Str
     for sel in &selections {
         let _ = writeln!(
             s,
-            r##"<rect x="{lx}" y="{:.1}" width="11" height="11" rx="5.5" fill="{}"/><text x="{}" y="{:.1}">{}</text>"##,
+            r##"<rect x="{lx}" y="{:.1}" width="11" height="11" fill="{}"/><text x="{}" y="{ly:.1}">{}</text>"##,
             ly - 9.0,
-            colour(sel),
+            selection::colour(sel),
             lx + 18.0,
-            ly,
-            escape(&legend_name(sel))
+            escape(&selection::legend(sel))
         );
         ly += 20.0;
     }
-    if let Some(p) = paper {
+    if let Some(r) = reference {
         let _ = writeln!(
             s,
-            r##"<rect x="{}" y="{:.1}" width="9" height="9" fill="none" stroke="{PAPER_COLOUR}" stroke-width="1.8"/><text x="{}" y="{:.1}">{}</text>"##,
+            r##"<rect x="{}" y="{:.1}" width="9" height="9" fill="none" stroke="{PAPER_COLOUR}" stroke-width="1.8"/><text x="{}" y="{ly:.1}">{}</text>"##,
             lx + 1.0,
             ly - 8.0,
             lx + 18.0,
-            ly,
-            escape(&p.label)
+            escape(&r.label)
         );
         ly += 20.0;
     }
     let _ = writeln!(
         s,
-        r##"<rect x="{lx}" y="{:.1}" width="11" height="11" rx="5.5" fill="#bbbbbb" stroke="black" stroke-width="1.5"/><text x="{}" y="{:.1}">non-dominated</text>"##,
-        ly - 9.0,
-        lx + 18.0,
-        ly
+        r##"<text x="{lx}" y="{ly:.1}" fill="#555">dots: runs; diamonds: mean over seeds,</text><text x="{lx}" y="{:.1}" fill="#555">bars: min-max; ringed: non-dominated</text>"##,
+        ly + 15.0
     );
-    if pts.is_empty() {
+    if dots.is_empty() {
         let _ = writeln!(
             s,
             r##"<text x="{}" y="{}" text-anchor="middle" fill="#888">no finished runs yet</text>"##,
@@ -376,7 +372,7 @@ pub fn sites_svg(count: &Value, title: &str) -> Result<String, String> {
             s,
             r##"<rect class="site-kept" x="{x:.1}" y="{yk:.1}" width="{bar_w}" height="{:.1}" fill="{}"><title>{}: {kept} of {total} kept ({frac:.1}%)</title></rect>"##,
             bottom - yk,
-            colour("snl"),
+            selection::colour(selection::SNL),
             escape(name)
         );
         let _ = writeln!(
@@ -405,7 +401,7 @@ pub fn sites_svg(count: &Value, title: &str) -> Result<String, String> {
         width - 110.0,
         width - 94.0,
         width - 110.0,
-        colour("snl"),
+        selection::colour(selection::SNL),
         width - 94.0
     );
     let _ = writeln!(s, "</svg>");
@@ -415,69 +411,71 @@ pub fn sites_svg(count: &Value, title: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pareto::{mark_fronts, paper_series};
 
-    fn row(name: &str, sel: &str, relus: u64, acc: Option<f64>) -> Row {
-        Row {
-            name: name.into(),
-            selection: sel.into(),
-            relu_count: Some(relus),
-            relu_total: Some(122_880),
-            test_top1: acc,
-            ..Row::default()
-        }
+    fn dot(name: &str, sel: &str, relus: u64, top1: f64) -> Dot {
+        Dot { selection: sel.into(), name: name.into(), fraction: relus as f64 / 122_880.0, relus, top1 }
+    }
+
+    fn mean(sel: &str, relus: u64, mean: f64, front: bool) -> Mean {
+        let fraction = relus as f64 / 122_880.0;
+        Mean { selection: sel.into(), fraction, mean, min: mean - 1.0, max: mean + 1.0, runs: 2, front }
     }
 
     #[test]
-    fn one_circle_per_run() {
-        let mut rows = vec![
-            row("baseline", "baseline", 122_880, Some(91.0)),
-            row("snl-1pct", "snl", 1_200, Some(70.0)),
-            row("snl-10pct", "snl", 12_000, Some(85.0)),
-            row("random-1pct", "random", 1_229, Some(40.0)),
-            row("uniform-1pct", "uniform", 1_229, Some(50.5)),
-            row("broken", "snl", 5_000, None),
+    fn one_circle_per_run_and_a_diamond_per_mean() {
+        let dots = [
+            dot("baseline", "baseline", 122_880, 91.0),
+            dot("snl-3225-s0", "snl", 3_200, 70.0),
+            dot("snl-3225-s1", "snl", 3_220, 72.0),
+            dot("snl-24975-s0", "snl", 24_900, 85.0),
+            dot("random-3225-s0", "random", 3_225, 40.0),
+            dot("uniform-3225-s0", "uniform", 3_225, 50.5),
         ];
-        mark_fronts(&mut rows);
-        let paper = paper_series("cifar10", "resnet18");
-        let svg = pareto_svg(&rows, paper.as_ref(), "t <&> t");
-        assert_eq!(svg.matches("<circle").count(), 5, "one per run with an accuracy");
-        assert_eq!(svg.matches(r##"class="run "##).count(), 5);
-        assert_eq!(svg.matches(r##"class="run snl front""##).count(), 2);
-        assert_eq!(svg.matches(r##"class="paper""##).count(), 3);
-        assert!(svg.contains(r##"<polyline class="front snl""##));
-        assert!(svg.contains("t &lt;&amp;&gt; t"));
+        let means = [
+            mean("baseline", 122_880, 91.0, true),
+            mean("snl", 3_210, 71.0, true),
+            mean("snl", 24_900, 85.0, true),
+            mean("random", 3_225, 40.0, true),
+            mean("uniform", 3_225, 50.5, false),
+        ];
+        let paper = Reference { label: "paper <w64>".into(), points: vec![(0.026, 88.23), (0.1, 92.27)] };
+        let svg = pareto_svg(&dots, &means, Some(&paper), "t <&> t");
+        assert_eq!(svg.matches("<circle").count(), 6, "one per run");
+        assert_eq!(svg.matches(r##"<circle class="run snl""##).count(), 3);
+        assert_eq!(svg.matches(r##"<path class="mean "##).count(), 5);
+        assert_eq!(svg.matches(r##"<line class="spread "##).count(), 5);
+        assert_eq!(svg.matches(r##"stroke="black" stroke-width="1.2""##).count(), 4, "ringed means");
+        assert_eq!(svg.matches(r##"class="paper""##).count(), 2);
+        assert!(svg.contains(r##"<polyline class="means snl""##));
+        assert!(svg.contains("paper &lt;w64&gt;") && svg.contains("t &lt;&amp;&gt; t"));
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        // Decade ticks from 1k to 1M (the data spans 1,200 .. 122,880 ReLUs).
-        for label in [">1k<", ">10k<", ">100k<", ">1M<"] {
+        // Decades from 1% to 100% of the ReLUs (the data spans 2.6% .. 100%).
+        for label in [">1%<", ">10%<", ">100%<"] {
             assert!(svg.contains(label), "{label}");
         }
-        for c in ["#d62728", "#1f77b4", "#2ca02c", "#222222"] {
-            assert!(svg.contains(c), "{c}");
+        for sel in ["snl", "random", "uniform", "baseline"] {
+            assert!(svg.contains(selection::colour(sel)), "{sel}");
         }
     }
 
     #[test]
     fn an_empty_sweep_still_draws_axes() {
-        let svg = pareto_svg(&[], None, "empty");
+        let svg = pareto_svg(&[], &[], None, "empty");
         assert_eq!(svg.matches("<circle").count(), 0);
         assert!(svg.contains("no finished runs yet"));
     }
 
     #[test]
     fn axes() {
-        assert_eq!(decades(&[1200.0, 122_880.0]), (3, 6));
-        assert_eq!(decades(&[1000.0]), (3, 4));
-        assert_eq!(decades(&[]), (2, 6));
-        assert_eq!(decade_label(2), "100");
-        assert_eq!(decade_label(4), "10k");
-        assert_eq!(decade_label(6), "1M");
-        let (lo, hi, step) = y_range(&[40.0, 91.0]);
-        assert_eq!((lo, hi, step), (30.0, 100.0, 10.0));
+        assert_eq!(decades(&[2.6, 100.0]), (0, 2));
+        assert_eq!(decades(&[10.0]), (1, 2));
+        assert_eq!(decades(&[]), (0, 2));
+        assert_eq!(y_range(&[40.0, 91.0]), (30.0, 100.0, 10.0));
         let (lo, hi, _) = y_range(&[99.5]);
         assert!(lo < 99.5 && hi <= 100.0 && hi > lo);
         assert_eq!(nice_ceiling(16_384.0), 20_000.0);
         assert_eq!(nice_ceiling(5000.0), 5000.0);
+        assert_eq!(fmt_num(0.1 + 0.2), "0.3");
     }
 
     #[test]

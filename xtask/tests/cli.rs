@@ -1,7 +1,8 @@
-//! The xtask binary end to end, without the real `snl`: `--dry-run` prints the plan, and a
-//! sweep driven through a stand-in script (`tests/fake-snl.sh`, which writes `result.json`
-//! files as `snl` would) collects, plots, reports a failing run, resumes it, and refuses to
-//! mix other settings into the sweep.
+//! The xtask binary end to end, without the real `snl`: `--dry-run` prints the plan and an
+//! estimate, and a sweep driven through a stand-in script (`tests/fake-snl.sh`, which writes
+//! `result.json` files as `snl` would) collects, plots, gives controls their SNL run's search
+//! length, reports a failing run, resumes it, grows by a seed, and refuses to mix other
+//! settings into the sweep.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,26 +22,68 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The CSV's row of `run` as (column, value) pairs.
+fn csv_row(csv: &str, run: &str) -> Vec<(String, String)> {
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let line =
+        csv.lines().find(|l| l.starts_with(&format!("{run},"))).unwrap_or_else(|| panic!("{run}:\n{csv}"));
+    header.iter().map(|h| h.to_string()).zip(line.split(',').map(str::to_string)).collect()
+}
+
+fn field(row: &[(String, String)], column: &str) -> String {
+    row.iter().find(|(h, _)| h == column).map(|(_, v)| v.clone()).unwrap()
+}
+
 #[test]
-fn bare_xtask_lists_tasks() {
+fn bare_xtask_lists_tasks_and_bad_input_exits_2() {
     let o = xtask(&[]);
     assert!(o.status.success());
     assert!(text(&o).contains("pareto"));
     assert_eq!(xtask(&["nope"]).status.code(), Some(2));
-    assert_eq!(xtask(&["pareto", "--preset", "nope"]).status.code(), Some(2));
+    let o = xtask(&["pareto", "--preset", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("'nope'"), "{}", text(&o));
+    let o = xtask(&["pareto", "--budgets", "10%,0.1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("`10%` and `0.1` are the same budget"), "{}", text(&o));
+    for task in ["pareto", "sites", "bench-vs-torch"] {
+        let o = xtask(&[task, "--help"]);
+        assert!(o.status.success() && text(&o).contains("Usage: cargo xtask"), "{task}: {}", text(&o));
+    }
 }
 
 #[test]
-fn dry_run_prints_every_command_and_runs_nothing() {
+fn dry_run_prints_every_command_and_an_estimate_and_runs_nothing() {
     let dir = temp("dry");
     let out = dir.join("sweep");
-    let o = xtask(&["pareto", "--preset", "smoke", "--debug", "--dry-run", "--out", out.to_str().unwrap()]);
+    let o = xtask(&[
+        "pareto",
+        "--preset",
+        "cifar10-w16",
+        "--snl",
+        "/x/snl",
+        "--dry-run",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("build -p snl-cli"), "{t}");
     assert_eq!(t.matches(" train ").count(), 1, "{t}");
-    assert_eq!(t.matches(" linearize ").count(), 6, "{t}");
-    assert!(t.contains("--selection uniform"));
+    assert_eq!(t.matches(" linearize --model ").count(), 24, "4 budgets x 3 selections x 2 seeds: {t}");
+    let control =
+        format!("--search-epochs N  # N = search_epochs in {}/snl-3225-s1/result.json", out.display());
+    assert_eq!(t.matches(&control).count(), 2, "{t}");
+    assert!(t.contains("compute: 256..952 epochs still to run"), "{t}");
+    assert!(
+        t.contains(
+            "x 110.0 s per epoch (preset cifar10-w16's figure; --epoch-seconds to change) = 7.8..29.1 h"
+        ),
+        "{t}"
+    );
     assert!(!out.exists(), "a dry run creates nothing");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -61,32 +104,50 @@ fn sweep_with_a_stand_in_binary() {
     let o = xtask(&args);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("uniform-60pct (exit code 3)"), "{t}");
-    let csv = std::fs::read_to_string(out.join("pareto.csv")).unwrap();
+    assert!(t.contains("uniform-60pct-s0 (exit code 3)"), "{t}");
+    assert!(t.contains("--selection random") && t.contains("--search-epochs 3"), "{t}");
+    let csv = read(out.join("pareto.csv"));
     assert_eq!(csv.lines().count(), 1 + 6, "header, baseline and 5 finished runs:\n{csv}");
-    let svg = std::fs::read_to_string(out.join("pareto.svg")).unwrap();
+    // Equal training: a control trains as many epochs as its SNL run.
+    let (snl, random) = (csv_row(&csv, "snl-30pct-s0"), csv_row(&csv, "random-30pct-s0"));
+    assert_eq!(field(&snl, "epochs_trained"), "4");
+    assert_eq!(field(&random, "epochs_trained"), "4");
+    assert_eq!((field(&snl, "lambda0"), field(&random, "lambda0")), ("0.001".into(), String::new()));
+    assert_eq!(field(&csv_row(&csv, "baseline"), "epochs_trained"), "0");
+    let svg = read(out.join("pareto.svg"));
     assert_eq!(svg.matches("<circle").count(), 6);
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("pareto.json")).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&read(out.join("pareto.json"))).unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 6);
-    assert!(out.join("snl-30pct/sites.svg").exists());
+    assert_eq!(json["points"].as_array().unwrap().len(), 6, "baseline, snl x2, random x2, uniform x1");
+    assert!(out.join("snl-30pct-s0/sites.svg").exists());
     assert!(out.join("sweep.json").exists());
 
     // Again: finished runs are skipped, the unfinished one resumed (as the run it was).
     // A folder the sweep did not plan is not collected.
-    std::fs::create_dir_all(out.join("snl-90pct")).unwrap();
-    std::fs::copy(out.join("snl-30pct/result.json"), out.join("snl-90pct/result.json")).unwrap();
+    std::fs::create_dir_all(out.join("snl-90pct-s0")).unwrap();
+    std::fs::copy(out.join("snl-30pct-s0/result.json"), out.join("snl-90pct-s0/result.json")).unwrap();
     let o = xtask(&args);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert_eq!(t.matches("# skip").count(), 6, "{t}");
     assert!(t.contains("linearize --resume"), "{t}");
-    let csv = std::fs::read_to_string(out.join("pareto.csv")).unwrap();
+    let csv = read(out.join("pareto.csv"));
     assert_eq!(csv.lines().count(), 1 + 7, "{csv}");
     assert!(!csv.contains("snl-90pct"), "{csv}");
-    let resumed: Vec<&str> = csv.lines().filter(|l| l.starts_with("uniform-60pct,")).collect();
-    assert_eq!(resumed.len(), 1, "{csv}");
-    assert!(resumed[0].starts_with("uniform-60pct,uniform,600,597,1000,"), "{csv}");
+    let resumed = csv_row(&csv, "uniform-60pct-s0");
+    assert_eq!((field(&resumed, "budget"), field(&resumed, "epochs_trained")), ("600".into(), "4".into()));
+
+    // Another seed: the record grows, the baseline is not trained again; the table has both.
+    let mut two = args.to_vec();
+    two.extend(["--seeds", "0,1"]);
+    let o = xtask(&two);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert_eq!(t.matches(" train ").count(), 0, "{t}");
+    let csv = read(out.join("pareto.csv"));
+    assert_eq!(csv.lines().count(), 1 + 13, "{csv}");
+    assert_eq!(field(&csv_row(&csv, "snl-60pct-s1"), "seed"), "1");
+    assert!(t.contains("n=2"), "the summary is over two seeds: {t}");
 
     // Other settings into the same folder: refused before anything runs, nothing changed.
     let mut seed = args.to_vec();
@@ -94,20 +155,35 @@ fn sweep_with_a_stand_in_binary() {
     let o = xtask(&seed);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
-    assert!(
-        t.contains("sweep.json records other settings: --seed was 0, now 1 (baseline and 6 more)"),
-        "{t}"
-    );
+    assert!(t.contains("sweep.json records other settings: --seed was 0, now 1 (baseline)"), "{t}");
     assert!(t.contains("choose another --out"), "{t}");
     assert!(!t.contains(" linearize ") && !t.contains("wrote"), "{t}");
-    assert_eq!(std::fs::read_to_string(out.join("pareto.csv")).unwrap(), csv);
+    assert_eq!(read(out.join("pareto.csv")), csv);
 
     // Runs whose settings were never recorded: refused too.
     std::fs::remove_file(out.join("sweep.json")).unwrap();
     let o = xtask(&args);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
-    assert!(t.contains("does not record (baseline, random-30pct,"), "{t}");
+    assert!(t.contains("does not record (baseline, random-30pct-s0,"), "{t}");
+
+    // A control whose SNL run never ran is reported, not run without its search length.
+    let lone = dir.join("lone");
+    let o = xtask(&[
+        "pareto",
+        "--snl",
+        fake.to_str().unwrap(),
+        "--out",
+        lone.to_str().unwrap(),
+        "--budgets",
+        "30%",
+        "--selections",
+        "random",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("random-30pct-s0 (skipped: its SNL run is not finished"), "{t}");
+    assert!(!lone.join("random-30pct-s0").exists(), "{t}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -128,4 +204,70 @@ fn bench_finds_a_relative_target_dir_under_the_workspace_root() {
     let exe = root.join("xtask-no-such-target/release/vs_torch");
     assert!(t.contains(&format!("could not run {}", exe.display())), "{t}");
     std::fs::remove_dir_all(&cwd).unwrap();
+}
+
+/// `--executor slurm`: the dry run writes the scripts and submits nothing; no sbatch is a
+/// usage error; a refused sbatch is shown with Slurm's message and what was submitted is
+/// cancelled; Slurm flags need the Slurm executor.
+#[cfg(unix)]
+#[test]
+fn slurm_submission_and_its_bad_input() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp("slurm");
+    let out = dir.join("sweep");
+    let base =
+        ["pareto", "--snl", "/x/snl", "--budgets", "30%", "--seeds", "0,1", "--out", out.to_str().unwrap()];
+    let with = |extra: &[&str]| base.iter().chain(extra).map(|s| s.to_string()).collect::<Vec<String>>();
+
+    let o = xtask(
+        &with(&["--executor", "slurm", "--partition", "p", "--dry-run"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let slurm = out.join("slurm");
+    assert!(t.contains("--array=0-1 '--dependency=afterok:{0},aftercorr:{1}'"), "{t}");
+    assert_eq!(read(slurm.join("tasks.txt")).lines().count(), 6, "3 selections x 2 seeds");
+    assert!(read(slurm.join("runs.sbatch")).contains("#SBATCH --partition=p"));
+    assert!(read(slurm.join("tasks.txt")).lines().next().unwrap().ends_with("--task snl-30pct-s0"));
+    assert!(!t.contains("submitted baseline") && !out.join("sweep.json").exists(), "{t}");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(with(&["--executor", "slurm"]))
+        .env("PATH", dir.join("nothing"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("sbatch is not on PATH (nothing was submitted)"), "{}", text(&o));
+
+    // A stand-in sbatch takes the first job and refuses the second; scancel says what it got.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.join("scancel.log");
+    let sbatch = "#!/bin/sh\n[ -e \"$0.once\" ] && { echo 'sbatch: error: invalid partition specified: p' >&2; exit 1; }\ntouch \"$0.once\"; echo 41\n";
+    let scancel = format!("#!/bin/sh\necho \"$@\" > {}\n", log.display());
+    for (name, body) in [("sbatch", sbatch.to_string()), ("scancel", scancel)] {
+        std::fs::write(bin.join(name), body).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(with(&["--executor", "slurm", "--partition", "p"]))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("sbatch refused the 2 runs (snl) job: sbatch: error: invalid partition specified: p"),
+        "{t}"
+    );
+    assert_eq!(read(log).trim(), "41", "the baseline job is cancelled");
+
+    let o = xtask(&with(&["--gres", "gpu:1"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--gres is a Slurm flag: give --executor slurm"), "{}", text(&o));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
-# fake snl: parse --out, --selection, --budget; write config.json (read back on --resume,
-# as snl does), then result.json. A fresh uniform run at 60% fails after its config.json.
-out=""; sel=""; cmd=""; budget=""; resume=""; model=""
+# fake snl: parse what xtask passes; write config.json (read back on --resume, as snl does),
+# then result.json. SNL searches 3 epochs; a control must get --search-epochs (refused with
+# snl, as snl does) and trains as long. A fresh uniform run at 60% fails after its config.json.
+out=""; sel=snl; cmd=""; budget=""; resume=""; seed=0; search=""
 while [ $# -gt 0 ]; do
   case "$1" in
     train|linearize|count) cmd=$1;;
@@ -9,8 +10,11 @@ while [ $# -gt 0 ]; do
     --resume) resume=$2; shift;;
     --selection) sel=$2; shift;;
     --budget) budget=$2; shift;;
-    --model) model=$2; shift;;
+    --seed) seed=$2; shift;;
+    --search-epochs) search=$2; shift;;
+    --model|--threads|--dataset|--batch-size|--lasso|--search-lr|--warmup-epochs|--max-search-epochs|--finetune-epochs|--arch|--width|--epochs|--schedule) shift;;
     --json) ;;
+    *) echo "fake snl: unexpected argument $1" >&2; exit 2;;
   esac; shift
 done
 if [ "$cmd" = count ]; then
@@ -21,17 +25,25 @@ if [ -n "$resume" ]; then
   out=$resume
   sel=$(sed -n 's/.*"selection":"\([^"]*\)".*/\1/p' "$out/config.json")
   budget=$(sed -n 's/.*"budget":"\([^"]*\)".*/\1/p' "$out/config.json")
+  search=$(sed -n 's/.*"search":"\([^"]*\)".*/\1/p' "$out/config.json")
 else
+  if [ "$cmd" = linearize ]; then
+    [ "$sel" = snl ] && [ -n "$search" ] && { echo "--search-epochs is refused with --selection snl" >&2; exit 2; }
+    [ "$sel" != snl ] && [ -z "$search" ] && { echo "fake snl: a control needs --search-epochs" >&2; exit 2; }
+  fi
   mkdir -p "$out"
-  echo "{\"command\":\"$cmd\",\"selection\":\"$sel\",\"budget\":\"$budget\"}" > "$out/config.json"
-  [ "$sel" = uniform ] && [ "$budget" = "60%" ] && exit 3
+  echo "{\"command\":\"$cmd\",\"selection\":\"$sel\",\"budget\":\"$budget\",\"search\":\"$search\"}" > "$out/config.json"
+  [ "$sel" = uniform ] && [ "$budget" = "60%" ] && [ "$seed" = 0 ] && exit 3
 fi
 p=${budget%\%}; [ -z "$p" ] && p=100
-acc=$(( 40 + p/2 )); [ "$sel" = snl ] && acc=$((acc+10))
+acc=$(( 40 + p/2 + seed )); [ "$sel" = snl ] && acc=$((acc+10))
 if [ "$cmd" = train ]; then
-  echo '{"command":"train","selection":null,"budget":null,"relu_count":1000,"relu_total":1000,"val":{"samples":100,"top1":91,"top5":99,"loss":0.3},"test":{"samples":100,"top1":90.5,"top5":99,"loss":0.3},"wall_time_s":1.5,"seed":0,"dataset":"synthetic","arch":"resnet18","best_epoch":2}' > "$out/result.json"
+  echo '{"command":"train","selection":null,"budget":null,"relu_count":1000,"relu_total":1000,"val":{"samples":100,"top1":91,"top5":99,"loss":0.3},"test":{"samples":100,"top1":90.5,"top5":99,"loss":0.3},"wall_time_s":1.5,"seed":0,"epochs":2}' > "$out/result.json"
+  echo '{"epoch":0,"seconds":2.0}' > "$out/metrics.jsonl"
   touch "$out/best.safetensors"
 else
-  echo "{\"command\":\"linearize\",\"selection\":\"$sel\",\"budget\":$((p*10)),\"relu_count\":$((p*10-3)),\"relu_total\":1000,\"val\":{\"samples\":100,\"top1\":$acc,\"top5\":99,\"loss\":0.3},\"test\":{\"samples\":100,\"top1\":$acc.5,\"top5\":99,\"loss\":0.3},\"wall_time_s\":1.5,\"seed\":0,\"dataset\":\"synthetic\",\"arch\":\"resnet18\",\"best_epoch\":1}" > "$out/result.json"
+  lambdas='"lambda0":null,"lambda_final":null'
+  [ "$sel" = snl ] && { search=3; lambdas='"lambda0":0.001,"lambda_final":0.0015'; }
+  echo "{\"command\":\"linearize\",\"selection\":\"$sel\",\"budget\":$((p*10)),\"relu_count\":$((p*10-3)),\"relu_total\":1000,\"val\":{\"samples\":100,\"top1\":$acc,\"top5\":99,\"loss\":0.3},\"test\":{\"samples\":100,\"top1\":$acc.5,\"top5\":99,\"loss\":0.3},\"wall_time_s\":1.5,\"seed\":$seed,\"search_epochs\":$search,\"epochs_trained\":$((search+1)),$lambdas}" > "$out/result.json"
   touch "$out/model.safetensors"
 fi

@@ -13,7 +13,7 @@ use snl_core::{
 };
 use snl_models::{Model, ModelConfig, params};
 
-use super::{Context, KEPT_BEST_VAL, KEPT_LAST, RunResult, check_fits, model_split, parse_budget};
+use super::{Context, KEPT_BEST_VAL, KEPT_LAST, RunResult, check_fits, model_split};
 use crate::cli::{LinearizeArgs, Selection};
 use crate::data::{self, DataConfig, Metrics, Splits, TrainBatches};
 use crate::model::{self, keys, metadata};
@@ -116,7 +116,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
         }
         None => {
             let model_path = args.model.as_ref().context("--model is required")?;
-            let budget = parse_budget(args.budget.as_deref().context("--budget is required")?)?;
+            let budget = args.budget.context("--budget is required")?;
             let frozen_mask_epochs = match (args.selection, args.search_epochs) {
                 (Selection::Snl, Some(_)) => {
                     return Err(usage(

@@ -187,40 +187,15 @@ pub const KEPT_BEST_VAL: &str = "the epoch with the best validation top-1";
 /// `model_kept` with `--val-size 0`: never an epoch chosen on the test set.
 pub const KEPT_LAST: &str = "the last epoch (no validation split: --val-size 0)";
 
-/// A budget: a count (`50000`, `50k`, `1.5m`) or a fraction (`10%`, `0.1`). A fraction is
-/// in (0, 1): snl-core wants a budget below the network's ReLUs.
-pub fn parse_budget(text: &str) -> Result<snl_core::Budget> {
-    let t = text.trim().to_ascii_lowercase();
-    let bad = || usage(format!("--budget {text}: expected a count (50000, 50k) or a fraction (10%, 0.1)"));
-    if let Some(pct) = t.strip_suffix('%') {
-        let fraction = pct.trim().parse::<f64>().map_err(|_| bad())? / 100.0;
-        if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(usage(format!(
-                "--budget {text}: a fraction must be above 0% and below 100% (0 < fraction < 1): \
-                 a budget keeps at least one ReLU and fewer than the network has"
-            )));
-        }
-        return Ok(snl_core::Budget::Fraction(fraction));
+/// `--budget`'s value parser: the grammar of `snl_budget` (counts `50000`, `50k`, `1.5m`;
+/// fractions `10%`, `0.1`), shared with xtask, as snl-core's `Budget`.
+pub fn parse_budget(text: &str) -> std::result::Result<snl_core::Budget, String> {
+    match text.parse::<snl_budget::Budget>().map_err(|e| format!("--budget {text}: {}", e.reason()))? {
+        snl_budget::Budget::Count(n) => usize::try_from(n)
+            .map(snl_core::Budget::Absolute)
+            .map_err(|_| format!("--budget {text}: more ReLUs than this platform can count")),
+        snl_budget::Budget::Fraction(f) => Ok(snl_core::Budget::Fraction(f)),
     }
-    let (number, scale) = match t.strip_suffix('k') {
-        Some(n) => (n, 1e3),
-        None => match t.strip_suffix('m') {
-            Some(n) => (n, 1e6),
-            None => (t.as_str(), 1.0),
-        },
-    };
-    let value: f64 = number.trim().parse().map_err(|_| bad())?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(bad());
-    }
-    if scale == 1.0 && value < 1.0 && value > 0.0 {
-        return Ok(snl_core::Budget::Fraction(value));
-    }
-    let count = value * scale;
-    if count.fract() != 0.0 {
-        return Err(bad());
-    }
-    Ok(snl_core::Budget::Absolute(count as usize))
 }
 
 #[cfg(test)]
@@ -234,11 +209,13 @@ mod tests {
         assert_eq!(parse_budget("50k").unwrap(), Budget::Absolute(50_000));
         assert_eq!(parse_budget("12.9K").unwrap(), Budget::Absolute(12_900));
         assert_eq!(parse_budget("1m").unwrap(), Budget::Absolute(1_000_000));
+        assert_eq!(parse_budget("1.5m").unwrap(), Budget::Absolute(1_500_000));
         assert_eq!(parse_budget("10%").unwrap(), Budget::Fraction(0.1));
         assert_eq!(parse_budget("0.1").unwrap(), Budget::Fraction(0.1));
         assert_eq!(parse_budget("1").unwrap(), Budget::Absolute(1));
-        for bad in ["", "ten", "-5", "1.5", "k", "5%%", "nan", "100%", "0%", "-5%", "150%", "nan%"] {
-            assert!(parse_budget(bad).is_err(), "{bad}");
+        for bad in ["", "ten", "-5", "1.5", "k", "5%%", "nan", "100%", "0%", "-5%", "150%", "nan%", "0"] {
+            let err = parse_budget(bad).unwrap_err();
+            assert!(err.starts_with(&format!("--budget {bad}: ")), "{bad}: {err}");
         }
     }
 }

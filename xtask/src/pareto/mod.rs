@@ -1,0 +1,421 @@
+//! `cargo xtask pareto`: plan a budget sweep over selections and seeds, run it through the
+//! `snl` binary (resuming what a killed sweep left, refusing other settings than
+//! `OUT/sweep.json` records), collect the runs' `result.json` into `pareto.csv` /
+//! `pareto.json`, and draw `pareto.svg`.
+//!
+//! `args` (command line, options), `preset`, `plan` (steps, dry-run text, estimate),
+//! `record` (sweep.json), `collect` (rows, groups over seeds, CSV, JSON), `paper`, `status`
+//! and `slurm` (scripts and submissions) decide, as pure functions with tests; `run`,
+//! `slurm::submit` and this file touch the disk or start processes.
+
+mod args;
+mod collect;
+mod paper;
+mod plan;
+mod preset;
+mod record;
+mod run;
+mod slurm;
+mod status;
+
+use std::path::{Path, PathBuf};
+
+use args::{Mode, Options, PaperPoints};
+use collect::Row;
+use plan::{RunState, Step, run_state};
+
+use crate::{cargo, plot, selection};
+
+/// Write `path` through a temporary file beside it, so a killed xtask leaves the old file
+/// or the new one.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+pub fn main(argv: &[String]) -> i32 {
+    let root = cargo::workspace_root();
+    let o = match crate::parse_args::<args::Args>("pareto", argv).map(|a| Options::new(a, &root)) {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            eprintln!("xtask pareto: {e}");
+            return 2;
+        }
+        Err(code) => return code,
+    };
+    if let Mode::Status(out) = &o.mode {
+        return match record::read_record(out) {
+            Ok(runs) if runs.is_empty() => {
+                eprintln!("xtask pareto: {} holds no sweep record ({})", out.display(), record::RECORD);
+                2
+            }
+            Ok(runs) => {
+                let names: Vec<String> = runs.into_keys().collect();
+                let failure = |run: &str| std::fs::read_to_string(status::failure_marker(out, run)).ok();
+                print!(
+                    "{}",
+                    status::text(&status::status(&names, &|r| run_state(&out.join(r)), &failure), out)
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("xtask pareto: {e}");
+                2
+            }
+        };
+    }
+    let snl = plan::snl_binary(&o, &root);
+    let planned = record::planned_settings(&o);
+    let on_disk = |run: &str| run_state(&o.out.join(run)) != RunState::Absent;
+    let merged =
+        record::read_record(&o.out).and_then(|old| record::merge_record(&o.out, &old, &planned, &on_disk));
+    let record = match merged {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xtask pareto: {e}");
+            return 2;
+        }
+    };
+    let steps = plan::plan(&o, &|d| run_state(d));
+    // The planned runs only, and the given baseline's folder (its result.json, if any).
+    let mut dirs: Vec<PathBuf> = planned.keys().map(|run| o.out.join(run)).collect();
+    if let Some(dir) = o.baseline.as_ref().and_then(|b| b.parent())
+        && !dirs.iter().any(|d| d == dir)
+    {
+        dirs.push(dir.to_path_buf());
+    }
+    if o.preset.features.as_deref() == Some("cuda") {
+        println!(
+            "note: preset `{}` runs with --device cuda: snl is built with --features cuda",
+            o.preset.name
+        );
+    }
+    if o.dry_run {
+        println!("plan for preset `{}` in {} ({} steps):", o.preset.name, o.out.display(), steps.len());
+        for line in plan::plan_text(&steps, &snl) {
+            println!("{line}");
+        }
+        let searched = |d: &Path| run::search_epochs(d).ok();
+        let epochs = plan::epochs_to_run(&o, &steps, &searched);
+        println!("{}", plan::estimate_text(epochs, epoch_seconds(&o, &dirs)));
+    }
+    if o.slurm.is_some() {
+        return submit(&o, argv, &record, &steps, &snl, &root);
+    }
+    if o.dry_run {
+        let out = o.out.display();
+        println!(
+            "then: record the settings in {out}/{}, collect the runs' result.json into \
+             {out}/pareto.csv, pareto.json, pareto.svg",
+            record::RECORD
+        );
+        return 0;
+    }
+    let failures = match &o.mode {
+        Mode::CollectOnly => Vec::new(),
+        Mode::Task(run) => {
+            let Some(step) = steps.iter().find(|s| step_run(s) == Some(run.as_str())) else {
+                let runs: Vec<&String> = planned.keys().collect();
+                eprintln!("xtask pareto: --task {run}: not a run of this sweep (its runs: {runs:?})");
+                return 2;
+            };
+            // The record is the submission's; a task only checks it (above).
+            return match run::execute(std::slice::from_ref(step), &snl, &root, &o.out) {
+                Ok(f) if f.is_empty() => 0,
+                Ok(_) => 1,
+                Err(e) => {
+                    eprintln!("xtask pareto: {e}");
+                    1
+                }
+            };
+        }
+        Mode::Sweep => {
+            if let Some(b) = &o.baseline
+                && !b.exists()
+            {
+                eprintln!("xtask pareto: --baseline {}: no such file", b.display());
+                return 2;
+            }
+            let started = std::fs::create_dir_all(&o.out)
+                .map_err(|e| format!("cannot create {}: {e}", o.out.display()))
+                .and_then(|()| record::write_record(&o.out, &record));
+            if let Err(e) = started {
+                eprintln!("xtask pareto: {e}; nothing was run");
+                return 1;
+            }
+            match run::execute(&steps, &snl, &root, &o.out) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("xtask pareto: {e}; nothing was run");
+                    return 1;
+                }
+            }
+        }
+        Mode::Status(_) => unreachable!("handled above"),
+    };
+    let rows = collect::collect(&dirs);
+    if let Err(e) = write_outputs(&o, &rows) {
+        eprintln!("xtask pareto: {e}");
+        return 1;
+    }
+    if o.sites {
+        for r in rows.iter().filter(|r| r.selection != selection::BASELINE) {
+            let (svg, model) = (r.dir.join("sites.svg"), r.dir.join("model.safetensors"));
+            if !svg.exists()
+                && model.exists()
+                && let Err(e) = crate::sites::draw(&snl, &r.dir, &model, &svg)
+            {
+                eprintln!("xtask pareto: no per-site chart for {}: {e}", r.dir.display());
+            }
+        }
+    }
+    if failures.is_empty() {
+        return 0;
+    }
+    eprintln!("xtask pareto: {} run(s) failed:", failures.len());
+    for f in &failures {
+        eprintln!("  {} ({})", f.dir, f.why);
+    }
+    1
+}
+
+/// The run folder name of a step (none for the build).
+fn step_run(step: &Step) -> Option<&str> {
+    match step {
+        Step::Snl { dir, .. } | Step::Skip { dir, .. } => dir.file_name()?.to_str(),
+        Step::Build { .. } => None,
+    }
+}
+
+/// `xtask pareto`'s own arguments without the executor's and `--dry-run`: what every Slurm
+/// job gives back to xtask.
+pub fn forwarded(argv: &[String]) -> Vec<String> {
+    const WITH_VALUE: [&str; 8] = [
+        "--executor",
+        "--partition",
+        "--account",
+        "--time",
+        "--gres",
+        "--cpus-per-task",
+        "--mem",
+        "--sbatch-arg",
+    ];
+    let mut out = Vec::new();
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        let name = a.split('=').next().unwrap_or(a);
+        if a == "--dry-run" {
+            continue;
+        }
+        if WITH_VALUE.contains(&name) {
+            if !a.contains('=') {
+                it.next();
+            }
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out
+}
+
+/// Submit the sweep to Slurm (with `--dry-run`: write the scripts and print the sbatch lines).
+fn submit(
+    o: &Options,
+    argv: &[String],
+    record: &record::Settings,
+    steps: &[Step],
+    snl: &Path,
+    root: &Path,
+) -> i32 {
+    let flags = o.slurm.as_ref().expect("slurm");
+    if !o.dry_run && !slurm::sbatch_on_path() {
+        eprintln!("xtask pareto: --executor slurm: sbatch is not on PATH (nothing was submitted)");
+        return 2;
+    }
+    if let Some(Step::Build { args }) = steps.first()
+        && !o.dry_run
+        && let Err(e) = cargo::build(root, args)
+    {
+        eprintln!("xtask pareto: {e}; nothing was submitted");
+        return 1;
+    }
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (out, cwd) = (abs(&o.out), abs(Path::new(".")));
+    let xtask = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "xtask".into());
+    let mut task = vec![xtask, "pareto".to_string()];
+    task.extend(forwarded(argv));
+    task.extend(["--out".into(), out.display().to_string(), "--snl".into(), abs(snl).display().to_string()]);
+    let mut collect = task.clone();
+    collect.push("--collect-only".into());
+    let arrays: Vec<slurm::Array> = o
+        .selections
+        .iter()
+        .map(|sel| slurm::Array {
+            selection: sel.clone(),
+            runs: o
+                .preset
+                .seeds
+                .iter()
+                .flat_map(|&seed| o.preset.budgets.iter().map(move |b| (seed, b)))
+                .map(|(seed, b)| plan::folder_name(&plan::run_dir(&o.out, sel, b, seed)))
+                .collect(),
+        })
+        .collect();
+    let dir = slurm::dir(&out);
+    let baseline = o.baseline.is_none();
+    let scripts = slurm::scripts(flags, &dir, &cwd, &task, &collect, baseline, &arrays);
+    let files = [
+        ("baseline.sbatch", scripts.baseline.clone()),
+        ("runs.sbatch", Some(scripts.runs.clone())),
+        ("collect.sbatch", Some(scripts.collect.clone())),
+        ("tasks.txt", Some(scripts.tasks.clone())),
+    ];
+    let written = std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+        .and_then(|()| if o.dry_run { Ok(()) } else { record::write_record(&o.out, record) })
+        .and_then(|()| {
+            files.iter().try_for_each(|(name, text)| {
+                text.as_ref().map_or(Ok(()), |t| write_atomic(&dir.join(name), t))
+            })
+        });
+    if let Err(e) = written {
+        eprintln!("xtask pareto: {e}; nothing was submitted");
+        return 1;
+    }
+    println!("wrote the scripts and tasks.txt in {}", dir.display());
+    let subs = slurm::submissions(&dir, baseline, &arrays);
+    if o.dry_run {
+        for s in &subs {
+            println!(
+                "$ {}  # {}",
+                cargo::shell_line("sbatch", &[vec!["--parsable".into()], s.args.clone()].concat()),
+                s.what
+            );
+        }
+        println!("({{N}} is the job id of the N-th sbatch above, from 0; nothing was submitted)");
+        return 0;
+    }
+    match slurm::submit(&subs) {
+        Ok(ids) => {
+            println!(
+                "submitted {} jobs; watch them with `squeue -j {}` and `cargo xtask pareto --status {}`",
+                ids.len(),
+                ids.join(","),
+                o.out.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("xtask pareto: {e}");
+            1
+        }
+    }
+}
+
+/// Seconds per epoch for the estimate, and where the figure comes from.
+fn epoch_seconds(o: &Options, dirs: &[PathBuf]) -> Option<(f64, String)> {
+    if let Some(s) = o.epoch_seconds {
+        return Some((s, "--epoch-seconds".into()));
+    }
+    let logged: Vec<f64> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("metrics.jsonl")).ok())
+        .flat_map(|text| text.lines().filter_map(collect::epoch_seconds).collect::<Vec<_>>())
+        .collect();
+    if !logged.is_empty() {
+        let mean = logged.iter().sum::<f64>() / logged.len() as f64;
+        return Some((
+            mean,
+            format!("mean of the {} epochs logged in {}/*/metrics.jsonl", logged.len(), o.out.display()),
+        ));
+    }
+    let s = o.preset.epoch_seconds?;
+    Some((s, format!("preset {}'s figure; --epoch-seconds to change", o.preset.name)))
+}
+
+/// pareto.csv, pareto.json, pareto.svg (and .png) in OUT, and the summary on stdout.
+fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
+    let groups = collect::groups(rows);
+    let arch = o.preset.model.get("arch").unwrap_or("resnet18");
+    let paper = match &o.paper_points {
+        PaperPoints::None => None,
+        PaperPoints::Preset => {
+            paper::paper_dataset(&o.preset.data).and_then(|d| paper::paper_series(&d, arch))
+        }
+        PaperPoints::Dataset(d) => {
+            let series = paper::paper_series(d, arch);
+            if series.is_none() {
+                eprintln!(
+                    "xtask: no paper points for {d} and {arch} (REFERENCE section 3 has cifar10, cifar100, tiny-imagenet)"
+                );
+            }
+            series
+        }
+    };
+    let write = |name: &str, text: &str| {
+        let path = o.out.join(name);
+        write_atomic(&path, text).map(|()| println!("wrote {}", path.display()))
+    };
+    write("pareto.csv", &collect::to_csv(rows))?;
+    write("pareto.json", &collect::to_json(rows, &groups, paper.as_ref()))?;
+    let dots: Vec<plot::Dot> = rows
+        .iter()
+        .filter_map(|r| {
+            let (fraction, top1, relus) = (r.fraction()?, r.test_top1?, r.relu_count?);
+            Some(plot::Dot { selection: r.selection.clone(), name: r.name.clone(), fraction, relus, top1 })
+        })
+        .collect();
+    let means: Vec<plot::Mean> = groups
+        .iter()
+        .map(|g| plot::Mean {
+            selection: g.selection.clone(),
+            fraction: g.fraction,
+            mean: g.mean,
+            min: g.min,
+            max: g.max,
+            runs: g.runs,
+            front: g.front,
+        })
+        .collect();
+    let reference = paper.map(|p| plot::Reference {
+        label: p.label.clone(),
+        points: p.points.iter().map(|&(r, a)| (r / p.total, a)).collect(),
+    });
+    // An image folder is named by its directory (`cifar10-jpeg`), not as `folder`.
+    let dataset = match (o.preset.data.get("dataset"), o.preset.data.get("data-dir")) {
+        (Some("folder"), Some(dir)) => Path::new(dir).file_name().map(|n| n.to_string_lossy().into_owned()),
+        (name, _) => name.map(str::to_string),
+    };
+    let title = format!(
+        "{arch} width {} on {}: test top-1 vs ReLUs kept (preset {})",
+        o.preset.model.get("width").unwrap_or("?"),
+        dataset.as_deref().unwrap_or("?"),
+        o.preset.name
+    );
+    write("pareto.svg", &plot::pareto_svg(&dots, &means, reference.as_ref(), &title))?;
+    let png = o.out.join("pareto.png");
+    if run::try_png(&o.out.join("pareto.svg"), &png) {
+        println!("wrote {}", png.display());
+    }
+    println!("{} runs collected in {}; test top-1 mean (min-max) over seeds:", rows.len(), o.out.display());
+    print!("{}", collect::summary(&groups));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_jobs_get_the_sweeps_own_arguments() {
+        let argv: Vec<String> = "--preset smoke --executor slurm --partition=p --sbatch-arg --qos=low --dry-run \
+             --seeds 0,1 --gres gpu:1 --sbatch-arg=--nice --executor=slurm --time 1:00:00 --mem 4G --account a \
+             --cpus-per-task 2 --threads 2"
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert_eq!(forwarded(&argv), ["--preset", "smoke", "--seeds", "0,1", "--threads", "2"]);
+    }
+}

@@ -1,0 +1,396 @@
+//! The plan: every step of a sweep, built from the options and what each run folder holds
+//! (pure: the disk is asked through a function). Also what `--dry-run` prints: the commands
+//! and a compute estimate.
+
+use std::path::{Path, PathBuf};
+
+use snl_budget::Budget;
+
+use super::args::Options;
+use crate::cargo::{self, shell_line};
+use crate::selection;
+
+/// What a run folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Absent,
+    /// `config.json` without `result.json`: resume it.
+    Unfinished,
+    /// `result.json`: skip it.
+    Finished,
+}
+
+pub fn run_state(dir: &Path) -> RunState {
+    if dir.join("result.json").exists() {
+        RunState::Finished
+    } else if dir.join("config.json").exists() {
+        RunState::Unfinished
+    } else {
+        RunState::Absent
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Baseline,
+    Linearize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// `cargo build` of the `snl` binary (run in the workspace root).
+    Build { args: Vec<String> },
+    /// One `snl` invocation (arguments after the program name).
+    Snl {
+        role: Role,
+        dir: PathBuf,
+        args: Vec<String>,
+        /// A control's SNL run: `--search-epochs` is its `search_epochs`, known once it ran.
+        search_epochs_of: Option<PathBuf>,
+    },
+    /// A finished run, left alone.
+    Skip { role: Role, dir: PathBuf },
+}
+
+impl Step {
+    /// The full `snl` arguments of a control, given its SNL run's search length.
+    pub fn with_search_epochs(args: &[String], n: u64) -> Vec<String> {
+        let mut args = args.to_vec();
+        args.extend(["--search-epochs".into(), n.to_string()]);
+        args
+    }
+}
+
+/// Where the `snl` binary is (given, or in the target folder of this workspace).
+pub fn snl_binary(o: &Options, root: &Path) -> PathBuf {
+    o.snl.clone().unwrap_or_else(|| cargo::binary(root, "snl", !o.debug))
+}
+
+pub fn baseline_dir(o: &Options) -> PathBuf {
+    o.out.join("baseline")
+}
+
+/// The model every linearize run starts from.
+pub fn baseline_model(o: &Options) -> PathBuf {
+    o.baseline.clone().unwrap_or_else(|| baseline_dir(o).join("best.safetensors"))
+}
+
+pub fn run_dir(out: &Path, selection: &str, budget: &Budget, seed: u64) -> PathBuf {
+    out.join(format!("{selection}-{}-s{seed}", budget.label()))
+}
+
+/// A run folder's name (`snl-3225-s0`, `baseline`).
+pub fn folder_name(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn global_args(o: &Options, seed: u64) -> Vec<String> {
+    let mut args = vec!["--seed".to_string(), seed.to_string()];
+    if let Some(t) = o.threads {
+        args.extend(["--threads".into(), t.to_string()]);
+    }
+    o.preset.global.push_to(&mut args);
+    args
+}
+
+/// Every step of the sweep, in order: build, baseline (first seed), then for each seed and
+/// budget SNL and its controls. `state` says what a run folder holds.
+pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let p = &o.preset;
+    if o.snl.is_none() && o.build {
+        steps.push(Step::Build { args: cargo::snl_build_args(!o.debug, p.features.as_deref()) });
+    }
+    let run =
+        |role, dir: PathBuf, mut args: Vec<String>, fresh: &dyn Fn(&mut Vec<String>), of| match state(&dir) {
+            RunState::Finished => Step::Skip { role, dir },
+            RunState::Unfinished => {
+                args.extend(["--resume".into(), dir.display().to_string()]);
+                Step::Snl { role, dir, args, search_epochs_of: None }
+            }
+            RunState::Absent => {
+                fresh(&mut args);
+                args.extend(["--out".into(), dir.display().to_string()]);
+                Step::Snl { role, dir, args, search_epochs_of: of }
+            }
+        };
+    let first_seed = p.seeds.first().copied().unwrap_or(0);
+    if o.baseline.is_none() {
+        let mut args = global_args(o, first_seed);
+        args.push("train".into());
+        let fresh = |args: &mut Vec<String>| {
+            p.model.push_to(args);
+            p.data.push_to(args);
+            p.train.push_to(args);
+        };
+        steps.push(run(Role::Baseline, baseline_dir(o), args, &fresh, None));
+    }
+    let model = baseline_model(o).display().to_string();
+    for &seed in &p.seeds {
+        for budget in &p.budgets {
+            for sel in &o.selections {
+                let mut args = global_args(o, seed);
+                args.push("linearize".into());
+                let fresh = |args: &mut Vec<String>| {
+                    args.extend(["--model".into(), model.clone()]);
+                    args.extend(["--budget".into(), budget.to_string()]);
+                    args.extend(["--selection".into(), sel.clone()]);
+                    p.data.push_to(args);
+                    p.linearize.push_to(args);
+                };
+                let snl = (sel != selection::SNL).then(|| run_dir(&o.out, selection::SNL, budget, seed));
+                steps.push(run(Role::Linearize, run_dir(&o.out, sel, budget, seed), args, &fresh, snl));
+            }
+        }
+    }
+    steps
+}
+
+/// The plan as lines of text (what `--dry-run` prints); a control's search length is
+/// shown as where it will come from.
+pub fn plan_text(steps: &[Step], snl: &Path) -> Vec<String> {
+    let snl = snl.display().to_string();
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Build { args } => {
+                format!(
+                    "$ (cd {}) {}",
+                    cargo::workspace_root().display(),
+                    shell_line(&cargo::program(), args)
+                )
+            }
+            Step::Snl { args, search_epochs_of: None, .. } => format!("$ {}", shell_line(&snl, args)),
+            Step::Snl { args, search_epochs_of: Some(from), .. } => format!(
+                "$ {} --search-epochs N  # N = search_epochs in {}",
+                shell_line(&snl, args),
+                from.join("result.json").display()
+            ),
+            Step::Skip { dir, .. } => format!("# skip {}: finished (result.json)", dir.display()),
+        })
+        .collect()
+}
+
+/// Epochs that update weights in the runs still to run, as a range: an SNL search stops
+/// anywhere from 1 to `--max-search-epochs` epochs, and a control trains as long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epochs {
+    pub min: u64,
+    pub max: u64,
+}
+
+/// The epochs of the runs `steps` will run. `searched` gives the search length of a
+/// finished SNL run; a run to resume is counted in full.
+pub fn epochs_to_run(o: &Options, steps: &[Step], searched: &dyn Fn(&Path) -> Option<u64>) -> Epochs {
+    let flag = |f: &super::preset::Flags, name: &str, default: u64| {
+        f.get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(default)
+    };
+    let p = &o.preset;
+    // `snl`'s own defaults where the preset leaves a flag out.
+    let (train, finetune) = (flag(&p.train, "epochs", 160), flag(&p.linearize, "finetune-epochs", 100));
+    let max_search = flag(&p.linearize, "max-search-epochs", 2000);
+    let mut e = Epochs { min: 0, max: 0 };
+    for step in steps {
+        let Step::Snl { role, dir, search_epochs_of, .. } = step else { continue };
+        let search = match role {
+            Role::Baseline => {
+                e.min += train;
+                e.max += train;
+                continue;
+            }
+            Role::Linearize => {
+                let snl = search_epochs_of.as_deref().unwrap_or(dir);
+                searched(snl).map_or((1, max_search), |n| (n, n))
+            }
+        };
+        e.min += search.0 + finetune;
+        e.max += search.1 + finetune;
+    }
+    e
+}
+
+/// `--dry-run`'s estimate, saying how it is computed.
+pub fn estimate_text(e: Epochs, seconds: Option<(f64, String)>) -> String {
+    let range = |a: u64, b: u64, unit: &str| {
+        if a == b { format!("{a}{unit}") } else { format!("{a}..{b}{unit}") }
+    };
+    let mut text = format!(
+        "compute: {} epochs still to run (baseline epochs + per linearize run 1..max-search-epochs \
+         search epochs, known once its SNL run finished, + finetuning epochs)",
+        range(e.min, e.max, "")
+    );
+    match seconds {
+        Some((s, source)) => {
+            let h = |n: u64| format!("{:.1}", n as f64 * s / 3600.0);
+            text += &format!(
+                " x {s:.1} s per epoch ({source}) = {} h",
+                if e.min == e.max { h(e.min) } else { format!("{}..{}", h(e.min), h(e.max)) }
+            );
+        }
+        None => text += "; seconds per epoch unknown (give --epoch-seconds S)",
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(line: &str) -> Options {
+        Options::parse(line, Path::new("/repo/main")).unwrap()
+    }
+
+    fn line(step: &Step) -> String {
+        match step {
+            Step::Snl { args, .. } => shell_line("snl", args),
+            s => panic!("{s:?}"),
+        }
+    }
+
+    fn names(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Snl { dir, .. } | Step::Skip { dir, .. } => Some(folder_name(dir)),
+                Step::Build { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_smoke_sweep() {
+        let o = opts("--preset smoke --debug --out /tmp/sw");
+        let steps = plan(&o, &|_| RunState::Absent);
+        assert_eq!(steps[0], Step::Build { args: cargo::snl_build_args(false, None) });
+        assert_eq!(
+            line(&steps[1]),
+            "snl --seed 0 train --arch resnet18 --width 4 --dataset synthetic --batch-size 64 \
+             --epochs 2 --schedule cosine --out /tmp/sw/baseline"
+        );
+        assert_eq!(
+            line(&steps[2]),
+            "snl --seed 0 linearize --model /tmp/sw/baseline/best.safetensors --budget 30% \
+             --selection snl --dataset synthetic --batch-size 64 --lasso 1e-3 --search-lr 0.05 \
+             --warmup-epochs 0 --max-search-epochs 50 --finetune-epochs 1 --out /tmp/sw/snl-30pct-s0"
+        );
+        assert_eq!(
+            names(&steps),
+            [
+                "baseline",
+                "snl-30pct-s0",
+                "random-30pct-s0",
+                "uniform-30pct-s0",
+                "snl-60pct-s0",
+                "random-60pct-s0",
+                "uniform-60pct-s0"
+            ]
+        );
+        // Controls wait for the SNL run of their budget and seed.
+        match &steps[3] {
+            Step::Snl { search_epochs_of, args, .. } => {
+                assert_eq!(search_epochs_of.as_deref(), Some(Path::new("/tmp/sw/snl-30pct-s0")));
+                assert!(!args.contains(&"--search-epochs".to_string()));
+                let full = Step::with_search_epochs(args, 7);
+                assert_eq!(full[full.len() - 2..], ["--search-epochs", "7"]);
+            }
+            s => panic!("{s:?}"),
+        }
+        let text = plan_text(&steps, Path::new("target/debug/snl"));
+        assert!(text[1].starts_with("$ target/debug/snl --seed 0 train"));
+        assert!(
+            text[3].ends_with("--search-epochs N  # N = search_epochs in /tmp/sw/snl-30pct-s0/result.json")
+        );
+    }
+
+    #[test]
+    fn seeds_give_a_folder_each_and_one_baseline() {
+        let o = opts("--preset cifar10-w16 --out /s --snl /bin/snl --budgets 3225 --seeds 0,1");
+        let steps = plan(&o, &|_| RunState::Absent);
+        assert_eq!(
+            names(&steps),
+            [
+                "baseline",
+                "snl-3225-s0",
+                "random-3225-s0",
+                "uniform-3225-s0",
+                "snl-3225-s1",
+                "random-3225-s1",
+                "uniform-3225-s1"
+            ]
+        );
+        assert!(
+            line(&steps[0]).starts_with("snl --seed 0 train --arch resnet18 --width 16 --dataset folder")
+        );
+        assert!(
+            line(&steps[4])
+                .starts_with("snl --seed 1 linearize --model /s/baseline/best.safetensors --budget 3225")
+        );
+        match &steps[6] {
+            Step::Snl { search_epochs_of, .. } => {
+                assert_eq!(search_epochs_of.as_deref(), Some(Path::new("/s/snl-3225-s1")))
+            }
+            s => panic!("{s:?}"),
+        }
+    }
+
+    #[test]
+    fn plan_resumes_and_skips() {
+        let o = opts("--out /s --selections snl,random --budgets 10%,20% --snl /bin/snl");
+        let state = |d: &Path| match folder_name(d).as_str() {
+            "baseline" | "snl-10pct-s0" => RunState::Finished,
+            "random-10pct-s0" => RunState::Unfinished,
+            _ => RunState::Absent,
+        };
+        let steps = plan(&o, &state);
+        assert_eq!(steps.len(), 5, "no build with --snl: {steps:?}");
+        assert!(matches!(&steps[0], Step::Skip { role: Role::Baseline, .. }));
+        assert!(matches!(&steps[1], Step::Skip { role: Role::Linearize, .. }));
+        // A control being resumed has its search length in its config already.
+        assert_eq!(
+            steps[2],
+            Step::Snl {
+                role: Role::Linearize,
+                dir: "/s/random-10pct-s0".into(),
+                args: ["--seed", "0", "linearize", "--resume", "/s/random-10pct-s0"]
+                    .map(String::from)
+                    .to_vec(),
+                search_epochs_of: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_given_baseline_trains_nothing() {
+        let o =
+            opts("--preset paper --baseline pre/best.safetensors --selections random --budgets 5k --seed 3");
+        let steps = plan(&o, &|_| RunState::Absent);
+        assert_eq!(steps[0], Step::Build { args: cargo::snl_build_args(true, Some("cuda")) });
+        assert_eq!(steps.len(), 2);
+        let l = line(&steps[1]);
+        assert!(l.starts_with("snl --seed 3 --device cuda linearize --model pre/best.safetensors --budget 5000 --selection random"), "{l}");
+    }
+
+    #[test]
+    fn the_estimate_counts_epochs_still_to_run() {
+        let o = opts("--preset cifar10-w16 --out /s --snl /bin/snl");
+        // Fresh: baseline 40, then 24 runs of 1..30 search + 8 finetuning epochs.
+        let all = plan(&o, &|_| RunState::Absent);
+        let e = epochs_to_run(&o, &all, &|_| None);
+        assert_eq!(e, Epochs { min: 40 + 24 * 9, max: 40 + 24 * 38 });
+        // The baseline is done and snl-3225-s0 searched 5 epochs: its controls train 5 + 8.
+        let state = |d: &Path| match folder_name(d).as_str() {
+            "baseline" | "snl-3225-s0" => RunState::Finished,
+            _ => RunState::Absent,
+        };
+        let steps = plan(&o, &state);
+        let searched = |d: &Path| (folder_name(d) == "snl-3225-s0").then_some(5);
+        let e = epochs_to_run(&o, &steps, &searched);
+        assert_eq!(e, Epochs { min: 2 * 13 + 21 * 9, max: 2 * 13 + 21 * 38 });
+        let text = estimate_text(Epochs { min: 100, max: 200 }, Some((36.0, "preset".into())));
+        assert!(
+            text.contains("100..200 epochs") && text.ends_with("x 36.0 s per epoch (preset) = 1.0..2.0 h"),
+            "{text}"
+        );
+        assert!(estimate_text(e, None).contains("give --epoch-seconds"));
+    }
+}
