@@ -286,12 +286,16 @@ pub struct PredictArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub model_args: ModelArgs,
-    /// safetensors with tensor `x`: f32 (N, 3, H, W), already normalised.
+    /// safetensors with tensor `x`: float (N, 3, H, W), already normalised (integer images,
+    /// e.g. u8 pixels, are refused: normalise them first).
     #[arg(long)]
     pub input: PathBuf,
     /// safetensors to write with tensor `logits` (N, classes).
     #[arg(long)]
     pub output: PathBuf,
+    /// Images per forward pass (bounds the memory used).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use candle::{D, DType, Device, ModuleT, Tensor};
+use candle::{DType, Device, ModuleT, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -77,6 +77,8 @@ impl Splits {
             .with_context(|| format!("cannot load {name} (train)"))?;
         let test =
             snl_data::load(name, Split::Test, &opts).with_context(|| format!("cannot load {name} (test)"))?;
+        same_classes(train.classes(), test.classes())
+            .with_context(|| format!("{name}: the test split's classes are not the training split's"))?;
         Self::hold_out(train, test, config.val_size, seed)
     }
 
@@ -165,6 +167,29 @@ impl Splits {
     }
 }
 
+/// `Ok` when `test` names the same classes as `train` in the same order (a label means the
+/// same class in both), else an error naming the classes that differ.
+fn same_classes(train: &[String], test: &[String]) -> Result<()> {
+    if train == test {
+        return Ok(());
+    }
+    let only = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter().filter(|c| !b.contains(c)).cloned().collect()
+    };
+    let (only_train, only_test) = (only(train, test), only(test, train));
+    if only_train.is_empty() && only_test.is_empty() {
+        anyhow::bail!("the same {} classes in another order", train.len());
+    }
+    let mut parts = Vec::new();
+    if !only_train.is_empty() {
+        parts.push(format!("only in train: {}", crate::run::list_some(&only_train)));
+    }
+    if !only_test.is_empty() {
+        parts.push(format!("only in test: {}", crate::run::list_some(&only_test)));
+    }
+    anyhow::bail!("{}", parts.join("; "))
+}
+
 /// Training batches for snl-core: shuffled and augmented per (seed, epoch).
 pub struct TrainBatches {
     loader: Loader,
@@ -210,6 +235,26 @@ pub struct Metrics {
     pub top1: f64,
     pub top5: f64,
     pub loss: f64,
+    /// Samples with a NaN or infinite logit (each counted wrong); omitted when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub nonfinite: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Hits of one sample's `logits` at top-1 and top-5, and whether a logit is not finite.
+/// The rank of the true class counts every other class whose logit is greater *or equal*
+/// (a tie goes against the sample: a constant output scores 0, not 100%), and a sample with
+/// a non-finite logit is wrong.
+pub fn hits(logits: &[f32], label: usize) -> (bool, bool, bool) {
+    if logits.iter().any(|v| !v.is_finite()) || label >= logits.len() {
+        return (false, false, true);
+    }
+    let truth = logits[label];
+    let rank = logits.iter().enumerate().filter(|&(j, &v)| j != label && v >= truth).count();
+    (rank < 1, rank < 5, false)
 }
 
 /// Evaluates `model` in eval mode over `data`, in order, without augmentation.
@@ -220,22 +265,58 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<Metrics> {
     let loader = Loader::new(Arc::clone(data), BatchConfig::eval(batch_size), device)?;
-    let (mut top1, mut top5, mut loss_sum, mut samples) = (0usize, 0usize, 0f64, 0usize);
+    let (mut top1, mut top5, mut nonfinite, mut loss_sum, mut samples) =
+        (0usize, 0usize, 0usize, 0f64, 0usize);
     for batch in loader.epoch_inline(0) {
         let (x, y) = batch?;
         let logits = model.forward_t(&x, false)?;
         let n = y.dim(0)?;
         let loss = snl_core::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()?;
         loss_sum += f64::from(loss) * n as f64;
-        // Rank of the true class: how many logits beat it.
-        let true_logit = logits.gather(&y.to_dtype(DType::U32)?.unsqueeze(1)?, D::Minus1)?;
-        let beaten = logits.broadcast_gt(&true_logit)?.to_dtype(DType::F32)?.sum(D::Minus1)?;
-        for rank in beaten.to_vec1::<f32>()? {
-            top1 += usize::from(rank < 1.0);
-            top5 += usize::from(rank < 5.0);
+        let labels = y.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        for (row, label) in logits.to_dtype(DType::F32)?.to_vec2::<f32>()?.iter().zip(labels) {
+            let (one, five, bad) = hits(row, label as usize);
+            top1 += usize::from(one);
+            top5 += usize::from(five);
+            nonfinite += usize::from(bad);
         }
         samples += n;
     }
     let pct = |hits: usize| 100.0 * hits as f64 / samples.max(1) as f64;
-    Ok(Metrics { samples, top1: pct(top1), top5: pct(top5), loss: loss_sum / samples.max(1) as f64 })
+    Ok(Metrics {
+        samples,
+        top1: pct(top1),
+        top5: pct(top5),
+        loss: loss_sum / samples.max(1) as f64,
+        nonfinite,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{hits, same_classes};
+
+    #[test]
+    fn train_and_test_must_name_the_same_classes() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_classes(&names(&["a", "b"]), &names(&["a", "b"])).is_ok());
+        let err = same_classes(&names(&["a", "b", "c"]), &names(&["a", "x", "c", "y"])).unwrap_err();
+        assert_eq!(err.to_string(), "only in train: b; only in test: x, y");
+        let err = same_classes(&names(&["a", "b"]), &names(&["a", "b", "c"])).unwrap_err();
+        assert_eq!(err.to_string(), "only in test: c");
+        let err = same_classes(&names(&["a", "b"]), &names(&["b", "a"])).unwrap_err();
+        assert_eq!(err.to_string(), "the same 2 classes in another order");
+    }
+
+    #[test]
+    fn ties_and_non_finite_logits_count_against_the_sample() {
+        assert_eq!(hits(&[0.0; 10], 3), (false, false, false), "a constant output ranks last");
+        assert_eq!(hits(&[1.0, 2.0, 2.0], 1), (false, true, false), "a tie for first is not a top-1 hit");
+        assert_eq!(hits(&[1.0, 3.0, 2.0], 1), (true, true, false));
+        assert_eq!(hits(&[5.0, 4.0, 3.0, 2.0, 1.0, 0.0], 4), (false, true, false));
+        assert_eq!(hits(&[5.0, 4.0, 3.0, 2.0, 1.0, 1.0], 4), (false, false, false));
+        assert_eq!(hits(&[f32::NAN; 4], 0), (false, false, true));
+        assert_eq!(hits(&[0.0, 9.0, f32::INFINITY], 1), (false, false, true));
+        assert_eq!(hits(&[0.0, f32::NAN, 1.0], 2), (false, false, true));
+    }
 }

@@ -127,6 +127,20 @@ pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
     }
     let read = checkpoint::read(path, device)
         .with_context(|| format!("cannot read the model {}", path.display()))?;
+    let mut integers: Vec<String> = read
+        .tensors
+        .iter()
+        .filter(|(name, t)| !t.dtype().is_float() && !name.ends_with("num_batches_tracked"))
+        .map(|(name, t)| format!("{name} ({:?})", t.dtype()))
+        .collect();
+    if !integers.is_empty() {
+        integers.sort();
+        bail!(
+            "{}: integer tensors where weights must be floats: {}; not a model checkpoint?",
+            path.display(),
+            crate::run::list_some(&integers)
+        );
+    }
     let config = if read.metadata.contains_key(snl_models::metadata_keys::ARCH) {
         if args.any_given() {
             return Err(usage(format!(
@@ -145,6 +159,17 @@ pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
             path.display()
         )));
     };
+    // Building the model to compare shapes allocates it: a small file whose metadata claims a
+    // huge model (an image size of 3000, say) is refused before that.
+    let stored: u128 = read.tensors.values().map(|t| t.elem_count() as u128).sum();
+    let claimed = config.min_values();
+    if claimed > stored.saturating_mul(4).max(1 << 24) {
+        bail!(
+            "{} does not fit {}: that model holds at least {claimed} values, the file only {stored}",
+            path.display(),
+            config.arch_name()
+        );
+    }
     let expected = {
         let (_, vars) = config.build_trainable(&Device::Cpu)?;
         let data = vars.data().lock().map_err(|_| anyhow::anyhow!("variable map poisoned"))?;

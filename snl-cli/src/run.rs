@@ -1,16 +1,20 @@
 //! A run folder: `config.json`, `metrics.jsonl`, `checkpoint.safetensors` (resume state),
-//! `best.safetensors`, `model.safetensors`, `result.json`. Every file is written atomically
-//! (temporary file, then rename), so a crash never leaves half a file.
+//! `best.safetensors`, `model.safetensors`, `result.json`, and `.snl.lock`. Every file is
+//! written atomically (temporary file, then rename), so a crash never leaves half a file.
+//! One process at a time works in a run folder (`RunDir` holds an exclusive lock).
 
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use candle::Device;
 use candle_nn::VarMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use snl_core::optim::OptimizerState;
 use snl_models::checkpoint::{self, StateDict, write_atomic};
 
@@ -20,11 +24,30 @@ pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const BEST: &str = "best.safetensors";
 pub const MODEL: &str = "model.safetensors";
 pub const RESULT: &str = "result.json";
+/// Held locked (`flock`) by the process working in the folder; holds its pid. Removed
+/// when that process is done (left behind only by a killed one, then harmless).
+pub const LOCK: &str = ".snl.lock";
 
 /// Metadata key of the resume state (JSON) inside `checkpoint.safetensors`.
 const STATE_KEY: &str = "snl_state";
 /// Prefix of optimizer tensors inside `checkpoint.safetensors`.
 const OPTIMIZER_PREFIX: &str = "optimizer.";
+/// Metadata key of the run's configuration (the JSON of `config.json`) in the checkpoint:
+/// a resume whose `config.json` differs from it is refused, naming the changed keys.
+const CONFIG_KEY: &str = "snl_config";
+/// Metadata key of the number of `metrics.jsonl` lines the checkpoint's epochs wrote.
+const METRICS_KEY: &str = "snl_metrics_lines";
+/// At most this many names in an error listing names (then a count of the rest).
+pub const MAX_LISTED: usize = 5;
+
+/// `names` joined with ", ", at most [`MAX_LISTED`] of them, then "and N more".
+pub fn list_some(names: &[String]) -> String {
+    let mut text = names.iter().take(MAX_LISTED).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > MAX_LISTED {
+        text.push_str(&format!(" and {} more", names.len() - MAX_LISTED));
+    }
+    text
+}
 
 /// A run stopped on purpose by the hidden `--stop-after-epochs` (exit code 3).
 #[derive(Debug)]
@@ -56,12 +79,80 @@ pub fn is_free(path: &Path) -> Result<bool> {
     }
     let mut entries =
         std::fs::read_dir(path).with_context(|| format!("cannot read the folder {}", path.display()))?;
-    Ok(entries.next().is_none())
+    // A lock left by a run that stopped before writing anything else does not count.
+    Ok(entries.all(|e| e.is_ok_and(|e| e.file_name() == LOCK)))
+}
+
+/// An exclusive advisory lock on a run folder, released when the process ends (even killed):
+/// `.snl.lock`, holding the owner's pid, removed when the run is done with the folder.
+#[derive(Debug)]
+struct Lock {
+    /// Open for as long as the lock is held: closing it releases the lock.
+    _file: File,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock of `root` or says which process holds it.
+    fn take(root: &Path) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let path = root.join(LOCK);
+        loop {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            if !try_flock(&file).with_context(|| format!("cannot lock {}", path.display()))? {
+                let mut pid = String::new();
+                file.read_to_string(&mut pid).ok();
+                let pid = if pid.trim().is_empty() { "unknown" } else { pid.trim() };
+                bail!("{} is in use by another snl process (pid {pid}); wait for it to end", root.display());
+            }
+            // The owner before us may have removed the file after we opened it: then this lock
+            // is on a file nobody else will open, and we try again.
+            let same =
+                std::fs::metadata(&path).is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
+            if !same {
+                continue;
+            }
+            file.set_len(0)?;
+            file.rewind()?;
+            write!(file, "{}", std::process::id())?;
+            return Ok(Self { _file: file, path });
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Removed while still locked, so a process waiting on this file retries on a new one.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file holds it.
+fn try_flock(file: &File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own and keep open; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(false) } else { Err(err) }
 }
 
 #[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
+    /// Held for the life of the run (every clone shares it).
+    _lock: Arc<Lock>,
+    /// Opened with `--resume` (not created).
+    resumed: bool,
+    /// `config.json` as first read: what each checkpoint records.
+    config: OnceLock<Value>,
 }
 
 impl RunDir {
@@ -72,6 +163,12 @@ impl RunDir {
             bail!("{} holds a finished run; choose another --out (nothing was overwritten)", root.display());
         }
         if root.join(CHECKPOINT).exists() || root.join(CONFIG).exists() {
+            if !root.join(CHECKPOINT).exists() && !root.join(METRICS).exists() && !is_snl_config(root) {
+                bail!(
+                    "{} holds a {CONFIG} that is not an snl run's; choose another --out (nothing was overwritten)",
+                    root.display()
+                );
+            }
             bail!(
                 "{} holds an unfinished run; continue it with --resume {} or choose another --out",
                 root.display(),
@@ -86,7 +183,12 @@ impl RunDir {
         }
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create the run folder {}", root.display()))?;
-        Ok(Self { root: root.to_path_buf() })
+        let lock = Lock::take(root)?;
+        // Another process may have started a run here between the checks and the lock.
+        if !is_free(root)? {
+            bail!("{} was taken by another run meanwhile; choose another --out", root.display());
+        }
+        Ok(Self { root: root.to_path_buf(), _lock: Arc::new(lock), resumed: false, config: OnceLock::new() })
     }
 
     /// An unfinished run to resume.
@@ -94,10 +196,63 @@ impl RunDir {
         if !root.join(CONFIG).exists() {
             bail!("{}: not a run folder (no {CONFIG})", root.display());
         }
+        let lock = Lock::take(root)?;
         if root.join(RESULT).exists() {
             bail!("{} is finished already (it has {RESULT}); nothing to resume", root.display());
         }
-        Ok(Self { root: root.to_path_buf() })
+        let run =
+            Self { root: root.to_path_buf(), _lock: Arc::new(lock), resumed: true, config: OnceLock::new() };
+        run.check_config()?;
+        Ok(run)
+    }
+
+    /// Refuses a `config.json` that differs from the one the checkpoint (if any) was made
+    /// with, naming the changed keys. Reads only the checkpoint's header: a resume with an
+    /// edited configuration fails before any data is read.
+    fn check_config(&self) -> Result<()> {
+        let config = self.config()?;
+        let path = self.path(CHECKPOINT);
+        let Ok(mut file) = File::open(&path) else { return Ok(()) };
+        let bad = || format!("{}: not a checkpoint snl wrote (bad header)", path.display());
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).with_context(bad)?;
+        let len = u64::from_le_bytes(len);
+        let file_len = file.metadata().with_context(bad)?.len();
+        if len > file_len.saturating_sub(8) || len > 100 << 20 {
+            bail!(bad());
+        }
+        let mut header = vec![0u8; len as usize];
+        file.read_exact(&mut header).with_context(bad)?;
+        let header: Value = serde_json::from_slice(&header).with_context(bad)?;
+        let saved = header["__metadata__"][CONFIG_KEY]
+            .as_str()
+            .with_context(|| format!("{}: no resume state ({CONFIG_KEY})", path.display()))?;
+        let saved: Value = serde_json::from_str(saved)
+            .with_context(|| format!("{}: bad resume state ({CONFIG_KEY})", path.display()))?;
+        let changed = changed_keys(&saved, config);
+        if !changed.is_empty() {
+            bail!(
+                "{} was edited since the run's checkpoint (changed: {}); a run continues with the \
+                 configuration it started with: put the values back, or start a new run with the new ones",
+                self.path(CONFIG).display(),
+                list_some(&changed)
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether this run was opened to resume.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// `config.json` as read the first time (the configuration the run works with).
+    fn config(&self) -> Result<&Value> {
+        if let Some(v) = self.config.get() {
+            return Ok(v);
+        }
+        let value = self.read_json::<Value>(CONFIG)?;
+        Ok(self.config.get_or_init(|| value))
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -135,11 +290,23 @@ impl RunDir {
 
     /// Keeps the first `lines` records of `metrics.jsonl`: those of the epochs a resumed run
     /// keeps (a run killed after logging an epoch but before its checkpoint logs it again).
-    pub fn truncate_metrics(&self, lines: usize) -> Result<()> {
+    fn truncate_metrics(&self, lines: usize) -> Result<()> {
         let path = self.path(METRICS);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let text = self.metrics_text()?;
+        if text.lines().count() <= lines {
+            return Ok(());
+        }
         let kept: String = text.lines().take(lines).map(|l| format!("{l}\n")).collect();
         Ok(write_atomic(&path, kept.as_bytes())?)
+    }
+
+    fn metrics_text(&self) -> Result<String> {
+        let path = self.path(METRICS);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
     }
 
     /// Saves the resume state: model tensors, optimizer tensors and `state` (JSON).
@@ -156,23 +323,34 @@ impl RunDir {
         }
         let mut metadata = metadata.clone();
         metadata.insert(STATE_KEY.into(), serde_json::to_string(state)?);
+        metadata.insert(CONFIG_KEY.into(), serde_json::to_string(self.config()?)?);
+        metadata.insert(METRICS_KEY.into(), self.metrics_text()?.lines().count().to_string());
         checkpoint::save(&tensors, &metadata, self.path(CHECKPOINT))?;
         Ok(())
     }
 
     /// Reads the resume state back: model tensors, optimizer state, and `state`, if any.
+    /// Cuts `metrics.jsonl` back to the checkpointed epochs (to nothing when there is no
+    /// checkpoint yet). `open` has checked `config.json` against the checkpoint.
     pub fn load_checkpoint<T: DeserializeOwned>(
         &self,
         device: &Device,
     ) -> Result<Option<(StateDict, OptimizerState, T)>> {
         let path = self.path(CHECKPOINT);
         if !path.exists() {
+            self.truncate_metrics(0)?;
             return Ok(None);
         }
         let read =
             checkpoint::read(&path, device).with_context(|| format!("cannot read {}", path.display()))?;
-        let state =
-            read.metadata.get(STATE_KEY).with_context(|| format!("{}: no resume state", path.display()))?;
+        let meta = |key: &str| {
+            read.metadata.get(key).with_context(|| format!("{}: no resume state ({key})", path.display()))
+        };
+        let lines: usize = meta(METRICS_KEY)?
+            .parse()
+            .with_context(|| format!("{}: bad resume state ({METRICS_KEY})", path.display()))?;
+        self.truncate_metrics(lines)?;
+        let state = meta(STATE_KEY)?;
         let state =
             serde_json::from_str(state).with_context(|| format!("{}: bad resume state", path.display()))?;
         let (mut model, mut optimizer) = (StateDict::new(), OptimizerState::new());
@@ -189,5 +367,78 @@ impl RunDir {
     pub fn save_model(&self, name: &str, vars: &VarMap, metadata: &HashMap<String, String>) -> Result<()> {
         checkpoint::save_varmap(vars, metadata, self.path(name))?;
         Ok(())
+    }
+}
+
+/// Whether `root`'s `config.json` is one snl wrote (a JSON object with a `seed` and a `data`).
+fn is_snl_config(root: &Path) -> bool {
+    let text = std::fs::read_to_string(root.join(CONFIG)).unwrap_or_default();
+    serde_json::from_str::<Value>(&text).is_ok_and(|v| {
+        v.get("seed").is_some_and(Value::is_u64) && v.get("data").is_some_and(Value::is_object)
+    })
+}
+
+/// The dotted paths of the values that differ between `a` and `b` (leaves, sorted).
+pub fn changed_keys(a: &Value, b: &Value) -> Vec<String> {
+    fn walk(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), &sub, out);
+                }
+            }
+            _ if a != b => out.push(if path.is_empty() { "(the whole file)".into() } else { path.into() }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(a, b, "", &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LOCK, RunDir, changed_keys, list_some};
+    use serde_json::json;
+
+    #[test]
+    fn a_locked_run_folder_is_refused_naming_the_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("run");
+        let run = RunDir::create(&root).unwrap();
+        run.write_json(super::CONFIG, &json!({"seed": 0, "data": {}})).unwrap();
+        // flock locks belong to an open file: a second open, even in this process, is refused.
+        let err = RunDir::open(&root).unwrap_err().to_string();
+        let pid = std::process::id();
+        assert_eq!(
+            err,
+            format!("{} is in use by another snl process (pid {pid}); wait for it to end", root.display())
+        );
+        let err = RunDir::create(&root).unwrap_err().to_string();
+        assert!(err.contains("unfinished run"), "{err}");
+        assert!(root.join(LOCK).exists());
+        drop(run);
+        assert!(!root.join(LOCK).exists(), "the lock file outlived its run");
+        let reopened = RunDir::open(&root).unwrap();
+        assert!(reopened.resumed());
+    }
+
+    #[test]
+    fn changed_keys_name_every_differing_leaf() {
+        let a = json!({"epochs": 4, "sgd": {"lr": 0.1, "momentum": 0.9}, "seed": 0, "data": {"x": null}});
+        let b = json!({"epochs": 5, "sgd": {"lr": 0.2, "momentum": 0.9}, "seed": 0, "extra": 1, "data": {}});
+        assert_eq!(changed_keys(&a, &b), ["epochs", "extra", "sgd.lr"]);
+        assert!(changed_keys(&a, &a).is_empty());
+        assert_eq!(changed_keys(&json!(1), &json!([1])), ["(the whole file)"]);
+    }
+
+    #[test]
+    fn long_lists_are_cut_to_a_few_names_and_a_count() {
+        let names: Vec<String> = (0..40).map(|i| format!("layer{i}.weight")).collect();
+        let text = list_some(&names);
+        assert!(text.starts_with("layer0.weight, layer1.weight") && text.ends_with(" and 35 more"), "{text}");
+        assert_eq!(list_some(&names[..2]), "layer0.weight, layer1.weight");
     }
 }

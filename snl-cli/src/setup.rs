@@ -41,15 +41,26 @@ pub fn device(spec: &str) -> Result<Device> {
     }
 }
 
-/// Sets the CPU thread count for candle's kernels before any of them runs.
-pub fn threads(threads: Option<usize>) -> Result<()> {
-    if let Some(n) = threads {
+/// More threads than this many per core only slow the kernels down (10,000 hung for minutes).
+const THREADS_PER_CORE: usize = 4;
+
+/// Sets the CPU thread count for candle's kernels before any of them runs. A count far
+/// above the cores is capped; the returned warning says so.
+pub fn threads(threads: Option<usize>) -> Result<Option<String>> {
+    let mut warning = None;
+    if let Some(mut n) = threads {
         if n == 0 {
             return Err(usage("--threads must be at least 1"));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cap = cores * THREADS_PER_CORE;
+        if n > cap {
+            warning = Some(format!("--threads {n}: this machine has {cores} cores; using {cap} threads"));
+            n = cap;
         }
         // SAFETY: called first thing in `main`'s command, before any other thread exists.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
     }
     let _tuned = snl_core::fast::tune_allocator();
-    Ok(())
+    Ok(warning)
 }

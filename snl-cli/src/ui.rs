@@ -29,6 +29,11 @@ impl Ui {
         }
     }
 
+    /// A warning (stderr), even when quiet: something the user must know about a result.
+    pub fn warn(&self, line: impl AsRef<str>) {
+        eprintln!("warning: {}", line.as_ref());
+    }
+
     /// Detail shown only with `-v`.
     pub fn detail(&self, line: impl AsRef<str>) {
         if self.verbose {

@@ -201,7 +201,9 @@ fn a_checkpoint_of_another_architecture_lists_what_differs() {
         &[
             &format!("{} does not fit resnet18", bare.display()),
             "conv1.weight (model [2, 3, 3, 3], checkpoint [4, 3, 3, 3])",
-            "linear.weight (model [10, 16], checkpoint [10, 32])",
+            // Every tensor misfits: a few are named, the rest counted (not a 10 KB line).
+            "117 with a different shape",
+            "and 112 more",
         ],
     );
     assert!(err.contains("with a different shape"), "{err}");
@@ -422,6 +424,18 @@ fn edit_config(run: &Path, key: &str, value: serde_json::Value) {
     std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
 }
 
+/// Sets the stem weights of the run's checkpoint to NaN (its next epoch's loss is NaN) and
+/// returns the checkpoint's bytes before.
+fn poison_checkpoint(run: &Path) -> Vec<u8> {
+    let path = run.join("checkpoint.safetensors");
+    let good = std::fs::read(&path).unwrap();
+    let mut tensors = read_tensors(&path);
+    let stem = tensors.get_mut("conv1.weight").unwrap();
+    stem.data = stem.f32s().iter().flat_map(|_| f32::NAN.to_le_bytes()).collect();
+    write_tensors(&path, &tensors, Some(read_metadata(&path)));
+    good
+}
+
 #[test]
 fn a_nan_loss_in_the_first_epoch_stops_with_nothing_saved() {
     let tmp = tempfile::tempdir().unwrap();
@@ -443,21 +457,21 @@ fn a_nan_loss_keeps_the_last_good_checkpoint_and_names_the_epoch() {
     args[epochs] = "3".into();
     snl().args(&args).assert().code(3);
     let checkpoint = out.join("checkpoint.safetensors");
-    let good = std::fs::read(&checkpoint).unwrap();
     let best = std::fs::read(out.join("best.safetensors")).unwrap();
-    // The run diverges in its second epoch: the learning rate of config.json, made huge.
-    edit_config(&out, "sgd.lr", 1e10.into());
+    // The run diverges in its second epoch: weights gone NaN in its checkpoint.
+    let good = poison_checkpoint(&out);
+    let poisoned = std::fs::read(&checkpoint).unwrap();
     fails(
         &["train", "--resume", s(&out)],
         1,
         &["the loss became NaN at epoch 2", "after epoch 1", &format!("kept in {}", checkpoint.display())],
     );
-    assert_eq!(std::fs::read(&checkpoint).unwrap(), good, "the last good checkpoint changed");
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), poisoned, "the last checkpoint changed");
     assert_eq!(std::fs::read(out.join("best.safetensors")).unwrap(), best);
     assert!(!out.join("result.json").exists() && !out.join("model.safetensors").exists());
     // The kept state still loads: the best model counts, and the run resumes once fixed.
     snl().args(["count", "--model", s(&out.join("best.safetensors")), "--json"]).assert().success();
-    edit_config(&out, "sgd.lr", 0.1.into());
+    std::fs::write(&checkpoint, good).unwrap();
     snl().args(["train", "--resume", s(&out), "-q"]).assert().success();
     assert_eq!(metrics_without_time(&out).len(), 3);
 }
@@ -470,16 +484,16 @@ fn a_nan_loss_during_linearize_keeps_the_last_good_checkpoint() {
     args.extend(["--out".to_string(), s(&out).to_string(), "--stop-after-epochs".into(), "1".into()]);
     snl().args(&args).assert().code(3);
     let checkpoint = out.join("checkpoint.safetensors");
-    let good = std::fs::read(&checkpoint).unwrap();
-    edit_config(&out, "snl.search_lr", 1e10.into());
+    let good = poison_checkpoint(&out);
+    let poisoned = std::fs::read(&checkpoint).unwrap();
     fails(
         &["linearize", "--resume", s(&out)],
         1,
         &["non-finite in epoch 2", "after epoch 1", &format!("kept in {}", checkpoint.display()), "NaN"],
     );
-    assert_eq!(std::fs::read(&checkpoint).unwrap(), good);
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), poisoned);
     assert!(!out.join("result.json").exists());
-    edit_config(&out, "snl.search_lr", 0.02.into());
+    std::fs::write(&checkpoint, good).unwrap();
     snl().args(["linearize", "--resume", s(&out), "-q"]).assert().success();
 }
 
@@ -552,4 +566,235 @@ fn a_resumed_run_refuses_another_seed() {
     }
     // The recorded seed itself is no conflict.
     snl().args(["--seed", "0", "train", "--resume", s(&trained), "-q"]).assert().success();
+}
+
+/// A copy of the baseline model with every value of the tensors named in `names` set to `value`.
+fn model_with(dir: &Path, name: &str, names: &[&str], value: f32) -> PathBuf {
+    let model = baseline_model();
+    let mut tensors = read_tensors(&model);
+    for n in names {
+        let t = tensors.get_mut(*n).unwrap_or_else(|| panic!("no {n}"));
+        t.data = t.f32s().iter().flat_map(|_| value.to_le_bytes()).collect();
+    }
+    let path = dir.join(name);
+    write_tensors(&path, &tensors, Some(read_metadata(&model)));
+    path
+}
+
+fn eval_json(model: &Path) -> (serde_json::Value, String) {
+    let output = snl()
+        .args(["eval", "--model", s(model), "--dataset", "synthetic", "--batch-size", "100", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    (stdout_json(&output), stderr(&output))
+}
+
+#[test]
+fn a_constant_or_nan_output_is_never_counted_correct() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A head of zeros gives every class the same logit: ties go against the sample.
+    let zeros = model_with(tmp.path(), "zeros.safetensors", &["linear.weight", "linear.bias"], 0.0);
+    let (metrics, err) = eval_json(&zeros);
+    assert_eq!((metrics["top1"].as_f64(), metrics["top5"].as_f64()), (Some(0.0), Some(0.0)), "{metrics}");
+    assert!((metrics["loss"].as_f64().unwrap() - 10f64.ln()).abs() < 1e-4, "{metrics}");
+    assert!(!err.contains("warning"), "{err}");
+    // NaN weights: every logit NaN, every sample wrong, and a warning.
+    let nan = model_with(tmp.path(), "nan.safetensors", &["linear.weight"], f32::NAN);
+    let (metrics, err) = eval_json(&nan);
+    assert_eq!((metrics["top1"].as_f64(), metrics["top5"].as_f64()), (Some(0.0), Some(0.0)), "{metrics}");
+    assert_eq!(metrics["nonfinite"].as_u64(), Some(200), "{metrics}");
+    assert!(err.contains("warning: 200 of 200 images got a NaN or infinite logit"), "{err}");
+}
+
+#[test]
+fn an_edited_config_is_refused_on_resume_naming_the_changed_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    snl().args(train_to(&out, &["--stop-after-epochs", "1"])).assert().code(3);
+    let original = std::fs::read(out.join("config.json")).unwrap();
+    edit_config(&out, "sgd.lr", 0.2.into());
+    edit_config(&out, "epochs", 5.into());
+    edit_config(&out, "seed", 3.into());
+    let before = snapshot(&out);
+    fails(
+        &["train", "--resume", s(&out)],
+        1,
+        &[&format!("{} was edited", out.join("config.json").display()), "changed: epochs, seed, sgd.lr"],
+    );
+    assert_eq!(snapshot(&out), before, "a refused resume changed the run");
+    // The file as it was (formatting aside) resumes.
+    let value: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    std::fs::write(out.join("config.json"), serde_json::to_string(&value).unwrap()).unwrap();
+    snl().args(["train", "--resume", s(&out), "-q"]).assert().success();
+    assert_eq!(metrics_without_time(&out).len(), 2);
+}
+
+#[test]
+fn a_run_folder_is_worked_on_by_one_process_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut args = train_to(&out, &["--stop-after-epochs", "1"]);
+    let epochs = args.iter().position(|a| a == "--epochs").unwrap() + 1;
+    args[epochs] = "500".into();
+    snl().args(&args).assert().code(3);
+    let lock = out.join(".snl.lock");
+    assert!(!lock.exists(), "the lock outlived its run");
+    // A long resume holds the folder (its lock file names it once taken)...
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("snl"))
+        .args(["--threads", "1", "-q", "train", "--resume", s(&out)])
+        .env("HF_HUB_OFFLINE", "1")
+        .spawn()
+        .unwrap();
+    let pid = first.id().to_string();
+    let mut polls = 0;
+    while std::fs::read_to_string(&lock).unwrap_or_default() != pid {
+        assert!(first.try_wait().unwrap().is_none(), "the first resume ended early");
+        polls += 1;
+        assert!(polls < 6000, "the first resume never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // ...so a second is refused, naming the first's pid.
+    let second = fails(
+        &["train", "--resume", s(&out)],
+        1,
+        &[&format!("{} is in use by another snl process (pid {pid})", out.display())],
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // A killed run's lock file is left behind, and is no obstacle.
+    assert!(lock.exists(), "{second}");
+    snl().args(["train", "--resume", s(&out), "-q", "--stop-after-epochs", "1"]).assert().code(3);
+}
+
+#[test]
+fn a_model_too_large_to_build_is_an_error_not_an_abort() {
+    fails(&["count", "--arch", "resnet18", "--width", "100000"], 2, &["width 100000", "would hold over"]);
+    fails(
+        &["count", "--arch", "resnet18", "--image-size", "100000"],
+        2,
+        &["100000x100000", "would hold over"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors = read_tensors(&baseline_model());
+    for (key, value, needle) in [
+        ("image_size", "100000", "would hold over"),
+        ("width", "100000", "would hold over"),
+        ("classes", "4000000000", "would hold over"),
+        // Within the limits, but far more than the file holds: refused before building.
+        ("image_size", "3000", "that model holds at least"),
+    ] {
+        let mut meta = read_metadata(&baseline_model());
+        meta.insert(key.into(), value.into());
+        let path = tmp.path().join(format!("{key}-{value}.safetensors"));
+        write_tensors(&path, &tensors, Some(meta));
+        fails(&["count", "--model", s(&path)], 1, &[s(&path), needle]);
+    }
+}
+
+#[test]
+fn integer_weights_and_integer_images_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tensors = read_tensors(&baseline_model());
+    tensors.get_mut("conv1.weight").unwrap().dtype = safetensors::Dtype::I32;
+    let ints = tmp.path().join("ints.safetensors");
+    write_tensors(&ints, &tensors, Some(read_metadata(&baseline_model())));
+    fails(&["count", "--model", s(&ints)], 1, &[s(&ints), "integer tensors", "conv1.weight (I32)"]);
+
+    let input = tmp.path().join("pixels.safetensors");
+    let x =
+        RawTensor { dtype: safetensors::Dtype::U8, shape: vec![2, 3, 16, 16], data: vec![128; 2 * 3 * 256] };
+    write_tensors(&input, &BTreeMap::from([("x".to_string(), x)]), None);
+    let output = tmp.path().join("logits.safetensors");
+    let model = baseline_model();
+    let args = ["predict", "--model", s(&model), "--input", s(&input), "--output", s(&output)];
+    fails(&args, 1, &[s(&input), "U8", "normalised float images"]);
+    assert!(!output.exists());
+}
+
+#[test]
+fn a_legacy_torch_file_says_how_to_convert_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old.pth");
+    let mut bytes = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.".to_vec();
+    bytes.extend([0u8; 64]);
+    std::fs::write(&old, bytes).unwrap();
+    let out = tmp.path().join("m.safetensors");
+    fails(
+        &["import", "--pth", s(&old), "--arch", "resnet18", "--out", s(&out)],
+        1,
+        &["legacy (non-zip) torch.save file", "torch.save(torch.load("],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_folder_with_a_foreign_config_is_not_called_an_unfinished_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"name": "my project", "debug": true}"#).unwrap();
+    let before = snapshot(&dir);
+    let err = fails(&refs(&train_to(&dir, &[])), 1, &["config.json that is not an snl run's"]);
+    assert!(!err.contains("unfinished"), "{err}");
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn far_too_many_threads_are_capped_with_a_warning() {
+    // Not `snl()`, which sets --threads itself.
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("snl"))
+        .args(["--threads", "100000", "count", "--arch", "resnet18", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let needle =
+        format!("warning: --threads 100000: this machine has {cores} cores; using {} threads", 4 * cores);
+    assert!(stderr(&output).contains(&needle), "{}", stderr(&output));
+}
+
+/// An image folder `<root>/<split>/<class>/<i>.png` of 16x16 images, `per_class` per class.
+fn image_folder(root: &Path, split: &str, classes: &[&str], per_class: usize) {
+    for (k, class) in classes.iter().enumerate() {
+        let dir = root.join(split).join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                image::Rgb([(x * 16) as u8, (y * 16) as u8, (k * 60 + i) as u8])
+            });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn train_and_test_folders_must_name_the_same_classes() {
+    let folder_train = |data: &Path, out: &Path| -> Vec<String> {
+        let mut args = train_args(1);
+        let at = args.iter().position(|a| a == "synthetic").unwrap();
+        args[at] = "folder".into();
+        args.extend(["--data-dir", s(data), "--val-size", "1", "--out", s(out)].map(String::from));
+        args
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, test, needle) in [
+        ("renamed", &["ant", "cat"][..], "only in train: bee; only in test: cat"),
+        ("extra", &["ant", "bee", "cow"][..], "only in test: cow"),
+    ] {
+        let data = tmp.path().join(name);
+        image_folder(&data, "train", &["ant", "bee"], 3);
+        image_folder(&data, "test", test, 2);
+        let out = tmp.path().join(format!("{name}-run"));
+        fails(&refs(&folder_train(&data, &out)), 1, &["classes are not the training split's", needle]);
+        assert!(!out.exists(), "a refused run made its folder");
+    }
+    // One class: it trains, with a warning that its accuracy means nothing.
+    let data = tmp.path().join("one");
+    image_folder(&data, "train", &["ant"], 3);
+    image_folder(&data, "test", &["ant"], 2);
+    let out = tmp.path().join("one-run");
+    let output = snl().args(folder_train(&data, &out)).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("warning: the folder data has a single class"), "{}", stderr(&output));
 }

@@ -184,6 +184,17 @@ fn predict_is_deterministic_and_checks_the_input_shape() {
     assert_eq!(read_tensors(&tmp.path().join("a.safetensors"))["logits"].shape, [5, 10]);
     assert_eq!(first, second, "predict is deterministic");
     assert!(first.iter().all(|v| v.is_finite()));
+    // A batch at a time: the same logits (eval mode: each image on its own).
+    for batch in ["1", "2"] {
+        let batched = predict(
+            &model,
+            &input,
+            &tmp.path().join(format!("batch{batch}.safetensors")),
+            &["--batch-size", batch],
+        );
+        let diff = first.iter().zip(&batched).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(batched.len() == first.len() && diff <= 1e-5, "--batch-size {batch}: differs by {diff}");
+    }
 
     // A batch of the wrong size is refused with one clear line.
     let wrong = tmp.path().join("x32.safetensors");

@@ -128,3 +128,24 @@ fn linearize_resumed_during_finetuning_matches_an_uninterrupted_run() {
     // Stopped after the first finetuning epoch, whatever the search took.
     check_resume("linearize", &linearize_flags(), search + 1, full, tmp.path());
 }
+
+#[test]
+fn a_resume_without_a_checkpoint_starts_over_without_duplicating_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = loud(train_args(2));
+    let full = tmp.path().join("uninterrupted");
+    snl().args(&args).arg("--out").arg(&full).assert().success();
+    // Killed after logging its first epoch, before its first checkpoint.
+    let killed = tmp.path().join("killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    std::fs::copy(full.join("config.json"), killed.join("config.json")).unwrap();
+    let metrics = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap();
+    std::fs::write(killed.join("metrics.jsonl"), format!("{}\n", metrics.lines().next().unwrap())).unwrap();
+    snl()
+        .args(["train", "--resume", killed.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!("{} has no checkpoint yet", killed.display())));
+    assert_eq!(metrics_without_time(&full), metrics_without_time(&killed));
+    assert_same_model(&full.join("model.safetensors"), &killed.join("model.safetensors"));
+}

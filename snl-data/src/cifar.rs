@@ -219,7 +219,7 @@ impl Cifar {
 }
 
 /// A file (or archive member) name and its bytes.
-type Named = (PathBuf, Vec<u8>);
+pub type Named = (PathBuf, Vec<u8>);
 
 enum Found {
     Dir(PathBuf),
@@ -253,18 +253,21 @@ fn locate(lay: &Layout, location: &Path) -> Result<Found> {
     Err(Error::NotFound { what: lay.what.to_owned(), looked, hint: lay.hint.to_owned() })
 }
 
+/// The largest CIFAR binary file: CIFAR-100's `train.bin` is 50,000 records of 3,074 bytes,
+/// CIFAR-10's batches 10,000 of 3,073; nothing larger is read (or allocated).
+pub const MAX_MEMBER: u64 = 6 * 30_730_000;
+/// The most a deflate stream can expand (about 1032:1), so the most bytes a `.tar.gz` of a
+/// given size can hold.
+const MAX_GZIP_RATIO: u64 = 1032;
+
 /// Loads a CIFAR split from `location`: the extracted folder (`cifar-10-batches-bin/`,
 /// `cifar-100-binary/`), its parent, a folder holding the official `.tar.gz`, or the `.tar.gz`.
 pub fn load(kind: Cifar, split: Split, location: &Path) -> Result<Dataset> {
     let lay = kind.layout();
-    let files = match split {
-        Split::Train => lay.train,
-        Split::Test => lay.test,
-    };
-    let (sources, names): (Vec<Named>, Option<Named>) = match locate(&lay, location)? {
+    match locate(&lay, location)? {
         Found::Dir(dir) => {
             let mut sources = Vec::new();
-            for f in files {
+            for f in split_files(&lay, split) {
                 let p = dir.join(f);
                 if !p.is_file() {
                     return Err(Error::NotFound {
@@ -273,42 +276,73 @@ pub fn load(kind: Cifar, split: Split, location: &Path) -> Result<Dataset> {
                         hint: lay.hint.to_owned(),
                     });
                 }
-                let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-                sources.push((p, bytes));
+                sources.push((p.clone(), read_file(&p)?));
             }
             let np = dir.join(lay.names_file);
-            let names = if np.is_file() {
-                let b = std::fs::read(&np).map_err(|e| Error::io(&np, e))?;
-                Some((np, b))
-            } else {
-                None
-            };
-            (sources, names)
+            let names = if np.is_file() { Some((np.clone(), read_file(&np)?)) } else { None };
+            from_records(kind, &sources, names)
         }
         Found::TarGz(archive) => {
-            let mut wanted: Vec<&str> = files.to_vec();
-            wanted.push(lay.names_file);
-            let mut got = read_tar_gz(&archive, lay.folder, &wanted)?;
-            let mut sources = Vec::new();
-            for f in files {
-                let member = archive.join(lay.folder).join(f);
-                match got.remove(*f) {
-                    Some(b) => sources.push((member, b)),
-                    None => {
-                        return Err(Error::NotFound {
-                            what: format!("member {}/{f}", lay.folder),
-                            looked: vec![archive.clone()],
-                            hint: format!("the archive is not the official {}; {}", lay.archive, lay.hint),
-                        });
-                    }
-                }
-            }
-            let names =
-                got.remove(lay.names_file).map(|b| (archive.join(lay.folder).join(lay.names_file), b));
-            (sources, names)
+            let file = std::fs::File::open(&archive).map_err(|e| Error::io(&archive, e))?;
+            let len = file.metadata().map_err(|e| Error::io(&archive, e))?.len();
+            load_tar_gz(kind, split, std::io::BufReader::with_capacity(1 << 20, file), len, &archive)
         }
-    };
+    }
+}
 
+fn split_files(lay: &Layout, split: Split) -> &'static [&'static str] {
+    match split {
+        Split::Train => lay.train,
+        Split::Test => lay.test,
+    }
+}
+
+/// Reads a file of at most [`MAX_MEMBER`] bytes.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if len > MAX_MEMBER {
+        return Err(Error::format(path, format!("{len} bytes; no CIFAR file is over {MAX_MEMBER} bytes")));
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Loads a CIFAR split from the official `.tar.gz` read from `reader` (`compressed_len`
+/// bytes long; no member may declare more than that can hold); `name` names it in errors.
+pub fn load_tar_gz(
+    kind: Cifar,
+    split: Split,
+    reader: impl Read,
+    compressed_len: u64,
+    name: &Path,
+) -> Result<Dataset> {
+    let lay = kind.layout();
+    let files = split_files(&lay, split);
+    let mut wanted: Vec<&str> = files.to_vec();
+    wanted.push(lay.names_file);
+    let limit = MAX_MEMBER.min(compressed_len.saturating_mul(MAX_GZIP_RATIO));
+    let mut got = read_tar_gz(reader, name, lay.folder, &wanted, limit)?;
+    let mut sources = Vec::new();
+    for f in files {
+        let member = name.join(lay.folder).join(f);
+        match got.remove(*f) {
+            Some(b) => sources.push((member, b)),
+            None => {
+                return Err(Error::NotFound {
+                    what: format!("member {}/{f}", lay.folder),
+                    looked: vec![name.to_path_buf()],
+                    hint: format!("the archive is not the official {}; {}", lay.archive, lay.hint),
+                });
+            }
+        }
+    }
+    let names = got.remove(lay.names_file).map(|b| (name.join(lay.folder).join(lay.names_file), b));
+    from_records(kind, &sources, names)
+}
+
+/// Decodes CIFAR binary records: `sources` are the split's files (name, bytes), `names` the
+/// optional class-names file (else the built-in names).
+pub fn from_records(kind: Cifar, sources: &[Named], names: Option<Named>) -> Result<Dataset> {
+    let lay = kind.layout();
     let classes: Vec<String> = match names {
         Some((path, bytes)) => {
             let text = String::from_utf8_lossy(&bytes);
@@ -324,11 +358,7 @@ pub fn load(kind: Cifar, split: Split, location: &Path) -> Result<Dataset> {
         }
         None => lay.builtin.iter().map(|s| (*s).to_owned()).collect(),
     };
-
-    let total: usize = sources.iter().map(|(_, b)| b.len() / lay.record).sum();
-    let mut images = Vec::with_capacity(total * PIXELS);
-    let mut labels = Vec::with_capacity(total);
-    for (path, bytes) in &sources {
+    for (path, bytes) in sources {
         if bytes.is_empty() || bytes.len() % lay.record != 0 {
             return Err(Error::RecordSize {
                 path: path.clone(),
@@ -336,6 +366,11 @@ pub fn load(kind: Cifar, split: Split, location: &Path) -> Result<Dataset> {
                 record: lay.record,
             });
         }
+    }
+    let total: usize = sources.iter().map(|(_, b)| b.len() / lay.record).sum();
+    let mut images = Vec::with_capacity(total * PIXELS);
+    let mut labels = Vec::with_capacity(total);
+    for (path, bytes) in sources {
         for (index, rec) in bytes.chunks_exact(lay.record).enumerate() {
             let label = rec[lay.label_at];
             if usize::from(label) >= classes.len() {
@@ -354,10 +389,16 @@ pub fn load(kind: Cifar, split: Split, location: &Path) -> Result<Dataset> {
 }
 
 /// Streams a `.tar.gz` and returns the members whose file name is in `wanted` and whose parent
-/// folder is `folder` (or that sit at the top level), keyed by file name.
-fn read_tar_gz(archive: &Path, folder: &str, wanted: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
-    let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
-    let gz = flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file));
+/// folder is `folder` (or that sit at the top level), keyed by file name. A wanted member
+/// that declares more than `limit` bytes is an error before anything is allocated for it.
+fn read_tar_gz(
+    reader: impl Read,
+    archive: &Path,
+    folder: &str,
+    wanted: &[&str],
+    limit: u64,
+) -> Result<HashMap<String, Vec<u8>>> {
+    let gz = flate2::read::GzDecoder::new(reader);
     let mut tar = tar::Archive::new(gz);
     let bad = |e: std::io::Error| Error::archive(archive, e.to_string());
     let mut out = HashMap::new();
@@ -373,6 +414,15 @@ fn read_tar_gz(archive: &Path, folder: &str, wanted: &[&str]) -> Result<HashMap<
             continue;
         }
         let size = entry.size();
+        if size > limit {
+            return Err(Error::archive(
+                archive,
+                format!(
+                    "member {} declares {size} bytes, more than the archive can hold ({limit})",
+                    path.display()
+                ),
+            ));
+        }
         let mut bytes = Vec::with_capacity(size as usize);
         entry.read_to_end(&mut bytes).map_err(bad)?;
         if bytes.len() as u64 != size {

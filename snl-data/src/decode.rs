@@ -8,15 +8,47 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
+/// The largest image side decoded: an image header claiming more is refused before its
+/// pixels are allocated (the data sets here are 32 or 64 pixels a side).
+pub const MAX_SIDE: u32 = 4096;
+
 /// Decodes `bytes` into an 8-bit RGB image; returns `(height, width, hwc pixels)`.
 pub(crate) fn decode_rgb(bytes: &[u8], name: &Path) -> Result<(usize, usize, Vec<u8>)> {
-    let img = image::load_from_memory(bytes).map_err(|e| Error::decode(name, e.to_string()))?;
+    let bad = |e: &dyn std::fmt::Display| Error::decode(name, e.to_string());
+    let mut reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(&e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| bad(&e))?;
     let rgb = match img {
         DynamicImage::ImageRgb8(b) => b,
         other => other.to_rgb8(),
     };
     let (w, h) = rgb.dimensions();
     Ok((h as usize, w as usize, rgb.into_raw()))
+}
+
+/// Decodes one JPEG or PNG (any colour type; at most [`MAX_SIDE`] pixels a side) into
+/// 8-bit RGB, channels first: `(height, width, 3 x height x width bytes)`. `name` names the
+/// image in errors.
+pub fn decode_image(bytes: &[u8], name: &Path) -> Result<(usize, usize, Vec<u8>)> {
+    let (h, w, hwc) = decode_rgb(bytes, name)?;
+    let mut chw = vec![0u8; hwc.len()];
+    hwc_to_chw(&hwc, &mut chw);
+    Ok((h, w, chw))
+}
+
+/// A zeroed store of `count` images of `per` bytes, or an error naming `name` when that
+/// cannot be allocated (instead of aborting the process).
+pub(crate) fn zeroed_store(count: usize, per: usize, name: &Path) -> Result<Vec<u8>> {
+    let too_big = || Error::decode(name, format!("{count} images of {per} bytes do not fit in memory"));
+    let len = count.checked_mul(per).ok_or_else(too_big)?;
+    let mut store = Vec::new();
+    store.try_reserve_exact(len).map_err(|_| too_big())?;
+    store.resize(len, 0);
+    Ok(store)
 }
 
 /// HWC -> CHW into `out` (`3 * h * w` bytes).
@@ -91,7 +123,7 @@ pub(crate) fn decode_all<S: ImageSource>(
         None => first.with_bytes(|b| decode_rgb(b, &first.name()).map(|(h, w, _)| (h, w)))?,
     };
     let per = 3 * h * w;
-    let mut store = vec![0u8; sources.len() * per];
+    let mut store = zeroed_store(sources.len(), per, &first.name())?;
     decode_into_store(sources, h, w, &mut store)?;
     Ok((h, w, store))
 }

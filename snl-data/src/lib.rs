@@ -43,6 +43,7 @@ use std::str::FromStr;
 
 pub use cifar::Cifar;
 pub use dataset::{Dataset, Normalization};
+pub use decode::{MAX_SIDE, decode_image};
 pub use error::{Error, Result};
 pub use hub::{HubDataset, HubOptions};
 pub use loader::{Aug, BatchConfig, Batches, EpochPlan, Loader};

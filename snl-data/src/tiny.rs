@@ -18,6 +18,8 @@ const HINT: &str = "Download http://cs231n.stanford.edu/tiny-imagenet-200.zip in
                     (no need to unpack it), or load from the Hub (zh-plus/tiny-imagenet)";
 /// Images decoded per chunk when reading from the zip (bounds the compressed bytes held).
 const ZIP_CHUNK: usize = 4096;
+/// The largest zip member read (the annotations are about 2 MB, an image a few KB).
+const MAX_MEMBER: u64 = 64 << 20;
 
 enum Tree {
     Dir(PathBuf),
@@ -89,7 +91,7 @@ impl Tree {
             }
             Tree::Zip { path, archive, prefix, .. } => {
                 let member = format!("{prefix}{rel}");
-                let mut f = match archive.by_name(&member) {
+                let f = match archive.by_name(&member) {
                     Ok(f) => f,
                     Err(zip::result::ZipError::FileNotFound) => {
                         return Err(Error::NotFound {
@@ -100,8 +102,16 @@ impl Tree {
                     }
                     Err(e) => return Err(Error::archive(&*path, format!("member {member}: {e}"))),
                 };
-                let mut out = Vec::with_capacity(f.size() as usize);
-                f.read_to_end(&mut out)
+                if f.size() > MAX_MEMBER {
+                    return Err(Error::archive(
+                        &*path,
+                        format!("member {member} declares {} bytes, over the {MAX_MEMBER} allowed", f.size()),
+                    ));
+                }
+                // The declared size only bounds the read: the data may be shorter.
+                let mut out = Vec::new();
+                f.take(MAX_MEMBER)
+                    .read_to_end(&mut out)
                     .map_err(|e| Error::archive(&*path, format!("member {member}: {e}")))?;
                 Ok(out)
             }
@@ -155,7 +165,7 @@ impl Tree {
         let first_bytes = self.read(first)?;
         let (h, w, _) = decode::decode_rgb(&first_bytes, &self.name(first))?;
         let per = 3 * h * w;
-        let mut store = vec![0u8; files.len() * per];
+        let mut store = decode::zeroed_store(files.len(), per, &self.name(first))?;
         for (chunk, out) in files.chunks(ZIP_CHUNK).zip(store.chunks_mut(ZIP_CHUNK * per)) {
             let mut mem = Vec::with_capacity(chunk.len());
             for f in chunk {
@@ -171,18 +181,10 @@ impl Tree {
 /// parent, a folder holding `tiny-imagenet-200.zip`, or the zip itself.
 pub fn load(split: Split, location: &Path) -> Result<Dataset> {
     let mut tree = Tree::open(location)?;
-    let wnids_text = String::from_utf8_lossy(&tree.read("wnids.txt")?).into_owned();
-    let mut wnids: Vec<String> =
-        wnids_text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
-    wnids.sort();
-    wnids.dedup();
-    if wnids.is_empty() {
-        return Err(Error::format(tree.name("wnids.txt"), "no class id in it"));
-    }
-    let index: HashMap<&str, u32> = wnids.iter().enumerate().map(|(i, w)| (w.as_str(), i as u32)).collect();
+    let wnids = parse_wnids(&tree.read("wnids.txt")?, &tree.name("wnids.txt"))?;
 
     let mut files = Vec::new();
-    let mut labels = Vec::new();
+    let mut labels: Vec<u32> = Vec::new();
     match split {
         Split::Train => {
             for (label, wnid) in wnids.iter().enumerate() {
@@ -206,30 +208,7 @@ pub fn load(split: Split, location: &Path) -> Result<Dataset> {
         Split::Test => {
             let ann_rel = "val/val_annotations.txt";
             let ann_name = tree.name(ann_rel);
-            let text = String::from_utf8_lossy(&tree.read(ann_rel)?).into_owned();
-            for (n, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let mut parts = line.split('\t');
-                let (Some(file), Some(wnid)) = (parts.next(), parts.next()) else {
-                    return Err(Error::format(
-                        &ann_name,
-                        format!("line {}: expected `file<TAB>wnid<TAB>box`, got {line:?}", n + 1),
-                    ));
-                };
-                let Some(&label) = index.get(wnid.trim()) else {
-                    return Err(Error::format(
-                        &ann_name,
-                        format!("line {}: class id {:?} is not in wnids.txt", n + 1, wnid.trim()),
-                    ));
-                };
-                files.push(format!("val/images/{}", file.trim()));
-                labels.push(label);
-            }
-            if files.is_empty() {
-                return Err(Error::format(&ann_name, "no annotation in it"));
-            }
+            (files, labels) = parse_annotations(&tree.read(ann_rel)?, &wnids, &ann_name)?;
             if let Tree::Dir(d) = &tree
                 && let Some(missing) = files.iter().find(|f| !d.join(f).is_file())
             {
@@ -243,4 +222,50 @@ pub fn load(split: Split, location: &Path) -> Result<Dataset> {
     }
     let (h, w, images) = tree.decode(&files)?;
     Dataset::from_raw(images, labels, h, w, wnids, Normalization::tiny_imagenet())
+}
+
+/// The class ids of `wnids.txt` (`bytes`, named `name` in errors), sorted and deduplicated:
+/// label `i` is the `i`-th.
+pub fn parse_wnids(bytes: &[u8], name: &Path) -> Result<Vec<String>> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut wnids: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    wnids.sort();
+    wnids.dedup();
+    if wnids.is_empty() {
+        return Err(Error::format(name, "no class id in it"));
+    }
+    Ok(wnids)
+}
+
+/// The images (`val/images/<file>`) and labels listed in `val_annotations.txt` (`bytes`,
+/// named `name` in errors), labels by position in `wnids` (sorted, as [`parse_wnids`] gives).
+pub fn parse_annotations(bytes: &[u8], wnids: &[String], name: &Path) -> Result<(Vec<String>, Vec<u32>)> {
+    let index: HashMap<&str, u32> = wnids.iter().enumerate().map(|(i, w)| (w.as_str(), i as u32)).collect();
+    let text = String::from_utf8_lossy(bytes);
+    let (mut files, mut labels) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut parts = line.split('\t');
+        let (Some(file), Some(wnid)) = (parts.next(), parts.next()) else {
+            return Err(Error::format(
+                name,
+                format!("line {}: expected `file<TAB>wnid<TAB>box`, got {line:?}", n + 1),
+            ));
+        };
+        let Some(&label) = index.get(wnid.trim()) else {
+            return Err(Error::format(
+                name,
+                format!("line {}: class id {:?} is not in wnids.txt", n + 1, wnid.trim()),
+            ));
+        };
+        files.push(format!("val/images/{}", file.trim()));
+        labels.push(label);
+    }
+    if files.is_empty() {
+        return Err(Error::format(name, "no annotation in it"));
+    }
+    Ok((files, labels))
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -49,6 +49,8 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let checkpoint = if bytes.starts_with(ZIP_MAGIC) {
         drop(bytes);
         Checkpoint { format: Format::TorchZip, tensors: read_pth(path, device)?, metadata: HashMap::new() }
+    } else if is_legacy_torch(&bytes) {
+        return Err(Error::LegacyTorch { path: path.to_path_buf() });
     } else {
         let st_error = |source| Error::Safetensors { path: path.to_path_buf(), source };
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(st_error)?;
@@ -62,6 +64,13 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
         return Err(Error::EmptyCheckpoint { path: path.to_path_buf() });
     }
     Ok(checkpoint)
+}
+
+/// Whether `bytes` open as a legacy `torch.save` file: a pickle (protocol 2 or later) whose
+/// first object is torch's magic number 0x1950a86a20f9469cfc6c.
+fn is_legacy_torch(bytes: &[u8]) -> bool {
+    const MAGIC: [u8; 12] = [0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+    bytes.len() >= 14 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) && bytes[2..14] == MAGIC
 }
 
 fn read_pth(path: &Path, device: &Device) -> Result<StateDict> {
@@ -137,26 +146,34 @@ pub fn detached_copy(vars: &VarMap) -> Result<StateDict> {
     data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?.detach()))).collect()
 }
 
-/// Writes `bytes` to `<path>.tmp`, syncs, then renames it over `path`: a crash never leaves
-/// half a file. The one way snl writes files (checkpoints here, run files in snl-cli).
+/// Writes `bytes` to a new temporary file beside `path` (a unique name, so two writers never
+/// share one), syncs it, then renames it over `path`: a crash never leaves half a file. The
+/// one way snl writes files (checkpoints here, run files in snl-cli).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_error(path, e)
-    })
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let write = || -> std::io::Result<()> {
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // The mode of a file made by `File::create` (0666 less the umask), not tempfile's 0600.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let mut tmp = builder.tempfile_in(dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    // A failed write drops (deletes) its temporary file.
+    write().map_err(|e| io_error(path, e))
 }
 
-/// Writes `tensors` as safetensors with `metadata` as `__metadata__`, atomically (to
-/// `<path>.tmp`, then renamed). `*num_batches_tracked` is written as I64 whatever its dtype.
+/// Writes `tensors` as safetensors with `metadata` as `__metadata__`, atomically
+/// ([`write_atomic`]). `*num_batches_tracked` is written as I64 whatever its dtype.
 pub fn save(tensors: &StateDict, metadata: &HashMap<String, String>, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let mut entries = tensors

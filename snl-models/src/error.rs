@@ -18,6 +18,11 @@ pub enum ConfigError {
     UnknownArch(String),
     #[error("model metadata: {0}")]
     Metadata(String),
+    #[error(
+        "{arch} with {classes} classes, {image_size}x{image_size} inputs{width} would hold over {values} values \
+         (the limit is {limit}, 4 GiB of f32): check the width, the image size and the number of classes"
+    )]
+    TooLarge { arch: String, classes: usize, image_size: usize, width: String, values: u128, limit: u128 },
 }
 
 /// One tensor whose shape differs between a checkpoint and the model.
@@ -46,22 +51,38 @@ impl StateDictMismatch {
     }
 }
 
+/// Names listed per kind of mismatch; the rest are counted (a width change misfits every
+/// tensor: listing them all made a line of 10 KB).
+const LISTED: usize = 5;
+
+fn some(names: impl ExactSizeIterator<Item = String>) -> String {
+    let total = names.len();
+    let mut text = names.take(LISTED).collect::<Vec<_>>().join(", ");
+    if total > LISTED {
+        text.push_str(&format!(" and {} more", total - LISTED));
+    }
+    text
+}
+
 impl fmt::Display for StateDictMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if !self.missing.is_empty() {
-            parts.push(format!("{} missing: {}", self.missing.len(), self.missing.join(", ")));
+            parts.push(format!("{} missing: {}", self.missing.len(), some(self.missing.iter().cloned())));
         }
         if !self.unexpected.is_empty() {
-            parts.push(format!("{} unexpected: {}", self.unexpected.len(), self.unexpected.join(", ")));
+            parts.push(format!(
+                "{} unexpected: {}",
+                self.unexpected.len(),
+                some(self.unexpected.iter().cloned())
+            ));
         }
         if !self.shapes.is_empty() {
-            let shapes: Vec<String> = self
+            let shapes = self
                 .shapes
                 .iter()
-                .map(|s| format!("{} (model {:?}, checkpoint {:?})", s.name, s.expected, s.found))
-                .collect();
-            parts.push(format!("{} with a different shape: {}", shapes.len(), shapes.join(", ")));
+                .map(|s| format!("{} (model {:?}, checkpoint {:?})", s.name, s.expected, s.found));
+            parts.push(format!("{} with a different shape: {}", self.shapes.len(), some(shapes)));
         }
         write!(f, "{}", parts.join("; "))
     }
@@ -85,6 +106,12 @@ pub enum Error {
         #[source]
         source: safetensors::SafeTensorError,
     },
+    #[error(
+        "{path}: a legacy (non-zip) torch.save file; snl reads the zip format of PyTorch 1.6 and later: \
+         convert it with python -c \"import torch; torch.save(torch.load('OLD', map_location='cpu', \
+         weights_only=False), 'NEW.pth')\" (only for a file you trust: loading runs its pickle)"
+    )]
+    LegacyTorch { path: PathBuf },
     #[error("{path}: cannot read the PyTorch checkpoint: {source}")]
     Pth {
         path: PathBuf,

@@ -23,6 +23,10 @@ pub enum ModelConfig {
     Wrn(WrnConfig),
 }
 
+/// The most values a model may hold (weights, masks, statistics): 2^30, 4 GiB of f32.
+/// The paper's largest network, WRN-22-8, holds about 20 million.
+pub const MAX_MODEL_VALUES: u128 = 1 << 30;
+
 /// Metadata keys written by [`ModelConfig::to_metadata`].
 pub mod keys {
     pub const ARCH: &str = "arch";
@@ -147,17 +151,77 @@ impl ModelConfig {
         self
     }
 
+    /// Checks every dimension, and that the model would hold at most [`MAX_MODEL_VALUES`]
+    /// (a bad width, image size or class count is an error here, not an aborted allocation).
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
-            Self::ResNet(c) => c.validate(),
-            Self::Wrn(c) => c.validate(),
+            Self::ResNet(c) => c.validate()?,
+            Self::Wrn(c) => c.validate()?,
         }
+        let values = self.min_values();
+        if values > MAX_MODEL_VALUES {
+            let width = match self {
+                Self::ResNet(c) => format!(", width {}", c.width),
+                Self::Wrn(_) => String::new(),
+            };
+            return Err(ConfigError::TooLarge {
+                arch: self.arch_name(),
+                classes: self.classes(),
+                image_size: self.image_size(),
+                width,
+                values,
+                limit: MAX_MODEL_VALUES,
+            });
+        }
+        Ok(())
+    }
+
+    /// A lower bound of the number of values in the model's `state_dict`, found without
+    /// building it: the second 3x3 convolution and the masks of every block, and the head.
+    pub fn min_values(&self) -> u128 {
+        let side = |s: usize, stride: usize| crate::resnet::conv_out(s, 3, stride, 1);
+        let pixel = self.granularity() == Granularity::Pixel;
+        // Per block at `channels` wide on `size`-sided maps: `masks` masks, one 3x3 conv.
+        let block = |channels: usize, size: usize, masks: u128| -> u128 {
+            let c = channels as u128;
+            let mask = if pixel { c.saturating_mul((size as u128).saturating_pow(2)) } else { c };
+            mask.saturating_mul(masks).saturating_add(c.saturating_mul(c).saturating_mul(9))
+        };
+        let (stages, head): (Vec<(usize, usize, usize)>, usize) = match self {
+            Self::ResNet(c) => {
+                let mut size = side(c.image_size, c.stem_stride);
+                let mut stages = Vec::new();
+                for (s, blocks) in c.depth.blocks().into_iter().enumerate() {
+                    if s > 0 {
+                        size = side(size, 2);
+                    }
+                    stages.push((blocks, c.width.saturating_mul(1 << s), size));
+                }
+                (stages, c.width.saturating_mul(8))
+            }
+            Self::Wrn(c) => {
+                let mut size = side(c.image_size, c.stem_stride);
+                let mut stages = Vec::new();
+                for g in 0..3 {
+                    if g > 0 {
+                        size = side(size, 2);
+                    }
+                    stages.push((c.depth.saturating_sub(4) / 6, c.widen.saturating_mul(16 << g), size));
+                }
+                (stages, c.widen.saturating_mul(64))
+            }
+        };
+        let body = stages.iter().fold(0u128, |sum, &(blocks, channels, size)| {
+            sum.saturating_add(block(channels, size, 2).saturating_mul(blocks as u128))
+        });
+        body.saturating_add((head as u128).saturating_mul(self.classes() as u128))
     }
 
     /// Builds the model, its tensors named as the PyTorch reference under `vb`. A
     /// VarMap-backed `vb` gives a trainable model whose variables (BN running statistics
     /// included) live in the VarMap; a tensor-backed one gives a frozen model.
     pub fn build(&self, vb: VarBuilder) -> Result<Model> {
+        self.validate()?;
         Ok(match self {
             Self::ResNet(c) => Model::ResNet(ResNet::new(c, vb)?),
             Self::Wrn(c) => Model::Wrn(WideResNet::new(c, vb)?),

@@ -18,6 +18,14 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
         EvalSplit::Val => splits.val()?,
     };
     let metrics = data::evaluate(&loaded.frozen(&ctx.device)?, split, data.batch_size, &ctx.device)?;
+    if metrics.nonfinite > 0 {
+        ctx.ui.warn(format!(
+            "{} of {} images got a NaN or infinite logit from {} (counted wrong); its weights may be broken",
+            metrics.nonfinite,
+            metrics.samples,
+            args.model.display()
+        ));
+    }
     if args.json {
         ctx.ui.result(serde_json::to_string(&metrics)?);
     } else {

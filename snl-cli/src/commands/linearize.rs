@@ -232,8 +232,9 @@ pub fn linearize(
             .context("the run's checkpoint does not fit its model")?;
         optimizer = opt;
         state = s;
-        run.truncate_metrics(state.records)?;
         ctx.ui.say(format!("resuming {} after {} epochs", run.root().display(), state.records));
+    } else if run.resumed() {
+        ctx.ui.say(format!("{} has no checkpoint yet: starting from the first epoch", run.root().display()));
     }
     let teacher_forward = |x: &Tensor| candle::ModuleT::forward_t(&teacher, x, false);
     let mut progress = Progress { ctx, splits, batch_size: config.data.batch_size, last_val: None };

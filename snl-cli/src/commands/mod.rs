@@ -65,7 +65,7 @@ impl Context {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    setup::threads(cli.global.threads)?;
+    let threads_warning = setup::threads(cli.global.threads)?;
     let ctx = Context {
         device: setup::device(&cli.global.device)?,
         seed: cli.global.seed.unwrap_or(0),
@@ -73,6 +73,9 @@ pub fn run(cli: Cli) -> Result<()> {
         ui: Ui::new(cli.global.quiet, cli.global.verbose),
         stop_after_epochs: None,
     };
+    if let Some(warning) = threads_warning {
+        ctx.ui.warn(warning);
+    }
     match cli.command {
         Command::Demo(args) => demo::run(&ctx, args),
         Command::Train(args) => train::run(&ctx, args),

@@ -1,39 +1,68 @@
-//! `snl predict`: logits for a batch of already-normalised images, in eval mode.
+//! `snl predict`: logits for a batch of already-normalised images, in eval mode, a batch
+//! at a time.
 
 use std::collections::HashMap;
 
 use anyhow::{Context as _, Result, bail};
-use candle::{DType, ModuleT};
+use candle::{DType, ModuleT, Tensor};
 
 use super::Context;
 use crate::cli::PredictArgs;
 use crate::model;
+use crate::setup::usage;
 
 pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
     if args.output.exists() {
         bail!("{} exists; choose another --output (nothing was overwritten)", args.output.display());
     }
+    if args.batch_size == 0 {
+        return Err(usage("--batch-size must be at least 1"));
+    }
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
-    let inputs = candle::safetensors::load(&args.input, &ctx.device)
-        .with_context(|| format!("cannot read {} as safetensors", args.input.display()))?;
-    let Some(x) = inputs.get("x") else {
-        bail!(
-            "{}: no tensor named `x` (found: {:?})",
-            args.input.display(),
-            inputs.keys().collect::<Vec<_>>()
-        );
-    };
+    let x = read_x(&args.input, &ctx.device)?;
     let size = loaded.config.image_size();
-    match x.dims() {
-        &[_, 3, h, w] if h == size && w == size => {}
+    let n = match x.dims() {
+        &[n, 3, h, w] if h == size && w == size => n,
         dims => {
             bail!("{}: `x` has shape {dims:?}, the model takes (N, 3, {size}, {size})", args.input.display())
         }
+    };
+    let model = loaded.frozen(&ctx.device)?;
+    let mut logits = Vec::new();
+    for start in (0..n).step_by(args.batch_size) {
+        let batch = x.narrow(0, start, args.batch_size.min(n - start))?.to_dtype(DType::F32)?;
+        logits.push(model.forward_t(&batch, false)?);
     }
-    let logits = loaded.frozen(&ctx.device)?.forward_t(&x.to_dtype(DType::F32)?, false)?;
+    let logits = if logits.is_empty() {
+        Tensor::zeros((0, loaded.config.classes()), DType::F32, &ctx.device)?
+    } else {
+        Tensor::cat(&logits, 0)?
+    };
     let out = HashMap::from([("logits".to_string(), logits)]);
     // Atomic: a failed write leaves no half file.
     snl_models::checkpoint::save(&out, &HashMap::new(), &args.output)?;
     ctx.ui.result(format!("wrote logits {:?} to {}", out["logits"].dims(), args.output.display()));
     Ok(())
+}
+
+/// Tensor `x` of the safetensors file `path`, and nothing else of it; a float tensor only.
+fn read_x(path: &std::path::Path, device: &candle::Device) -> Result<Tensor> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = candle::safetensors::SliceSafetensors::new(&bytes)
+        .with_context(|| format!("cannot read {} as safetensors", path.display()))?;
+    let Ok(view) = file.get("x") else {
+        let names: Vec<String> = file.tensors().into_iter().map(|(name, _)| name).collect();
+        bail!("{}: no tensor named `x` (found: {})", path.display(), crate::run::list_some(&names));
+    };
+    let x = candle::safetensors::Load::load(&view, device)
+        .with_context(|| format!("{}: cannot load `x`", path.display()))?;
+    if !x.dtype().is_float() {
+        bail!(
+            "{}: `x` holds {:?} values; predict takes normalised float images (pixels scaled and \
+             normalised as in training), not raw integers",
+            path.display(),
+            x.dtype()
+        );
+    }
+    Ok(x)
 }

@@ -98,6 +98,12 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
             }
             let out = args.out.as_ref().context("--out is required")?;
             let splits = Splits::load(&data, ctx.seed)?;
+            if splits.classes() == 1 {
+                ctx.ui.warn(format!(
+                    "the {} data has a single class: every prediction is right, the accuracy means nothing",
+                    data.dataset
+                ));
+            }
             let model = args.model.config(Some(splits.classes()), Some(splits.image_size()))?;
             // Only --image-size can make the model differ from the data (--classes is checked).
             check_fits(format!("--image-size {}", model.image_size()), &model, &data.dataset, &splits)?;
@@ -140,8 +146,9 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
         checkpoint::load_into(&vars, &tensors).context("the run's checkpoint does not fit its model")?;
         sgd.load_state(&optimizer)?;
         state = saved;
-        run.truncate_metrics(state.epoch)?;
         ctx.ui.say(format!("resuming {} after epoch {}", run.root().display(), state.epoch));
+    } else if run.resumed() {
+        ctx.ui.say(format!("{} has no checkpoint yet: starting from epoch 1", run.root().display()));
     }
     let meta = metadata(
         &config.model,

@@ -1,0 +1,103 @@
+//! Sizes declared by a file are checked against what the format allows before anything is
+//! allocated: a lying header is an error naming the file, never an aborted process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+
+use snl_data::{Cifar, Error, Split};
+
+/// A `.tar.gz` holding only the header of `member`, which declares `size` bytes.
+fn tar_gz_declaring(path: &Path, member: &str, size: u64) {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(member).unwrap();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut gz =
+        flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::best());
+    gz.write_all(header.as_bytes()).unwrap();
+    gz.finish().unwrap();
+}
+
+#[test]
+fn a_tar_member_declaring_terabytes_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("cifar-10-binary.tar.gz");
+    tar_gz_declaring(&archive, "cifar-10-batches-bin/test_batch.bin", 4 << 40);
+    assert!(std::fs::metadata(&archive).unwrap().len() < 200);
+    let err = snl_data::cifar::load(Cifar::Ten, Split::Test, &archive).unwrap_err();
+    assert!(matches!(err, Error::Archive { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("test_batch.bin declares 4398046511104 bytes") && msg.contains("cifar-10-binary"),
+        "{msg}"
+    );
+    // Within the format's limit but more than so small an archive can hold: refused too.
+    tar_gz_declaring(&archive, "cifar-10-batches-bin/test_batch.bin", 30_730_000);
+    let err = snl_data::cifar::load(Cifar::Ten, Split::Test, &archive).unwrap_err();
+    assert!(err.to_string().contains("more than the archive can hold"), "{err}");
+}
+
+#[test]
+fn a_cifar_file_larger_than_any_release_is_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Sparse: no disk space used.
+    let file = std::fs::File::create(dir.join("test_batch.bin")).unwrap();
+    file.set_len(snl_data::cifar::MAX_MEMBER + 3073).unwrap();
+    let err = snl_data::cifar::load(Cifar::Ten, Split::Test, &dir).unwrap_err();
+    assert!(matches!(err, Error::Format { .. }) && err.to_string().contains("test_batch.bin"), "{err}");
+}
+
+#[test]
+fn a_zip_member_declaring_gigabytes_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tiny-imagenet-200.zip");
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("tiny-imagenet-200/wnids.txt", stored).unwrap();
+    zip.write_all(b"n01443537\n").unwrap();
+    let mut bytes = zip.finish().unwrap().into_inner();
+    // The central directory's uncompressed size (offset 24 of its entry) now says 3.75 GB.
+    let central = bytes.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    bytes[central + 24..central + 28].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = snl_data::tiny::load(Split::Train, &path).unwrap_err();
+    assert!(err.to_string().contains("wnids.txt") && err.to_string().contains("4026531840"), "{err}");
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A PNG signature and IHDR claiming `side` x `side` RGB pixels, and no pixel data.
+fn png_header(side: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(side.to_be_bytes());
+    ihdr.extend(side.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    png
+}
+
+#[test]
+fn an_image_claiming_a_huge_size_is_refused_before_decoding() {
+    let name = Path::new("big.png");
+    for side in [snl_data::MAX_SIDE + 1, 100_000, u32::MAX >> 1] {
+        let err = snl_data::decode_image(&png_header(side), name).unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }) && err.to_string().contains("big.png"), "{err}");
+        assert!(err.to_string().contains("limit"), "{side}: {err}");
+    }
+}
