@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use candle::Device;
@@ -152,7 +152,7 @@ pub struct RunDir {
     /// Opened with `--resume` (not created).
     resumed: bool,
     /// `config.json` as first read: what each checkpoint records.
-    config: OnceLock<Value>,
+    config: Mutex<Option<Value>>,
 }
 
 impl RunDir {
@@ -188,7 +188,7 @@ impl RunDir {
         if !is_free(root)? {
             bail!("{} was taken by another run meanwhile; choose another --out", root.display());
         }
-        Ok(Self { root: root.to_path_buf(), _lock: Arc::new(lock), resumed: false, config: OnceLock::new() })
+        Ok(Self { root: root.to_path_buf(), _lock: Arc::new(lock), resumed: false, config: Mutex::new(None) })
     }
 
     /// An unfinished run to resume.
@@ -201,7 +201,7 @@ impl RunDir {
             bail!("{} is finished already (it has {RESULT}); nothing to resume", root.display());
         }
         let run =
-            Self { root: root.to_path_buf(), _lock: Arc::new(lock), resumed: true, config: OnceLock::new() };
+            Self { root: root.to_path_buf(), _lock: Arc::new(lock), resumed: true, config: Mutex::new(None) };
         run.check_config()?;
         Ok(run)
     }
@@ -247,12 +247,12 @@ impl RunDir {
     }
 
     /// `config.json` as read the first time (the configuration the run works with).
-    fn config(&self) -> Result<&Value> {
-        if let Some(v) = self.config.get() {
-            return Ok(v);
+    fn config(&self) -> Result<Value> {
+        let mut cached = self.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cached.is_none() {
+            *cached = Some(self.read_json::<Value>(CONFIG)?);
         }
-        let value = self.read_json::<Value>(CONFIG)?;
-        Ok(self.config.get_or_init(|| value))
+        Ok(cached.clone().unwrap_or_default())
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -263,10 +263,16 @@ impl RunDir {
         &self.root
     }
 
+    /// Writes `name`; a new `config.json` (a resume's raised search cap) is also what the
+    /// next checkpoints record.
     pub fn write_json(&self, name: &str, value: &impl Serialize) -> Result<()> {
         let mut text = serde_json::to_string_pretty(value)?;
         text.push('\n');
-        Ok(write_atomic(&self.path(name), text.as_bytes())?)
+        write_atomic(&self.path(name), text.as_bytes())?;
+        if name == CONFIG {
+            *self.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(serde_json::from_str(&text)?);
+        }
+        Ok(())
     }
 
     pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
@@ -323,7 +329,7 @@ impl RunDir {
         }
         let mut metadata = metadata.clone();
         metadata.insert(STATE_KEY.into(), serde_json::to_string(state)?);
-        metadata.insert(CONFIG_KEY.into(), serde_json::to_string(self.config()?)?);
+        metadata.insert(CONFIG_KEY.into(), serde_json::to_string(&self.config()?)?);
         metadata.insert(METRICS_KEY.into(), self.metrics_text()?.lines().count().to_string());
         checkpoint::save(&tensors, &metadata, self.path(CHECKPOINT))?;
         Ok(())
