@@ -1,5 +1,5 @@
 //! ResNet and WideResNet with SNL masks, weight-for-weight compatible with the SNL authors'
-//! PyTorch models (`resnet18_in`, `wide_resnet_22_8`) and `torch_snl.py`.
+//! PyTorch models (`resnet18_in`, `wide_resnet_22_8`) and `torch_ref.py`.
 //!
 //! ```no_run
 //! use candle::{Device, ModuleT, Tensor};
