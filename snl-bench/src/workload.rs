@@ -6,7 +6,7 @@ use std::time::Instant;
 use candle::{DType, Device, ModuleT, Result, Tensor};
 use serde::Serialize;
 use snl_core::loss;
-use snl_core::optim::{Adam, AdamConfig, Sgd, SgdConfig};
+use snl_core::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use snl_models::{Model, ModelConfig, params};
 
 /// `torch_ref.py`'s workload names.

@@ -18,6 +18,10 @@ pub enum ConfigError {
     UnknownArch(String),
     #[error("model metadata: {0}")]
     Metadata(String),
+    #[error(
+        "a {kernel}x{kernel} convolution with stride {stride} and padding {padding} does not fit a side of {input}"
+    )]
+    ConvDoesNotFit { input: usize, kernel: usize, stride: usize, padding: usize },
 }
 
 /// One tensor whose shape differs between a checkpoint and the model.

@@ -28,6 +28,7 @@ mod resnet;
 mod wrn;
 
 pub use error::{ConfigError, Error, Result, ShapeMismatch, StateDictMismatch};
+pub use layers::BlockConfig;
 pub use model::{Model, ModelConfig, keys as metadata_keys};
 pub use resnet::{BasicBlock, ResNet, ResNetConfig, ResNetDepth};
 pub use snl_core::Granularity;

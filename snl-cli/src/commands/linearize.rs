@@ -64,7 +64,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             let run = RunDir::open(dir)?;
             let config = run.read_json::<LinearizeConfig>(run::CONFIG)?;
             ctx.recorded_seed(config.seed, dir, "a resumed run keeps its own")?;
-            let splits = Splits::load(&config.data, config.seed)?;
+            let splits = Splits::load(&config.data, config.seed, &ctx.ui)?;
             (config, run, splits)
         }
         None => {
@@ -94,8 +94,8 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             let mut data = DataConfig::from_args(&args.data, 128)?;
             let seed =
                 model_split(ctx, &teacher, model_path, &mut data, args.data.val_size, "linearize keeps")?;
-            let splits = Splits::load(&data, seed)?;
-            check_fits(model_path.display(), &teacher.config, &data.dataset, &splits)?;
+            let splits = Splits::load(&data, seed, &ctx.ui)?;
+            check_fits(model_path.display(), &teacher.config, data.dataset, &splits)?;
             let config = LinearizeConfig {
                 teacher: std::path::absolute(model_path)?,
                 model: teacher.config.clone(),
@@ -170,7 +170,7 @@ pub fn linearize(
         metadata(
             &config.model,
             &[
-                (keys::DATASET, config.data.dataset.clone()),
+                (keys::DATASET, config.data.dataset.to_string()),
                 (keys::SEED, config.seed.to_string()),
                 (keys::VAL_SIZE, config.data.val_size.to_string()),
                 (keys::THRESHOLD, config.snl.threshold.to_string()),
@@ -278,7 +278,7 @@ pub fn linearize(
     let result = RunResult {
         command: "linearize".into(),
         arch: config.model.arch_name(),
-        dataset: config.data.dataset.clone(),
+        dataset: config.data.dataset.to_string(),
         selection: Some(config.selection),
         budget: Some(plan.budget),
         relu_count: count,
