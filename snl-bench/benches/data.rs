@@ -47,7 +47,7 @@ fn pipeline(c: &mut Criterion) {
 
     // One long-lived epoch iterator, restarted (next epoch) when it runs out, so the
     // prefetch thread's start-up is not in every sample.
-    let mut epoch = 0u64;
+    let mut epoch = 0usize;
     let mut batches = loader.epoch(epoch);
     g.bench_function("epoch/prefetch", |b| {
         b.iter_custom(|iters| {

@@ -1,5 +1,5 @@
 //! Whole-step benches on the product ResNet18 (snl-models, width 16, batch 128): an SNL
-//! step, an SGD train step and inference, as `torch_snl.py bench` runs them. Width 64 and
+//! step, an SGD train step and inference, as `torch_ref.py bench` runs them. Width 64 and
 //! WRN-22-8 are measured by the `throughput` binary (a criterion run there would take
 //! minutes). candle's own ops against `snl_core::fast` are compared per layer in
 //! `benches/layers.rs`.

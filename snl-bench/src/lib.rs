@@ -1,4 +1,4 @@
-//! Benchmarks of snl against PyTorch: the workloads of `torch_snl.py bench` (an SNL step,
+//! Benchmarks of snl against PyTorch: the workloads of `torch_ref.py bench` (an SNL step,
 //! an SGD train step, inference) on the product models of snl-models (ResNet18, WRN), with
 //! the product's losses and optimizers, and the measurement helpers the `throughput` binary
 //! and the criterion benches share.
@@ -11,7 +11,7 @@ pub mod workload;
 
 pub use workload::{Arch, BenchFlags, Measurement, Workload, Workloads};
 
-/// Peak resident set size of this process so far, in MiB (as `torch_snl.py` reports it).
+/// Peak resident set size of this process so far, in MiB (as `torch_ref.py` reports it).
 pub fn peak_rss_mib() -> u64 {
     #[cfg(unix)]
     {

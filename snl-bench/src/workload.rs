@@ -1,4 +1,4 @@
-//! The three workloads of `torch_snl.py bench`, timed the same way (one warm-up run, then
+//! The three workloads of `torch_ref.py bench`, timed the same way (one warm-up run, then
 //! the median of `runs`), on snl-models' product models.
 
 use std::time::Instant;
@@ -6,10 +6,10 @@ use std::time::Instant;
 use candle::{DType, Device, ModuleT, Result, Tensor};
 use serde::Serialize;
 use snl_core::loss;
-use snl_core::optim::{Adam, AdamConfig, Sgd, SgdConfig};
+use snl_core::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use snl_models::{Model, ModelConfig, params};
 
-/// `torch_snl.py`'s workload names.
+/// `torch_ref.py`'s workload names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Workload {
@@ -34,11 +34,11 @@ impl Workload {
     }
 }
 
-/// The flags `throughput`, `vs_torch` and `torch_snl.py bench` share.
+/// The flags `throughput`, `vs_torch` and `torch_ref.py bench` share.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchFlags {
-    /// `resnet18` or `wrn` (WideResNet-depth-k, 22-8 by default), as torch_snl.py; any other
-    /// snl-models arch name (resnet34, wrn-16-8, ...) for snl alone.
+    /// `resnet18`, `resnet34` or `wrn` (WideResNet-depth-k, 22-8 by default), as torch_ref.py;
+    /// any other snl-models arch name (wrn-16-8, ...) for snl alone.
     #[arg(long, default_value = "resnet18")]
     pub arch: String,
     /// ResNet base width (ignored by wrn).
@@ -60,9 +60,9 @@ pub struct BenchFlags {
     pub runs: usize,
 }
 
-/// The architecture flags of `torch_snl.py bench`: `--arch resnet18 --width W` or
+/// The architecture flags of `torch_ref.py bench`: `--arch resnet18|resnet34 --width W` or
 /// `--arch wrn --depth D --k K` (WRN-22-8 by default). Any other name snl-models knows
-/// (`resnet34`, `wrn-16-8`, ...) is accepted too, for snl alone.
+/// (`wrn-16-8`, ...) is accepted too, for snl alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arch {
     pub name: String,
@@ -92,7 +92,7 @@ impl Arch {
     }
 }
 
-/// One JSON line of `throughput`, the keys of `torch_snl.py bench`.
+/// One JSON line of `throughput`, the keys of `torch_ref.py bench`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measurement {
     #[serde(rename = "impl")]
@@ -107,7 +107,7 @@ pub struct Measurement {
     pub peak_rss_mib: u64,
 }
 
-/// A student, its teacher, a random batch and both optimizers, as `torch_snl.py bench`
+/// A student, its teacher, a random batch and both optimizers, as `torch_ref.py bench`
 /// sets them up (teacher = frozen copy of the student's initial weights).
 pub struct Workloads {
     pub config: ModelConfig,

@@ -4,6 +4,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use snl_core::Granularity;
+
+use crate::data::DatasetKind;
+use crate::setup::DeviceSpec;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,7 +29,7 @@ pub struct Cli {
 pub struct Global {
     /// Device: cpu, cuda, cuda:N or metal (cuda and metal need a build with that feature).
     #[arg(long, global = true, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceSpec,
     /// Seed of initialisation, data order, augmentation and validation split (default: 0).
     /// A resumed run, and eval on a model's own dataset, use the recorded seed: another is refused.
     #[arg(long, global = true)]
@@ -80,8 +84,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub stem_stride: Option<usize>,
     /// What one mask element gates: one activation (pixel) or a channel.
-    #[arg(long, value_parser = ["pixel", "channel"])]
-    pub granularity: Option<String>,
+    #[arg(long)]
+    pub granularity: Option<Granularity>,
     /// ResNet: add the standard masked stem ReLU (557,056 ReLUs for ResNet18 at 32x32).
     #[arg(long)]
     pub stem_relu: bool,
@@ -97,7 +101,7 @@ pub struct DataArgs {
     /// or synthetic (a small in-memory 10-class task of 16x16 images, for trying things out).
     /// Required by eval, and by train and linearize unless they --resume (the run names its data).
     #[arg(long)]
-    pub dataset: Option<String>,
+    pub dataset: Option<DatasetKind>,
     /// A local copy (folder or official archive); without it, the Hugging Face Hub cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

@@ -13,15 +13,79 @@ use snl_data::{BatchConfig, Dataset, DatasetName, LoadOptions, Loader, Normaliza
 
 use crate::cli::DataArgs;
 use crate::setup::usage;
+use crate::ui::Ui;
 
-/// The name of the in-memory synthetic data set (`--dataset synthetic`): no files needed.
-pub const SYNTHETIC: &str = "synthetic";
+/// `--dataset`: a data set snl-data finds by name, or the in-memory synthetic one (no files
+/// needed). Parsed once, by clap; `config.json` and model metadata hold its name (any
+/// spelling [`DatasetName`] accepts reads back, as earlier runs wrote what the user typed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DatasetKind {
+    Named(DatasetName),
+    Synthetic,
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = snl_data::Error;
+
+    fn from_str(s: &str) -> Result<Self, snl_data::Error> {
+        if s.trim().eq_ignore_ascii_case("synthetic") {
+            return Ok(Self::Synthetic);
+        }
+        s.parse().map(Self::Named)
+    }
+}
+
+impl std::fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Named(name) => write!(f, "{name}"),
+            Self::Synthetic => f.write_str("synthetic"),
+        }
+    }
+}
+
+impl TryFrom<String> for DatasetKind {
+    type Error = snl_data::Error;
+
+    fn try_from(s: String) -> Result<Self, snl_data::Error> {
+        s.parse()
+    }
+}
+
+impl From<DatasetKind> for String {
+    fn from(d: DatasetKind) -> String {
+        d.to_string()
+    }
+}
+
+#[cfg(test)]
+mod dataset_kind_tests {
+    use super::*;
+
+    /// `config.json` of earlier runs holds what the user typed; it reads back, and is written
+    /// as the canonical name.
+    #[test]
+    fn reads_every_spelling_and_writes_the_canonical_name() {
+        for (json, kind, canonical) in [
+            ("\"cifar10\"", DatasetKind::Named(DatasetName::Cifar10), "\"cifar10\""),
+            ("\"CIFAR-10\"", DatasetKind::Named(DatasetName::Cifar10), "\"cifar10\""),
+            ("\"tiny_imagenet\"", DatasetKind::Named(DatasetName::TinyImageNet), "\"tiny-imagenet\""),
+            ("\"synthetic\"", DatasetKind::Synthetic, "\"synthetic\""),
+        ] {
+            let parsed: DatasetKind = serde_json::from_str(json).unwrap();
+            assert_eq!(parsed, kind, "{json}");
+            assert_eq!(serde_json::to_string(&parsed).unwrap(), canonical);
+        }
+        let err = serde_json::from_str::<DatasetKind>("\"imagenet22k\"").unwrap_err().to_string();
+        assert!(err.contains("imagenet22k"), "{err}");
+    }
+}
 
 /// Where a run's data comes from, as recorded in its `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
-    /// A snl-data name, or [`SYNTHETIC`].
-    pub dataset: String,
+    pub dataset: DatasetKind,
     pub data_dir: Option<PathBuf>,
     pub offline: bool,
     pub val_size: usize,
@@ -30,14 +94,12 @@ pub struct DataConfig {
 
 impl DataConfig {
     pub fn from_args(args: &DataArgs, default_batch: usize) -> Result<Self> {
-        let Some(dataset) = &args.dataset else {
+        let Some(dataset) = args.dataset else {
             return Err(usage(
                 "--dataset is required (cifar10, cifar100, tiny-imagenet, folder or synthetic)",
             ));
         };
-        if dataset != SYNTHETIC {
-            dataset.parse::<DatasetName>().map_err(|e| usage(format!("--dataset: {e}")))?;
-        } else if let Some(size) = args.val_size {
+        if let (DatasetKind::Synthetic, Some(size)) = (dataset, args.val_size) {
             return Err(usage(format!(
                 "--val-size {size}: the synthetic data has its own validation set; drop --val-size"
             )));
@@ -48,7 +110,7 @@ impl DataConfig {
         }
         let data_dir = args.data_dir.as_ref().map(std::path::absolute).transpose()?;
         Ok(Self {
-            dataset: dataset.clone(),
+            dataset,
             data_dir,
             offline: args.offline,
             val_size: args.val_size.unwrap_or(5000),
@@ -66,13 +128,14 @@ pub struct Splits {
 }
 
 impl Splits {
-    pub fn load(config: &DataConfig, seed: u64) -> Result<Self> {
-        if config.dataset == SYNTHETIC {
+    /// Reads (or downloads, showing progress on `ui`) the splits `config` names.
+    pub fn load(config: &DataConfig, seed: u64, ui: &Ui) -> Result<Self> {
+        let DatasetKind::Named(name) = config.dataset else {
             return Self::synthetic(10, 16, [100, 20, 20], seed);
-        }
-        let name: DatasetName = config.dataset.parse().map_err(|e| usage(format!("--dataset: {e}")))?;
+        };
         let mut opts = LoadOptions { data_dir: config.data_dir.clone(), ..LoadOptions::from_env() };
         opts.hub.offline |= config.offline;
+        opts.hub.progress = Some(ui.download_progress());
         let train = snl_data::load(name, Split::Train, &opts)
             .with_context(|| format!("cannot load {name} (train)"))?;
         let test =
@@ -221,7 +284,7 @@ impl snl_core::Batches for TrainBatches {
     fn epoch(&mut self, epoch: usize) -> Box<dyn Iterator<Item = candle::Result<(Tensor, Tensor)>> + '_> {
         let bar = self.bar.clone();
         bar.reset();
-        Box::new(self.loader.epoch(epoch as u64).map(move |b| {
+        Box::new(self.loader.epoch(epoch).map(move |b| {
             bar.inc(1);
             b.map_err(candle::Error::wrap)
         }))

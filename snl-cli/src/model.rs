@@ -75,8 +75,8 @@ impl ModelArgs {
         if let Some(stride) = self.stem_stride {
             config = config.with_stem_stride(stride);
         }
-        if let Some(g) = &self.granularity {
-            config = config.with_granularity(g.parse().map_err(usage)?);
+        if let Some(g) = self.granularity {
+            config = config.with_granularity(g);
         }
         match (&config, self.stem_relu, self.final_relu) {
             (ModelConfig::Wrn(_), true, _) => {
@@ -170,12 +170,7 @@ pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
             config.arch_name()
         );
     }
-    let expected = {
-        let (_, vars) = config.build_trainable(&Device::Cpu)?;
-        let data = vars.data().lock().map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
-        data.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect()
-    };
-    let mismatch = checkpoint::compare(&expected, &read.tensors);
+    let mismatch = checkpoint::compare(&config.tensor_shapes()?, &read.tensors);
     if !mismatch.is_empty() {
         bail!("{} does not fit {}: {mismatch}", path.display(), config.arch_name());
     }

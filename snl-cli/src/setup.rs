@@ -19,26 +19,48 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
-/// `cpu`, `cuda`, `cuda:N` or `metal`; a clear error when this build lacks the feature.
-pub fn device(spec: &str) -> Result<Device> {
-    let (kind, ordinal) = match spec.split_once(':') {
-        Some((kind, n)) => {
-            let n = n
-                .parse::<usize>()
-                .map_err(|_| usage(format!("--device {spec}: `{n}` is not a device number")))?;
-            (kind, n)
+/// `--device`: `cpu`, `cuda`, `cuda:N`, `metal` or `metal:N`, parsed by clap. A device this
+/// build lacks the feature for is refused while parsing, with the command that adds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    Metal(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, String> {
+        let (kind, ordinal) = match spec.split_once(':') {
+            Some((kind, n)) => {
+                let n = n
+                    .parse::<usize>()
+                    .map_err(|_| format!("--device {spec}: `{n}` is not a device number"))?;
+                (kind, n)
+            }
+            None => (spec, 0),
+        };
+        match kind {
+            "cpu" if ordinal == 0 => Ok(Self::Cpu),
+            "cuda" if cfg!(feature = "cuda") => Ok(Self::Cuda(ordinal)),
+            "metal" if cfg!(feature = "metal") => Ok(Self::Metal(ordinal)),
+            "cuda" | "metal" => Err(format!(
+                "--device {spec}: this snl was built without {kind} support; rebuild with `cargo build --release -p snl-cli --features {kind}`"
+            )),
+            _ => Err(format!("--device {spec}: expected cpu, cuda, cuda:N or metal")),
         }
-        None => (spec, 0),
-    };
-    match kind {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if cfg!(feature = "cuda") => Ok(Device::new_cuda(ordinal)?),
-        "metal" if cfg!(feature = "metal") => Ok(Device::new_metal(ordinal)?),
-        "cuda" | "metal" => Err(usage(format!(
-            "--device {spec}: this snl was built without {kind} support; rebuild with `cargo build --release -p snl-cli --features {kind}`"
-        ))),
-        other => Err(usage(format!("--device {other}: expected cpu, cuda, cuda:N or metal"))),
     }
+}
+
+/// Opens the device (a GPU that is absent fails here, naming it).
+pub fn device(spec: DeviceSpec) -> Result<Device> {
+    let device = match spec {
+        DeviceSpec::Cpu => Device::Cpu,
+        DeviceSpec::Cuda(n) => Device::new_cuda(n)?,
+        DeviceSpec::Metal(n) => Device::new_metal(n)?,
+    };
+    Ok(device)
 }
 
 /// More threads than this many per core only slow the kernels down (10,000 hung for minutes).

@@ -228,9 +228,9 @@ ref, model, x, out, pth, pth_out = sys.argv[1:7]
 sys.path.insert(0, ref)
 import torch
 from safetensors.torch import load_file, save_file
-from torch_snl import ResNet18
+from torch_ref import ResNet
 torch.manual_seed(0)
-net = ResNet18(classes=10, width=4, image=16)
+net = ResNet("resnet18", classes=10, width=4, image=16)
 sd = load_file(model)
 assert sd["bn1.num_batches_tracked"].dtype == torch.int64
 net.load_state_dict(sd, strict=True)
@@ -238,7 +238,7 @@ net.eval()
 with torch.no_grad():
     save_file({"logits": net(load_file(x)["x"]).contiguous()}, out)
 # A fresh PyTorch model with random masks and BN state, saved as the authors' scripts do.
-net = ResNet18(classes=10, width=4, image=16)
+net = ResNet("resnet18", classes=10, width=4, image=16)
 with torch.no_grad():
     for name, p in net.named_parameters():
         if name.endswith("alphas"):

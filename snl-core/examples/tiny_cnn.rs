@@ -11,7 +11,7 @@ use candle::{DType, Device, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{Conv2dConfig, Linear, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use snl_core::optim::{Sgd, SgdConfig};
+use snl_core::optim::{Optimizer, Sgd, SgdConfig};
 use snl_core::{Budget, EpochReport, Linearized, Masked, Observer, ReluMask, SnlConfig};
 
 pub const CLASSES: usize = 4;
@@ -32,9 +32,9 @@ impl TinyCnn {
         let down = Conv2dConfig { padding: 1, stride: 2, ..Default::default() };
         Ok(Self {
             conv1: candle_nn::conv2d(3, 8, 3, same, vb.pp("conv1"))?,
-            mask1: ReluMask::new(vb.pp("mask1"), (8, SIDE, SIDE), snl_core::Granularity::Pixel)?,
+            mask1: ReluMask::new((8, SIDE, SIDE), snl_core::Granularity::Pixel, vb.pp("mask1"))?,
             conv2: candle_nn::conv2d(8, 16, 3, down, vb.pp("conv2"))?,
-            mask2: ReluMask::new(vb.pp("mask2"), (16, SIDE / 2, SIDE / 2), snl_core::Granularity::Pixel)?,
+            mask2: ReluMask::new((16, SIDE / 2, SIDE / 2), snl_core::Granularity::Pixel, vb.pp("mask2"))?,
             head: candle_nn::linear(16, CLASSES, vb.pp("head"))?,
         })
     }

@@ -57,9 +57,9 @@ impl ReluMask {
     /// A mask for activations of shape `(C, H, W)`, its parameter named `alphas` under `vb`
     /// (initialised to 1 when `vb` creates it). The site name is `vb`'s prefix.
     pub fn new(
-        vb: VarBuilder,
         (channels, height, width): (usize, usize, usize),
         granularity: Granularity,
+        vb: VarBuilder,
     ) -> Result<Self> {
         let shape = match granularity {
             Granularity::Pixel => (1, channels, height, width),

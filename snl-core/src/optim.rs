@@ -1,5 +1,7 @@
 //! SGD with momentum and Adam with PyTorch's exact update rules, learning-rate schedules,
-//! and optimizer state that can be saved and restored so a run resumes exactly.
+//! and optimizer state that can be saved and restored so a run resumes exactly. Both
+//! implement candle-nn's [`Optimizer`] (candle-nn's own SGD has no momentum or weight decay,
+//! and its AdamW's state cannot be saved: REFERENCE §7).
 //!
 //! Optimizers take their variables as a `Vec<Var>` and key their state by position in it,
 //! so a resumed optimizer must get the variables in the order they had when the state was
@@ -18,9 +20,10 @@ use std::collections::HashMap;
 
 use candle::backprop::GradStore;
 use candle::{DType, Tensor, Var};
+pub use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{ConfigError, Error};
 
 /// Optimizer state as named tensors (`<slot>.<index>`, the index a variable's position in
 /// the optimizer's `vars`), ready for a safetensors file.
@@ -33,6 +36,27 @@ pub struct SgdConfig {
     pub momentum: f64,
     pub weight_decay: f64,
     pub nesterov: bool,
+}
+
+impl SgdConfig {
+    /// The one check of SGD settings: a positive, finite learning rate (an error naming it
+    /// `lr_name`), a non-negative, finite weight decay (`wd_name`), momentum in [0, 1), and
+    /// Nesterov only with momentum. Callers name the values as their users know them.
+    pub fn check(&self, lr_name: &'static str, wd_name: &'static str) -> Result<(), ConfigError> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(ConfigError::NotPositive { name: lr_name, value: self.lr });
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(ConfigError::Negative { name: wd_name, value: self.weight_decay });
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(ConfigError::Momentum(self.momentum));
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(ConfigError::NesterovWithoutMomentum);
+        }
+        Ok(())
+    }
 }
 
 /// `torch.optim.SGD`: `g = grad + wd * p; buf = momentum * buf + g` (`buf = g` on the first
@@ -51,15 +75,36 @@ impl Sgd {
         Self { vars, config, momentum }
     }
 
-    pub fn lr(&self) -> f64 {
-        self.config.lr
+    /// Momentum buffers as `momentum_buffer.<i>` (absent for variables never stepped).
+    pub fn state(&self) -> OptimizerState {
+        self.momentum
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.as_ref().map(|b| (format!("momentum_buffer.{i}"), b.clone())))
+            .collect()
     }
 
-    pub fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
+    /// Restores [`Sgd::state`] saved with the same `vars` in the same order; an error for an
+    /// unknown key or a buffer whose shape is not its variable's.
+    pub fn load_state(&mut self, state: &OptimizerState) -> Result<(), Error> {
+        check_slots(state, &["momentum_buffer"], self.vars.len())?;
+        for (i, var) in self.vars.iter().enumerate() {
+            self.momentum[i] = restore(state, "momentum_buffer", i, var)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`Optimizer::new`] checks the configuration ([`SgdConfig::check`]); [`Sgd::new`] does not.
+impl Optimizer for Sgd {
+    type Config = SgdConfig;
+
+    fn new(vars: Vec<Var>, config: SgdConfig) -> candle::Result<Self> {
+        config.check("learning rate", "weight decay").map_err(candle::Error::wrap)?;
+        Ok(Sgd::new(vars, config))
     }
 
-    pub fn step(&mut self, grads: &GradStore) -> candle::Result<()> {
+    fn step(&mut self, grads: &GradStore) -> candle::Result<()> {
         let c = self.config;
         for (var, buf) in self.vars.iter().zip(self.momentum.iter_mut()) {
             let Some(grad) = grads.get(var) else { continue };
@@ -82,23 +127,12 @@ impl Sgd {
         Ok(())
     }
 
-    /// Momentum buffers as `momentum_buffer.<i>` (absent for variables never stepped).
-    pub fn state(&self) -> OptimizerState {
-        self.momentum
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| b.as_ref().map(|b| (format!("momentum_buffer.{i}"), b.clone())))
-            .collect()
+    fn learning_rate(&self) -> f64 {
+        self.config.lr
     }
 
-    /// Restores [`Sgd::state`] saved with the same `vars` in the same order; an error for an
-    /// unknown key or a buffer whose shape is not its variable's.
-    pub fn load_state(&mut self, state: &OptimizerState) -> Result<(), Error> {
-        check_slots(state, &["momentum_buffer"], self.vars.len())?;
-        for (i, var) in self.vars.iter().enumerate() {
-            self.momentum[i] = restore(state, "momentum_buffer", i, var)?;
-        }
-        Ok(())
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.lr = lr;
     }
 }
 
@@ -143,48 +177,6 @@ impl Adam {
         Self { vars, config, slots }
     }
 
-    pub fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    pub fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
-
-    pub fn step(&mut self, grads: &GradStore) -> candle::Result<()> {
-        let c = self.config;
-        for (var, slot) in self.vars.iter().zip(self.slots.iter_mut()) {
-            let Some(grad) = grads.get(var) else { continue };
-            let (grad, value) = (grad.detach(), var.as_tensor().detach());
-            let g = if c.weight_decay != 0.0 {
-                (&grad + value.affine(c.weight_decay, 0.0)?)?
-            } else {
-                grad.clone()
-            };
-            let s = match slot.take() {
-                None => AdamSlot {
-                    step: 1,
-                    exp_avg: g.affine(1.0 - c.beta1, 0.0)?,
-                    exp_avg_sq: g.sqr()?.affine(1.0 - c.beta2, 0.0)?,
-                },
-                Some(s) => AdamSlot {
-                    step: s.step + 1,
-                    exp_avg: (s.exp_avg.affine(c.beta1, 0.0)? + g.affine(1.0 - c.beta1, 0.0)?)?,
-                    exp_avg_sq: (s.exp_avg_sq.affine(c.beta2, 0.0)?
-                        + g.sqr()?.affine(1.0 - c.beta2, 0.0)?)?,
-                },
-            };
-            let t = s.step as i32;
-            let bias1 = 1.0 - c.beta1.powi(t);
-            let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
-            let denom = s.exp_avg_sq.sqrt()?.affine(1.0 / bias2_sqrt, c.eps)?;
-            let update = s.exp_avg.div(&denom)?.affine(c.lr / bias1, 0.0)?;
-            var.set(&(value - update)?)?;
-            *slot = Some(s);
-        }
-        Ok(())
-    }
-
     /// `exp_avg.<i>`, `exp_avg_sq.<i>` and `step.<i>` (I64 scalar) per variable stepped.
     pub fn state(&self) -> candle::Result<OptimizerState> {
         let mut state = OptimizerState::new();
@@ -218,6 +210,56 @@ impl Adam {
             };
         }
         Ok(())
+    }
+}
+
+impl Optimizer for Adam {
+    type Config = AdamConfig;
+
+    fn new(vars: Vec<Var>, config: AdamConfig) -> candle::Result<Self> {
+        Ok(Adam::new(vars, config))
+    }
+
+    fn step(&mut self, grads: &GradStore) -> candle::Result<()> {
+        let c = self.config;
+        for (var, slot) in self.vars.iter().zip(self.slots.iter_mut()) {
+            let Some(grad) = grads.get(var) else { continue };
+            let (grad, value) = (grad.detach(), var.as_tensor().detach());
+            let g = if c.weight_decay != 0.0 {
+                (&grad + value.affine(c.weight_decay, 0.0)?)?
+            } else {
+                grad.clone()
+            };
+            let s = match slot.take() {
+                None => AdamSlot {
+                    step: 1,
+                    exp_avg: g.affine(1.0 - c.beta1, 0.0)?,
+                    exp_avg_sq: g.sqr()?.affine(1.0 - c.beta2, 0.0)?,
+                },
+                Some(s) => AdamSlot {
+                    step: s.step + 1,
+                    exp_avg: (s.exp_avg.affine(c.beta1, 0.0)? + g.affine(1.0 - c.beta1, 0.0)?)?,
+                    exp_avg_sq: (s.exp_avg_sq.affine(c.beta2, 0.0)?
+                        + g.sqr()?.affine(1.0 - c.beta2, 0.0)?)?,
+                },
+            };
+            let t = s.step as i32;
+            let bias1 = 1.0 - c.beta1.powi(t);
+            let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
+            let denom = s.exp_avg_sq.sqrt()?.affine(1.0 / bias2_sqrt, c.eps)?;
+            let update = s.exp_avg.div(&denom)?.affine(c.lr / bias1, 0.0)?;
+            var.set(&(value - update)?)?;
+            *slot = Some(s);
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.lr = lr;
     }
 }
 

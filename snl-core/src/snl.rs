@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::loss::{correct, cross_entropy, distillation, lasso};
 use crate::mask::{Masked, binarize, relu_count, relu_total};
-use crate::optim::{Adam, AdamConfig, LrSchedule, OptimizerState, Sgd, SgdConfig};
+use crate::optim::{Adam, AdamConfig, LrSchedule, Optimizer, OptimizerState, Sgd, SgdConfig};
 use crate::{ConfigError, Error, Result};
 
 /// How many ReLUs the linearized network may keep.
@@ -87,20 +87,13 @@ impl SnlConfig {
         positive("lasso coefficient", self.lasso)?;
         positive("search learning rate", self.search_lr)?;
         positive("temperature", self.temperature)?;
-        positive("finetune learning rate", self.finetune.lr)?;
-        non_negative("finetune weight decay", self.finetune.weight_decay)?;
         if !(self.kappa > 1.0 && self.kappa.is_finite()) {
             return Err(ConfigError::KappaTooSmall(self.kappa));
         }
         if !(0.0..1.0).contains(&self.threshold) {
             return Err(ConfigError::Threshold(self.threshold));
         }
-        if !(0.0..1.0).contains(&self.finetune.momentum) {
-            return Err(ConfigError::Momentum(self.finetune.momentum));
-        }
-        if self.finetune.nesterov && self.finetune.momentum == 0.0 {
-            return Err(ConfigError::NesterovWithoutMomentum);
-        }
+        self.finetune.check("finetune learning rate", "finetune weight decay")?;
         if self.max_search_epochs == 0 {
             return Err(ConfigError::NoSearchEpochs);
         }
@@ -110,10 +103,6 @@ impl SnlConfig {
 
 fn positive(name: &'static str, value: f64) -> Result<(), ConfigError> {
     if value > 0.0 && value.is_finite() { Ok(()) } else { Err(ConfigError::NotPositive { name, value }) }
-}
-
-fn non_negative(name: &'static str, value: f64) -> Result<(), ConfigError> {
-    if value >= 0.0 && value.is_finite() { Ok(()) } else { Err(ConfigError::Negative { name, value }) }
 }
 
 /// A checked configuration with its budget resolved against the network. Its fields are
@@ -371,7 +360,15 @@ impl MaskSearch {
         self.state.epoch += 1;
         self.state.count = count;
         let accuracy = observer.evaluate(student)?;
-        let report = sums.report(Phase::Search, epoch, count, lambda, lambda_grew, self.adam.lr(), accuracy);
+        let report = sums.report(
+            Phase::Search,
+            epoch,
+            count,
+            lambda,
+            lambda_grew,
+            self.adam.learning_rate(),
+            accuracy,
+        );
         observer.on_epoch(&report);
         Ok(report)
     }
@@ -570,7 +567,7 @@ impl Finetune {
     {
         let epoch = self.epoch;
         let lr = self.schedule.lr(self.plan.config.finetune.lr, epoch);
-        self.sgd.set_lr(lr);
+        self.sgd.set_learning_rate(lr);
         let temperature = self.plan.config.temperature;
         let sums = run_batches(Phase::Finetune, epoch, batches, observer, |x, y| {
             let logits = student.forward_t(x, true)?;

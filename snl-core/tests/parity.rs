@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use candle::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use snl_core::loss::{cross_entropy, distillation, lasso};
-use snl_core::optim::{Adam, AdamConfig, LrSchedule, Sgd, SgdConfig};
+use snl_core::optim::{Adam, AdamConfig, LrSchedule, Optimizer, Sgd, SgdConfig};
 use snl_core::{Granularity, Masked, ReluMask};
 
 fn fixtures() -> HashMap<String, Tensor> {
@@ -36,7 +36,7 @@ fn assert_close(what: &str, got: &Tensor, expected: &Tensor, rel: f64) {
 fn mask_with(alphas: &Tensor, granularity: Granularity) -> ReluMask {
     let vars = VarMap::new();
     let mask =
-        ReluMask::new(VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu), (3, 4, 5), granularity)
+        ReluMask::new((3, 4, 5), granularity, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu))
             .unwrap();
     mask.alphas().set(alphas).unwrap();
     mask
@@ -245,4 +245,43 @@ fn learning_rate_schedules_match_pytorch() {
     };
     check("lr.cosine_10", LrSchedule::Cosine { epochs: 10, min_lr: 0.0 });
     check("lr.multistep_80_120", LrSchedule::MultiStep { milestones: vec![80, 120], gamma: 0.1 });
+}
+
+/// Through candle-nn's `Optimizer` (generic code): the trait's `new` refuses a bad SGD
+/// configuration naming the value, `backward_step` is the PyTorch-exact step, and the
+/// learning rate reads back as set.
+#[test]
+fn optimizers_work_through_candle_nns_trait() {
+    fn steps<O: Optimizer>(config: O::Config, f: &HashMap<String, Tensor>) -> Vec<Tensor> {
+        let p = Var::from_tensor(&f["optim.p0"].copy().unwrap()).unwrap();
+        let mut opt = O::new(vec![p.clone()], config).unwrap();
+        let lr = opt.learning_rate();
+        opt.set_learning_rate(lr * 2.0);
+        assert_eq!(opt.learning_rate(), lr * 2.0);
+        opt.set_learning_rate(lr);
+        (0..3)
+            .map(|k| {
+                opt.backward_step(&(p.as_tensor() * &f[&format!("optim.g{k}")]).unwrap().sum_all().unwrap())
+                    .unwrap();
+                p.as_tensor().copy().unwrap()
+            })
+            .collect()
+    }
+    let f = fixtures();
+    let sgd = SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 5e-4, nesterov: false };
+    check_steps(&f, "sgd", steps::<Sgd>(sgd, &f));
+    check_steps(&f, "adam", steps::<Adam>(AdamConfig::with_lr(1e-3), &f));
+
+    let p = Var::zeros(3, DType::F32, &Device::Cpu).unwrap();
+    let bad = [
+        (SgdConfig { lr: -1.0, ..sgd }, "learning rate"),
+        (SgdConfig { lr: f64::NAN, ..sgd }, "learning rate"),
+        (SgdConfig { weight_decay: -1e-4, ..sgd }, "weight decay"),
+        (SgdConfig { momentum: 1.0, ..sgd }, "momentum"),
+        (SgdConfig { momentum: 0.0, nesterov: true, ..sgd }, "Nesterov"),
+    ];
+    for (config, needle) in bad {
+        let err = <Sgd as Optimizer>::new(vec![p.clone()], config).unwrap_err().to_string();
+        assert!(err.contains(needle), "{config:?}: {err}");
+    }
 }

@@ -5,13 +5,16 @@
 //! Offline mode (`HF_HUB_OFFLINE=1` or [`HubOptions::offline`]) never builds an HTTP client:
 //! the cache is searched by this module (`hf-hub` 1.0 does not read `HF_HUB_OFFLINE`).
 //! `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE` and `HF_TOKEN` are honoured through `hf-hub`.
+//! Online, the split's files are listed, then fetched together by hf-hub's own
+//! `snapshot_download`, whose progress events reach the caller's [`DownloadProgress`].
 //!
 //! Images are decoded here (HWC from the image decoder, permuted to CHW), never through
 //! candle-datasets' parquet loader, which swaps height and width.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -19,6 +22,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
+use hf_hub::progress::{DownloadEvent, ProgressEvent, ProgressHandler};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -40,11 +44,70 @@ pub struct HubOptions {
     pub cache_dir: Option<PathBuf>,
     /// Git revision (branch, tag or commit) of the dataset repo.
     pub revision: String,
+    /// Told how a download goes (this crate never prints); `None`: nobody is told.
+    pub progress: Option<ProgressSink>,
 }
 
 impl Default for HubOptions {
     fn default() -> Self {
-        Self { offline: false, endpoint: None, cache_dir: None, revision: "main".to_owned() }
+        Self { offline: false, endpoint: None, cache_dir: None, revision: "main".to_owned(), progress: None }
+    }
+}
+
+/// Receives the progress of a Hub download, e.g. to draw a bar. Called from hf-hub's
+/// download tasks: return quickly, never block.
+pub trait DownloadProgress: Send + Sync {
+    /// `files` files, `bytes` bytes in all, are about to come from `repo`.
+    fn start(&self, repo: &str, files: usize, bytes: u64);
+    /// `bytes` of them have arrived so far.
+    fn advance(&self, bytes: u64);
+    /// Every file is in the cache.
+    fn finish(&self);
+}
+
+/// A shared [`DownloadProgress`]. Compares by identity, so [`HubOptions`] stays `Eq`.
+#[derive(Clone)]
+pub struct ProgressSink(pub Arc<dyn DownloadProgress>);
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
+}
+
+impl PartialEq for ProgressSink {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ProgressSink {}
+
+/// Turns hf-hub's download events into [`DownloadProgress`] calls: bytes so far are the
+/// sum of each file's latest count (per-file events) or xet's batch total.
+struct Relay {
+    sink: Arc<dyn DownloadProgress>,
+    repo: String,
+    per_file: Mutex<HashMap<String, u64>>,
+}
+
+impl ProgressHandler for Relay {
+    fn on_progress(&self, event: &ProgressEvent) {
+        let ProgressEvent::Download(event) = event else { return };
+        match event {
+            DownloadEvent::Start { total_files, total_bytes } => {
+                self.sink.start(&self.repo, *total_files, *total_bytes)
+            }
+            DownloadEvent::Progress { files } => {
+                let mut per_file = self.per_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                for f in files {
+                    per_file.insert(f.filename.clone(), f.bytes_completed);
+                }
+                self.sink.advance(per_file.values().sum());
+            }
+            DownloadEvent::AggregateProgress { bytes_completed, .. } => self.sink.advance(*bytes_completed),
+            DownloadEvent::Complete => self.sink.finish(),
+        }
     }
 }
 
@@ -204,17 +267,24 @@ fn download(repo: &str, split: &str, opts: &HubOptions, cache: &Path) -> Result<
             format!("no parquet file for split `{split}` at revision `{}`", opts.revision),
         ));
     }
-    names
-        .iter()
-        .map(|f| {
-            handle
-                .download_file()
-                .filename(f.clone())
-                .revision(opts.revision.clone())
-                .send()
-                .map_err(|e| hub_err(repo, format!("cannot download {f}: {e} {NET_HINT}")))
-        })
-        .collect()
+    let relay = opts.progress.as_ref().map(|sink| Relay {
+        sink: Arc::clone(&sink.0),
+        repo: repo.to_owned(),
+        per_file: Mutex::default(),
+    });
+    // Exact names as patterns: `[`, `*` and `?` never occur in the Hub's parquet names.
+    let snapshot = handle
+        .snapshot_download()
+        .revision(opts.revision.clone())
+        .allow_patterns(names.clone())
+        .maybe_progress(relay.map(hf_hub::progress::Progress::new))
+        .send()
+        .map_err(|e| hub_err(repo, format!("cannot download split `{split}`: {e} {NET_HINT}")))?;
+    let files: Vec<PathBuf> = names.iter().map(|f| snapshot.join(f)).collect();
+    match files.iter().find(|f| !f.is_file()) {
+        Some(missing) => Err(hub_err(repo, format!("the download left no {}", missing.display()))),
+        None => Ok(files),
+    }
 }
 
 /// Whether `rel` (a path in the repo) is a parquet file of `split`: `.../<split>-*.parquet`,

@@ -45,8 +45,8 @@ pub use cifar::Cifar;
 pub use dataset::{Dataset, Normalization};
 pub use decode::{MAX_SIDE, decode_image};
 pub use error::{Error, Result};
-pub use hub::{HubDataset, HubOptions};
-pub use loader::{Aug, BatchConfig, Batches, EpochPlan, Loader};
+pub use hub::{DownloadProgress, HubDataset, HubOptions, ProgressSink};
+pub use loader::{Aug, BatchConfig, EpochBatches, EpochPlan, Loader};
 
 /// Which half of a dataset. For Tiny-ImageNet, `Test` is the official validation set (the
 /// official test set has no labels), as papers report.

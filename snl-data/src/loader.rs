@@ -63,7 +63,7 @@ pub struct Aug {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochPlan {
     /// Epoch number.
-    pub epoch: u64,
+    pub epoch: usize,
     /// Dataset index of each position of the epoch.
     pub order: Vec<u32>,
     /// Augmentation of each position (empty when augmentation is off).
@@ -97,10 +97,6 @@ impl Loader {
     pub fn dataset(&self) -> &Dataset {
         &self.data
     }
-    /// The shared dataset.
-    pub fn dataset_arc(&self) -> &Arc<Dataset> {
-        &self.data
-    }
     /// The configuration.
     pub fn config(&self) -> &BatchConfig {
         &self.config
@@ -129,10 +125,10 @@ impl Loader {
     }
 
     /// The order and augmentation of `epoch`; a function of `(seed, epoch)` and the dataset size.
-    pub fn plan(&self, epoch: u64) -> EpochPlan {
+    pub fn plan(&self, epoch: usize) -> EpochPlan {
         let n = self.data.len();
         let mut order: Vec<u32> = (0..n as u32).collect();
-        let mut r = rng::epoch_rng(self.config.seed, epoch);
+        let mut r = rng::epoch_rng(self.config.seed, epoch as u64);
         if self.config.shuffle {
             rng::shuffle(&mut order, &mut r);
         }
@@ -205,7 +201,7 @@ impl Loader {
 
     /// The batches of `epoch`, produced on a background thread `prefetch` batches ahead.
     /// Dropping the iterator stops the thread.
-    pub fn epoch(&self, epoch: u64) -> Batches {
+    pub fn epoch(&self, epoch: usize) -> EpochBatches {
         let total = self.num_batches();
         let (tx, rx) = sync_channel(self.config.prefetch.max(1));
         let loader = self.clone();
@@ -221,7 +217,7 @@ impl Loader {
         });
         match spawned {
             Ok(handle) => {
-                Batches { inner: Inner::Thread { rx: Some(rx), handle: Some(handle) }, next: 0, total }
+                EpochBatches { inner: Inner::Thread { rx: Some(rx), handle: Some(handle) }, next: 0, total }
             }
             // No thread available: make the same batches on the caller's thread.
             Err(_) => self.epoch_inline(epoch),
@@ -229,9 +225,13 @@ impl Loader {
     }
 
     /// The same batches as [`epoch`](Self::epoch), made on the calling thread when asked for.
-    pub fn epoch_inline(&self, epoch: u64) -> Batches {
+    pub fn epoch_inline(&self, epoch: usize) -> EpochBatches {
         let plan = self.plan(epoch);
-        Batches { inner: Inner::Inline { loader: self.clone(), plan }, next: 0, total: self.num_batches() }
+        EpochBatches {
+            inner: Inner::Inline { loader: self.clone(), plan },
+            next: 0,
+            total: self.num_batches(),
+        }
     }
 }
 
@@ -241,19 +241,19 @@ enum Inner {
 }
 
 /// Iterator over one epoch's batches `(images f32 (n,3,H,W), labels u32 (n))`.
-pub struct Batches {
+pub struct EpochBatches {
     inner: Inner,
     next: usize,
     total: usize,
 }
 
-impl std::fmt::Debug for Batches {
+impl std::fmt::Debug for EpochBatches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.inner {
             Inner::Thread { .. } => "background thread",
             Inner::Inline { .. } => "inline",
         };
-        f.debug_struct("Batches")
+        f.debug_struct("EpochBatches")
             .field("next", &self.next)
             .field("total", &self.total)
             .field("kind", &kind)
@@ -261,7 +261,7 @@ impl std::fmt::Debug for Batches {
     }
 }
 
-impl Iterator for Batches {
+impl Iterator for EpochBatches {
     type Item = Result<(Tensor, Tensor)>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -285,9 +285,9 @@ impl Iterator for Batches {
     }
 }
 
-impl ExactSizeIterator for Batches {}
+impl ExactSizeIterator for EpochBatches {}
 
-impl Drop for Batches {
+impl Drop for EpochBatches {
     fn drop(&mut self) {
         if let Inner::Thread { rx, handle } = &mut self.inner {
             // Closing the channel first makes a producer blocked on a full channel return.

@@ -6,10 +6,27 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use common::mock_hub::{SHA, serve};
 use common::*;
-use snl_data::{DatasetName, Error, HubOptions, LoadOptions, Split, load};
+use snl_data::{DatasetName, DownloadProgress, Error, HubOptions, LoadOptions, ProgressSink, Split, load};
+
+/// Every progress call, in order.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl DownloadProgress for Recorder {
+    fn start(&self, repo: &str, files: usize, bytes: u64) {
+        self.0.lock().unwrap().push(format!("start {repo} {files} {bytes}"));
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.lock().unwrap().push(format!("advance {bytes}"));
+    }
+    fn finish(&self) {
+        self.0.lock().unwrap().push("finish".into());
+    }
+}
 
 #[test]
 fn first_load_downloads_second_is_offline() {
@@ -24,12 +41,15 @@ fn first_load_downloads_second_is_offline() {
         write_hub_parquet(&p, "img", "label", &imgs, &labels, Some(&names));
         files.insert(format!("plain_text/{split}-00000-of-00001.parquet"), std::fs::read(&p).unwrap());
     }
+    let train_bytes = files["plain_text/train-00000-of-00001.parquet"].len();
     let hub = serve("uoft-cs/cifar10", files);
     let cache = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
     let online = HubOptions {
         offline: false,
         endpoint: Some(hub.url.clone()),
         cache_dir: Some(cache.path().to_path_buf()),
+        progress: Some(ProgressSink(recorder.clone())),
         ..HubOptions::default()
     };
     let lo = LoadOptions { data_dir: None, hub: online.clone(), normalization: None };
@@ -59,6 +79,14 @@ fn first_load_downloads_second_is_offline() {
         !requests.iter().any(|r| r.contains("test-00000")),
         "downloaded the test split too: {requests:?}"
     );
+    // The caller heard of it: one file of its size started, every byte arrived, finished.
+    let events = std::mem::take(&mut *recorder.0.lock().unwrap());
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some(format!("start uoft-cs/cifar10 1 {train_bytes}").as_str())
+    );
+    assert_eq!(events.last().map(String::as_str), Some("finish"), "{events:?}");
+    assert!(events.contains(&format!("advance {train_bytes}")), "{events:?}");
     let snap = cache.path().join("datasets--uoft-cs--cifar10/snapshots").join(SHA);
     assert!(snap.join("plain_text/train-00000-of-00001.parquet").is_file());
     assert_eq!(

@@ -19,7 +19,7 @@ fn dataset(n: usize) -> Dataset {
     Dataset::from_raw(images, labels, h, w, classes, Normalization::cifar10()).unwrap()
 }
 
-fn collect(loader: &Loader, epoch: u64) -> Vec<(Vec<f32>, Vec<u32>, Vec<usize>)> {
+fn collect(loader: &Loader, epoch: usize) -> Vec<(Vec<f32>, Vec<u32>, Vec<usize>)> {
     loader
         .epoch(epoch)
         .map(|b| {

@@ -1,6 +1,6 @@
 //! Reading and writing PyTorch-named weights.
 //!
-//! Reads safetensors files (as `torch_snl.py fixture` and [`save`] write them) and the
+//! Reads safetensors files (as `torch_ref.py fixture` and [`save`] write them) and the
 //! zip-format `.pth`/`.pth.tar` files of `torch.save` (a bare `state_dict`, or a dict with a
 //! `state_dict` key as the authors' scripts write; DataParallel's `module.` prefixes are
 //! stripped). Loading into a model is strict: every mismatch is reported, nothing is

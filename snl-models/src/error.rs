@@ -23,6 +23,10 @@ pub enum ConfigError {
          (the limit is {limit}, 4 GiB of f32): check the width, the image size and the number of classes"
     )]
     TooLarge { arch: String, classes: usize, image_size: usize, width: String, values: u128, limit: u128 },
+    #[error(
+        "a {kernel}x{kernel} convolution with stride {stride} and padding {padding} does not fit a side of {input}"
+    )]
+    ConvDoesNotFit { input: usize, kernel: usize, stride: usize, padding: usize },
 }
 
 /// One tensor whose shape differs between a checkpoint and the model.

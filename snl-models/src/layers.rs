@@ -1,8 +1,50 @@
 //! The layers both networks are made of: [`Conv2d`] (the one place a convolution is
 //! computed), [`BatchNorm2d`] with PyTorch's training semantics, and a [`Linear`] head.
+//! Constructors take the `VarBuilder` last, as candle-nn's do.
 
 use candle::{DType, Module, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+
+use crate::error::ConfigError;
+
+/// Side length after a convolution (PyTorch's formula, no dilation): the one place it is
+/// computed. An error, not an underflow, when the kernel does not fit the padded input.
+pub fn conv_output_size(
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> std::result::Result<usize, ConfigError> {
+    let span = (input + 2 * padding).checked_sub(kernel);
+    match (span, stride) {
+        (Some(span), 1..) => Ok(span / stride + 1),
+        _ => Err(ConfigError::ConvDoesNotFit { input, kernel, stride, padding }),
+    }
+}
+
+/// Where a residual block ([`crate::BasicBlock`], [`crate::WideBlock`]) sits: channels in
+/// and out, the stride of its first convolution (and shortcut), its input's side length,
+/// and what one mask element gates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockConfig {
+    pub cin: usize,
+    pub cout: usize,
+    pub stride: usize,
+    pub size_in: usize,
+    pub granularity: snl_core::Granularity,
+}
+
+impl BlockConfig {
+    /// The block's output side length (its first 3x3 convolution's, padding 1).
+    pub fn size_out(&self) -> std::result::Result<usize, ConfigError> {
+        conv_output_size(self.size_in, 3, self.stride, 1)
+    }
+
+    /// A projection shortcut is needed (the shape changes).
+    pub(crate) fn projects(&self) -> bool {
+        self.stride != 1 || self.cin != self.cout
+    }
+}
 
 /// A bias-free 2-d convolution with square kernel, stride and zero padding, weight
 /// `<prefix>.weight` of shape `(out, in, k, k)` (OIHW, as PyTorch).
@@ -20,12 +62,12 @@ impl Conv2d {
     /// PyTorch's default initialisation (`kaiming_uniform_(a = sqrt(5))`, i.e. uniform in
     /// `±1/sqrt(fan_in)`) when `vb` creates the weight.
     pub fn new(
-        vb: VarBuilder,
         cin: usize,
         cout: usize,
         kernel: usize,
         stride: usize,
         padding: usize,
+        vb: VarBuilder,
     ) -> Result<Self> {
         let bound = 1.0 / ((cin * kernel * kernel) as f64).sqrt();
         let weight = vb.get_with_hints(
@@ -36,14 +78,9 @@ impl Conv2d {
         Ok(Self { weight, stride, padding })
     }
 
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    /// Output side length for an input side length.
-    pub fn output_size(&self, input: usize) -> usize {
-        let kernel = self.weight.dims()[2];
-        (input + 2 * self.padding - kernel) / self.stride + 1
+    /// Output side length for an input side length ([`conv_output_size`]).
+    pub fn output_size(&self, input: usize) -> std::result::Result<usize, ConfigError> {
+        conv_output_size(input, self.weight.dims()[2], self.stride, self.padding)
     }
 }
 
@@ -78,7 +115,7 @@ impl BatchNorm2d {
     pub const EPS: f64 = 1e-5;
     pub const MOMENTUM: f64 = 0.1;
 
-    pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+    pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
         let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
         let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
@@ -166,7 +203,7 @@ pub struct Linear {
 
 impl Linear {
     /// PyTorch's default initialisation (weight and bias uniform in `±1/sqrt(in)`).
-    pub fn new(vb: VarBuilder, cin: usize, cout: usize) -> Result<Self> {
+    pub fn new(cin: usize, cout: usize, vb: VarBuilder) -> Result<Self> {
         let bound = 1.0 / (cin as f64).sqrt();
         let init = Init::Uniform { lo: -bound, up: bound };
         let weight = vb.get_with_hints((cout, cin), "weight", init)?;

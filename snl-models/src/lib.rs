@@ -1,5 +1,5 @@
 //! ResNet and WideResNet with SNL masks, weight-for-weight compatible with the SNL authors'
-//! PyTorch models (`resnet18_in`, `wide_resnet_22_8`) and `torch_snl.py`.
+//! PyTorch models (`resnet18_in`, `wide_resnet_22_8`) and `torch_ref.py`.
 //!
 //! ```no_run
 //! use candle::{Device, ModuleT, Tensor};
@@ -28,6 +28,7 @@ mod resnet;
 mod wrn;
 
 pub use error::{ConfigError, Error, Result, ShapeMismatch, StateDictMismatch};
+pub use layers::BlockConfig;
 pub use model::{MAX_MODEL_VALUES, Model, ModelConfig, keys as metadata_keys};
 pub use resnet::{BasicBlock, ResNet, ResNetConfig, ResNetDepth};
 pub use snl_core::Granularity;

@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Mutex;
 
-use candle::{DType, Device, ModuleT, Result as CandleResult, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle::{DType, Device, ModuleT, Result as CandleResult, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use snl_core::{Granularity, Masked, ReluMask};
 
@@ -250,6 +252,17 @@ impl ModelConfig {
         self.build(VarBuilder::from_tensors(tensors, DType::F32, device))
     }
 
+    /// The shape of every tensor in the model's `state_dict`, by name: what a checkpoint
+    /// must hold to load ([`crate::checkpoint::compare`]). The constructors, the one home of
+    /// names and shapes, run over a [`VarBuilder`] that records each request and answers
+    /// with a zero-stride view: no weight is allocated or initialised.
+    pub fn tensor_shapes(&self) -> Result<HashMap<String, Vec<usize>>> {
+        let shapes = Mutex::new(HashMap::new());
+        let vb = VarBuilder::from_backend(Box::new(ShapeRecorder(&shapes)), DType::F32, Device::Cpu);
+        self.build(vb)?;
+        Ok(shapes.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
     /// The configuration as a flat string map (for safetensors `__metadata__`).
     pub fn to_metadata(&self) -> HashMap<String, String> {
         let (stride, width) = match self {
@@ -303,6 +316,26 @@ impl ModelConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// A [`VarBuilder`] backend that notes each requested name and shape (for
+/// [`ModelConfig::tensor_shapes`]) and hands back a broadcast zero, which allocates nothing.
+struct ShapeRecorder<'a>(&'a Mutex<HashMap<String, Vec<usize>>>);
+
+impl SimpleBackend for ShapeRecorder<'_> {
+    fn get(&self, shape: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> CandleResult<Tensor> {
+        let mut shapes = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        shapes.insert(name.to_string(), shape.dims().to_vec());
+        Tensor::zeros((), dtype, dev)?.broadcast_as(shape)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> CandleResult<Tensor> {
+        Err(candle::Error::CannotFindTensor { path: name.to_string() })
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
     }
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use snl_core::{Granularity, Masked, ReluMask};
 
 use crate::error::ConfigError;
-use crate::layers::{BatchNorm2d, Conv2d, Linear, conv_bn, global_avg_pool};
+use crate::layers::{BatchNorm2d, BlockConfig, Conv2d, Linear, conv_bn, global_avg_pool};
 
 /// Blocks per stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,16 +72,6 @@ impl ResNetConfig {
         Self { depth: ResNetDepth::ResNet34, ..Self::resnet18(classes) }
     }
 
-    /// Side lengths after the stem and each stage.
-    fn sizes(&self) -> [usize; 5] {
-        let stem = conv_out(self.image_size, 3, self.stem_stride, 1);
-        let mut sizes = [stem; 5];
-        for stage in 1..4 {
-            sizes[stage + 1] = conv_out(sizes[stage], 3, 2, 1);
-        }
-        sizes
-    }
-
     pub fn validate(&self) -> std::result::Result<(), ConfigError> {
         for (name, value) in [
             ("classes", self.classes),
@@ -101,11 +91,6 @@ impl ResNetConfig {
     }
 }
 
-/// Side length after a convolution (PyTorch's formula, no dilation).
-pub(crate) fn conv_out(input: usize, kernel: usize, stride: usize, padding: usize) -> usize {
-    (input + 2 * padding).saturating_sub(kernel) / stride + 1
-}
-
 /// `conv1 -> bn1 -> alpha1 -> conv2 -> bn2 -> (+ shortcut) -> alpha2`; the shortcut is
 /// `1x1 conv (stride) + BN` (`shortcut.0`, `shortcut.1`) when the shape changes. The sum
 /// and `alpha2` are one op ([`ReluMask::forward_residual`]) that keeps no sum for backward.
@@ -121,28 +106,23 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    /// A block from `cin` to `cout` channels whose output side length is `size`.
-    pub fn new(
-        vb: VarBuilder,
-        cin: usize,
-        cout: usize,
-        stride: usize,
-        size: usize,
-        granularity: Granularity,
-    ) -> Result<Self> {
-        let shortcut = if stride != 1 || cin != cout {
+    /// Both masks gate the block's output side length.
+    pub fn new(c: &BlockConfig, vb: VarBuilder) -> crate::Result<Self> {
+        let BlockConfig { cin, cout, stride, granularity, .. } = *c;
+        let size = c.size_out()?;
+        let shortcut = if c.projects() {
             let sc = vb.pp("shortcut");
-            Some((Conv2d::new(sc.pp("0"), cin, cout, 1, stride, 0)?, BatchNorm2d::new(sc.pp("1"), cout)?))
+            Some((Conv2d::new(cin, cout, 1, stride, 0, sc.pp("0"))?, BatchNorm2d::new(cout, sc.pp("1"))?))
         } else {
             None
         };
         Ok(Self {
-            conv1: Conv2d::new(vb.pp("conv1"), cin, cout, 3, stride, 1)?,
-            bn1: BatchNorm2d::new(vb.pp("bn1"), cout)?,
-            alpha1: ReluMask::new(vb.pp("alpha1"), (cout, size, size), granularity)?,
-            conv2: Conv2d::new(vb.pp("conv2"), cout, cout, 3, 1, 1)?,
-            bn2: BatchNorm2d::new(vb.pp("bn2"), cout)?,
-            alpha2: ReluMask::new(vb.pp("alpha2"), (cout, size, size), granularity)?,
+            conv1: Conv2d::new(cin, cout, 3, stride, 1, vb.pp("conv1"))?,
+            bn1: BatchNorm2d::new(cout, vb.pp("bn1"))?,
+            alpha1: ReluMask::new((cout, size, size), granularity, vb.pp("alpha1"))?,
+            conv2: Conv2d::new(cout, cout, 3, 1, 1, vb.pp("conv2"))?,
+            bn2: BatchNorm2d::new(cout, vb.pp("bn2"))?,
+            alpha2: ReluMask::new((cout, size, size), granularity, vb.pp("alpha2"))?,
             shortcut,
         })
     }
@@ -181,32 +161,29 @@ pub struct ResNet {
 impl ResNet {
     pub fn new(config: &ResNetConfig, vb: VarBuilder) -> crate::Result<Self> {
         config.validate()?;
-        let sizes = config.sizes();
         let w = config.width;
         let g = config.granularity;
-        let conv1 = Conv2d::new(vb.pp("conv1"), 3, w, 3, config.stem_stride, 1)?;
-        let bn1 = BatchNorm2d::new(vb.pp("bn1"), w)?;
-        let alpha0 = if config.stem_relu {
-            Some(ReluMask::new(vb.pp("alpha0"), (w, sizes[0], sizes[0]), g)?)
-        } else {
-            None
-        };
+        let conv1 = Conv2d::new(3, w, 3, config.stem_stride, 1, vb.pp("conv1"))?;
+        let bn1 = BatchNorm2d::new(w, vb.pp("bn1"))?;
+        let mut size = conv1.output_size(config.image_size)?;
+        let alpha0 =
+            if config.stem_relu { Some(ReluMask::new((w, size, size), g, vb.pp("alpha0"))?) } else { None };
         let mut cin = w;
         let mut layers = Vec::with_capacity(4);
         for (stage, &blocks) in config.depth.blocks().iter().enumerate() {
             let cout = w << stage;
-            let stride = if stage == 0 { 1 } else { 2 };
-            let size = sizes[stage + 1];
             let lvb = vb.pp(format!("layer{}", stage + 1));
             let mut layer = Vec::with_capacity(blocks);
             for b in 0..blocks {
-                let (bin, bstride) = if b == 0 { (cin, stride) } else { (cout, 1) };
-                layer.push(BasicBlock::new(lvb.pp(b), bin, cout, bstride, size, g)?);
+                let stride = if b == 0 && stage > 0 { 2 } else { 1 };
+                let block = BlockConfig { cin, cout, stride, size_in: size, granularity: g };
+                size = block.size_out()?;
+                layer.push(BasicBlock::new(&block, lvb.pp(b))?);
+                cin = cout;
             }
             layers.push(layer);
-            cin = cout;
         }
-        let linear = Linear::new(vb.pp("linear"), cin, config.classes)?;
+        let linear = Linear::new(cin, config.classes, vb.pp("linear"))?;
         Ok(Self { conv1, bn1, alpha0, layers, linear })
     }
 }

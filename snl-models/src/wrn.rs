@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use snl_core::{Granularity, Masked, ReluMask};
 
 use crate::error::ConfigError;
-use crate::layers::{BatchNorm2d, Conv2d, Linear, conv_bn, global_avg_pool};
-use crate::resnet::conv_out;
+use crate::layers::{BatchNorm2d, BlockConfig, Conv2d, Linear, conv_bn, global_avg_pool};
 
 /// A WideResNet's shape. Defaults are those of the SNL authors' WRN-22-8 on CIFAR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,28 +112,22 @@ pub struct WideBlock {
 }
 
 impl WideBlock {
-    /// A block from `cin` to `cout` channels on inputs of side `size_in`.
-    pub fn new(
-        vb: VarBuilder,
-        cin: usize,
-        cout: usize,
-        stride: usize,
-        size_in: usize,
-        granularity: Granularity,
-    ) -> Result<Self> {
-        let size_out = conv_out(size_in, 3, stride, 1);
-        let conv_shortcut = if cin != cout || stride != 1 {
-            Some(Conv2d::new(vb.pp("convShortcut"), cin, cout, 1, stride, 0)?)
+    /// `alpha1` gates the block's input side length (pre-activation), `alpha2` its output's.
+    pub fn new(c: &BlockConfig, vb: VarBuilder) -> crate::Result<Self> {
+        let BlockConfig { cin, cout, stride, size_in, granularity } = *c;
+        let size_out = c.size_out()?;
+        let conv_shortcut = if c.projects() {
+            Some(Conv2d::new(cin, cout, 1, stride, 0, vb.pp("convShortcut"))?)
         } else {
             None
         };
         Ok(Self {
-            bn1: BatchNorm2d::new(vb.pp("bn1"), cin)?,
-            alpha1: ReluMask::new(vb.pp("alpha1"), (cin, size_in, size_in), granularity)?,
-            conv1: Conv2d::new(vb.pp("conv1"), cin, cout, 3, stride, 1)?,
-            bn2: BatchNorm2d::new(vb.pp("bn2"), cout)?,
-            alpha2: ReluMask::new(vb.pp("alpha2"), (cout, size_out, size_out), granularity)?,
-            conv2: Conv2d::new(vb.pp("conv2"), cout, cout, 3, 1, 1)?,
+            bn1: BatchNorm2d::new(cin, vb.pp("bn1"))?,
+            alpha1: ReluMask::new((cin, size_in, size_in), granularity, vb.pp("alpha1"))?,
+            conv1: Conv2d::new(cin, cout, 3, stride, 1, vb.pp("conv1"))?,
+            bn2: BatchNorm2d::new(cout, vb.pp("bn2"))?,
+            alpha2: ReluMask::new((cout, size_out, size_out), granularity, vb.pp("alpha2"))?,
+            conv2: Conv2d::new(cout, cout, 3, 1, 1, vb.pp("conv2"))?,
             conv_shortcut,
         })
     }
@@ -175,27 +168,29 @@ impl WideResNet {
         config.validate()?;
         let g = config.granularity;
         let channels = [16, 16 * config.widen, 32 * config.widen, 64 * config.widen];
-        let conv1 = Conv2d::new(vb.pp("conv1"), 3, channels[0], 3, config.stem_stride, 1)?;
-        let mut size = conv1.output_size(config.image_size);
+        let conv1 = Conv2d::new(3, channels[0], 3, config.stem_stride, 1, vb.pp("conv1"))?;
+        let mut size = conv1.output_size(config.image_size)?;
         let mut groups = Vec::with_capacity(3);
         for gi in 0..3 {
-            let stride = if gi == 0 { 1 } else { 2 };
             let gvb = vb.pp(format!("block{}", gi + 1)).pp("layer");
             let mut group = Vec::with_capacity(config.blocks_per_group());
             for b in 0..config.blocks_per_group() {
-                let (cin, bstride) = if b == 0 { (channels[gi], stride) } else { (channels[gi + 1], 1) };
-                group.push(WideBlock::new(gvb.pp(b), cin, channels[gi + 1], bstride, size, g)?);
-                size = conv_out(size, 3, bstride, 1);
+                let (cin, stride) =
+                    if b == 0 { (channels[gi], if gi == 0 { 1 } else { 2 }) } else { (channels[gi + 1], 1) };
+                let block =
+                    BlockConfig { cin, cout: channels[gi + 1], stride, size_in: size, granularity: g };
+                size = block.size_out()?;
+                group.push(WideBlock::new(&block, gvb.pp(b))?);
             }
             groups.push(group);
         }
-        let bn1 = BatchNorm2d::new(vb.pp("bn1"), channels[3])?;
+        let bn1 = BatchNorm2d::new(channels[3], vb.pp("bn1"))?;
         let alpha_final = if config.final_relu {
-            Some(ReluMask::new(vb.pp("alpha_final"), (channels[3], size, size), g)?)
+            Some(ReluMask::new((channels[3], size, size), g, vb.pp("alpha_final"))?)
         } else {
             None
         };
-        let fc = Linear::new(vb.pp("fc"), channels[3], config.classes)?;
+        let fc = Linear::new(channels[3], config.classes, vb.pp("fc"))?;
         Ok(Self { conv1, groups, bn1, alpha_final, fc })
     }
 }

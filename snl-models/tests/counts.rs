@@ -148,3 +148,51 @@ fn metadata_and_serde_round_trip() {
     bad.insert("width".into(), "wide".into());
     assert!(matches!(ModelConfig::from_metadata(&bad), Err(ConfigError::Metadata(_))));
 }
+
+/// `tensor_shapes` (no weights built) lists exactly the names and shapes of a built model's
+/// VarMap, for both families, both granularities and the extra activations.
+#[test]
+fn tensor_shapes_are_those_of_the_built_model() {
+    let configs = [
+        ModelConfig::from(ResNetConfig { width: 4, ..ResNetConfig::resnet18(10) })
+            .with_extra_activation(true),
+        ModelConfig::from(ResNetConfig {
+            width: 2,
+            image_size: 16,
+            stem_stride: 2,
+            ..ResNetConfig::resnet34(7)
+        })
+        .with_granularity(Granularity::Channel),
+        ModelConfig::from_arch("wrn-10-2", 10).unwrap().with_extra_activation(true),
+        ModelConfig::from_arch("wrn-16-1", 100)
+            .unwrap()
+            .with_image_size(64)
+            .with_granularity(Granularity::Channel),
+    ];
+    for config in configs {
+        let (_, vars) = config.build_trainable(&Device::Cpu).unwrap();
+        let built: std::collections::HashMap<String, Vec<usize>> =
+            vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect();
+        let listed = config.tensor_shapes().unwrap();
+        assert_eq!(listed, built, "{config:?}");
+    }
+    let r18 = ModelConfig::from_arch("resnet18", 10).unwrap().tensor_shapes().unwrap();
+    assert_eq!(r18["layer4.1.alpha2.alphas"], [1, 512, 4, 4]);
+    assert_eq!(r18["bn1.num_batches_tracked"], Vec::<usize>::new());
+}
+
+#[test]
+fn convolution_output_size_is_checked() {
+    use snl_models::layers::conv_output_size;
+    assert_eq!(conv_output_size(32, 3, 1, 1), Ok(32));
+    assert_eq!(conv_output_size(32, 3, 2, 1), Ok(16));
+    assert_eq!(conv_output_size(7, 3, 2, 1), Ok(4));
+    assert_eq!(conv_output_size(5, 1, 2, 0), Ok(3));
+    let too_small = ConfigError::ConvDoesNotFit { input: 1, kernel: 5, stride: 1, padding: 1 };
+    assert_eq!(conv_output_size(1, 5, 1, 1), Err(too_small.clone()));
+    assert!(
+        too_small.to_string().contains("5x5") && too_small.to_string().contains("side of 1"),
+        "{too_small}"
+    );
+    assert!(conv_output_size(8, 3, 0, 1).is_err(), "stride 0");
+}

@@ -23,7 +23,7 @@ fn input(n: usize, side: usize, seed: f64) -> Tensor {
 #[test]
 fn batchnorm_matches_pytorch_semantics() {
     let vars = VarMap::new();
-    let bn = BatchNorm2d::new(VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu).pp("bn"), 2).unwrap();
+    let bn = BatchNorm2d::new(2, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu).pp("bn")).unwrap();
     // Channel 0: values 0..8, channel 1: constant 5; batch 2, 2x2.
     let x: Vec<f32> =
         (0..16).map(|i| if (i / 4) % 2 == 0 { (i % 4 + 4 * (i / 8)) as f32 } else { 5.0 }).collect();

@@ -1,4 +1,4 @@
-//! Numerical parity with the PyTorch reference (`torch_snl.py fixture`, see
+//! Numerical parity with the PyTorch reference (`snl-bench/scripts/torch_ref.py fixture`, see
 //! tests/data/make_fixtures.sh): logits in eval and train mode, loss terms and mask
 //! gradients, for ResNet18 and WRN, pixel and channel masks.
 

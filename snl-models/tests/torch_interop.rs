@@ -12,7 +12,8 @@ use candle::{Device, ModuleT};
 use common::{data_dir, fixture};
 use snl_models::checkpoint;
 
-const REFERENCE: &str = "/work/shared/reference/torch_snl.py";
+/// The repository's own PyTorch reference (`SNL_TORCH_REFERENCE` overrides it).
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../snl-bench/scripts/torch_ref.py");
 
 fn torch_available() -> bool {
     Command::new("python3")

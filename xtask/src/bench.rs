@@ -1,5 +1,5 @@
 //! `cargo xtask bench-vs-torch`: build the snl-bench binaries in release mode, then run
-//! `target/release/vs_torch` (snl's `throughput` and `torch_snl.py bench` with the same
+//! `target/release/vs_torch` (snl's `throughput` and `torch_ref.py bench` with the same
 //! flags, then the ratios). vs_torch says clearly when python3 or torch is missing.
 
 use std::process::Command;
@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::cargo;
 
 /// Builds `cargo build --release -p snl-bench --bins`, then runs target/release/vs_torch:
-/// snl's throughput (the product models, snl_core::fast ops) and `torch_snl.py bench` with
+/// snl's throughput (the product models, snl_core::fast ops) and `python3 snl-bench/scripts/torch_ref.py bench` with
 /// the same flags, one JSON line per workload each, then a table of images/s, snl/PyTorch
 /// ratio and peak RSS.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Parser)]

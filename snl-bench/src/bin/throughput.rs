@@ -1,5 +1,5 @@
 //! `throughput`: one JSON line per workload (snl_step, train_step, inference) with the keys
-//! of `torch_snl.py bench`, for a side-by-side comparison with PyTorch. Runs the product
+//! of `torch_ref.py bench`, for a side-by-side comparison with PyTorch. Runs the product
 //! models of snl-models (whose layers use `snl_core::fast`), as `snl` users do.
 //!
 //! `cargo run --release -p snl-bench --bin throughput -- --width 64 --batch 128 --threads 2`
@@ -10,7 +10,7 @@ use clap::Parser;
 use snl_bench::{Arch, Measurement, Workload, Workloads, peak_rss_mib};
 
 #[derive(Parser, Debug)]
-#[command(about = "snl training and inference throughput, as torch_snl.py bench measures it")]
+#[command(about = "snl training and inference throughput, as torch_ref.py bench measures it")]
 struct Args {
     #[command(flatten)]
     flags: snl_bench::BenchFlags,

@@ -1,4 +1,4 @@
-//! `vs_torch`: runs `throughput` and `torch_snl.py bench` with the same flags and prints
+//! `vs_torch`: runs `throughput` and `torch_ref.py bench` with the same flags and prints
 //! both JSON line sets, then the snl / PyTorch ratio and peak RSS per workload, with the
 //! load average before and after (the figures mean little on a loaded machine). Says so
 //! clearly (and still prints snl's figures) when python3, torch or the script is missing.
@@ -22,7 +22,8 @@ use serde_json::Value;
 struct Args {
     #[command(flatten)]
     flags: snl_bench::BenchFlags,
-    /// The PyTorch reference script (default: $SNL_TORCH_SCRIPT, else the shared reference).
+    /// The PyTorch reference script (default: $SNL_TORCH_SCRIPT, else the repository's
+    /// `snl-bench/scripts/torch_ref.py`).
     #[arg(long)]
     torch_script: Option<PathBuf>,
     #[arg(long, default_value = "python3")]
@@ -110,7 +111,7 @@ fn main() -> anyhow::Result<()> {
         .torch_script
         .clone()
         .or_else(|| std::env::var_os("SNL_TORCH_SCRIPT").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/work/shared/reference/torch_snl.py"));
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/torch_ref.py")));
     // Why PyTorch cannot run; `--no-torch` skips it without a reason to print.
     let missing = if a.no_torch { None } else { torch_missing(&a.python, &script) };
     let with_torch = !a.no_torch && missing.is_none();
@@ -124,7 +125,7 @@ fn main() -> anyhow::Result<()> {
             format!("{} (build it with `cargo build --release -p snl-bench --bins`)", throughput.display())
         })?;
         let torch = if with_torch {
-            run(Command::new(&a.python).arg(&script).arg("bench").args(&common), "torch_snl.py bench")?
+            run(Command::new(&a.python).arg(&script).arg("bench").args(&common), "torch_ref.py bench")?
         } else {
             Vec::new()
         };

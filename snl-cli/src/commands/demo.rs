@@ -14,7 +14,7 @@ use super::train::{TrainConfig, train};
 use super::{Context, RunResult};
 use crate::cli::{DemoArgs, ScheduleKind, Selection};
 use crate::cost;
-use crate::data::{DataConfig, SYNTHETIC, Splits};
+use crate::data::{DataConfig, DatasetKind, Splits};
 use crate::model;
 use crate::run::{self, RunDir};
 
@@ -27,7 +27,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let splits = Splits::synthetic(10, SIDE, [150, 40, 40], ctx.seed)?;
     let data = DataConfig {
-        dataset: SYNTHETIC.into(),
+        dataset: DatasetKind::Synthetic,
         data_dir: None,
         offline: true,
         val_size: 400,

@@ -11,8 +11,8 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
     let mut data = DataConfig::from_args(&args.data, 256)?;
     let seed = model_split(ctx, &loaded, &args.model, &mut data, args.data.val_size, "eval rebuilds")?;
-    let splits = Splits::load(&data, seed)?;
-    check_fits(args.model.display(), &loaded.config, &data.dataset, &splits)?;
+    let splits = Splits::load(&data, seed, &ctx.ui)?;
+    check_fits(args.model.display(), &loaded.config, data.dataset, &splits)?;
     let split = match args.split {
         EvalSplit::Test => &splits.test,
         EvalSplit::Val => splits.val()?,

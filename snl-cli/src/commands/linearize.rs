@@ -111,7 +111,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                 }
                 run.write_json(run::CONFIG, &config)?;
             }
-            let splits = Splits::load(&config.data, config.split_seed())?;
+            let splits = Splits::load(&config.data, config.split_seed(), &ctx.ui)?;
             (config, run, splits)
         }
         None => {
@@ -161,8 +161,8 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                 "linearize keeps",
             )?;
             let seed = if ctx.seed_given { ctx.seed } else { split_seed };
-            let splits = Splits::load(&data, split_seed)?;
-            check_fits(model_path.display(), &teacher.config, &data.dataset, &splits)?;
+            let splits = Splits::load(&data, split_seed, &ctx.ui)?;
+            check_fits(model_path.display(), &teacher.config, data.dataset, &splits)?;
             let config = LinearizeConfig {
                 teacher: std::path::absolute(model_path)?,
                 model: teacher.config.clone(),
@@ -242,7 +242,7 @@ pub fn linearize(
         metadata(
             &config.model,
             &[
-                (keys::DATASET, config.data.dataset.clone()),
+                (keys::DATASET, config.data.dataset.to_string()),
                 // The split's seed: what `eval` needs to rebuild the validation split.
                 (keys::SEED, config.split_seed().to_string()),
                 (keys::VAL_SIZE, config.data.val_size.to_string()),
@@ -445,7 +445,7 @@ pub fn linearize(
     let result = RunResult {
         command: "linearize".into(),
         arch: config.model.arch_name(),
-        dataset: config.data.dataset.clone(),
+        dataset: config.data.dataset.to_string(),
         selection: Some(config.selection),
         budget: Some(plan.budget),
         relu_count: count,

@@ -14,7 +14,6 @@ use std::str::FromStr;
 
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
-use snl_data::DatasetName;
 
 use crate::cli::{Cli, Command};
 use crate::data::{DataConfig, Metrics};
@@ -67,7 +66,7 @@ impl Context {
 pub fn run(cli: Cli) -> Result<()> {
     let threads_warning = setup::threads(cli.global.threads)?;
     let ctx = Context {
-        device: setup::device(&cli.global.device)?,
+        device: setup::device(cli.global.device)?,
         seed: cli.global.seed.unwrap_or(0),
         seed_given: cli.global.seed.is_some(),
         ui: Ui::new(cli.global.quiet, cli.global.verbose),
@@ -92,7 +91,7 @@ pub fn run(cli: Cli) -> Result<()> {
 pub fn check_fits(
     name: impl std::fmt::Display,
     config: &snl_models::ModelConfig,
-    dataset: &str,
+    dataset: crate::data::DatasetKind,
     splits: &crate::data::Splits,
 ) -> Result<()> {
     if config.classes() != splits.classes() || config.image_size() != splits.image_size() {
@@ -122,10 +121,7 @@ pub fn model_split(
     val_size_given: Option<usize>,
     use_: &str,
 ) -> Result<u64> {
-    let same_data = |recorded: &String| {
-        *recorded == data.dataset
-            || recorded.parse::<DatasetName>().ok().is_some_and(|a| data.dataset.parse().ok() == Some(a))
-    };
+    let same_data = |recorded: &String| recorded.parse().ok() == Some(data.dataset);
     if !loaded.metadata.get(keys::DATASET).is_some_and(same_data) {
         return Ok(ctx.seed);
     }

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
-use snl_core::optim::{LrSchedule, Sgd, SgdConfig};
-use snl_core::{Batches, Masked};
+use snl_core::optim::{LrSchedule, Optimizer, Sgd, SgdConfig};
+use snl_core::{Batches, ConfigError, Masked};
 use snl_models::{ModelConfig, checkpoint, params};
 
 use super::{Context, KEPT_BEST_VAL, KEPT_LAST, RunResult, check_fits};
@@ -71,7 +71,7 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
             let run = RunDir::open(dir)?;
             let config = run.read_json::<TrainConfig>(run::CONFIG)?;
             ctx.recorded_seed(config.seed, dir, "a resumed run keeps its own")?;
-            let splits = Splits::load(&config.data, config.seed)?;
+            let splits = Splits::load(&config.data, config.seed, &ctx.ui)?;
             (config, run, splits)
         }
         None => {
@@ -87,17 +87,12 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
                 weight_decay: args.weight_decay,
                 nesterov: false,
             };
-            let valid = sgd.lr > 0.0
-                && sgd.lr.is_finite()
-                && (0.0..1.0).contains(&sgd.momentum)
-                && sgd.weight_decay >= 0.0;
-            if !valid {
-                return Err(usage(
-                    "--lr must be positive, --momentum in [0, 1), --weight-decay non-negative",
-                ));
-            }
+            sgd.check("--lr", "--weight-decay").map_err(|e| match e {
+                ConfigError::Momentum(_) => usage(format!("--momentum: {e}")),
+                e => usage(e.to_string()),
+            })?;
             let out = args.out.as_ref().context("--out is required")?;
-            let splits = Splits::load(&data, ctx.seed)?;
+            let splits = Splits::load(&data, ctx.seed, &ctx.ui)?;
             if splits.classes() == 1 {
                 ctx.ui.warn(format!(
                     "the {} data has a single class: every prediction is right, the accuracy means nothing",
@@ -106,7 +101,7 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
             }
             let model = args.model.config(Some(splits.classes()), Some(splits.image_size()))?;
             // Only --image-size can make the model differ from the data (--classes is checked).
-            check_fits(format!("--image-size {}", model.image_size()), &model, &data.dataset, &splits)?;
+            check_fits(format!("--image-size {}", model.image_size()), &model, data.dataset, &splits)?;
             let config = TrainConfig {
                 model,
                 data,
@@ -153,7 +148,7 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
     let meta = metadata(
         &config.model,
         &[
-            (keys::DATASET, config.data.dataset.clone()),
+            (keys::DATASET, config.data.dataset.to_string()),
             (keys::SEED, config.seed.to_string()),
             (keys::VAL_SIZE, config.data.val_size.to_string()),
             (keys::RELU_TOTAL, snl_core::relu_total(&model).to_string()),
@@ -165,7 +160,7 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
     for epoch in state.epoch..config.epochs {
         let epoch_start = Instant::now();
         let lr = schedule.lr(config.sgd.lr, epoch);
-        sgd.set_lr(lr);
+        sgd.set_learning_rate(lr);
         let bar = ctx.ui.bar(batches.len(), format!("train epoch {}/{}", epoch + 1, config.epochs));
         batches.set_bar(bar.clone());
         let (mut loss_sum, mut hits, mut seen, mut steps) = (0f64, 0usize, 0usize, 0usize);
@@ -239,7 +234,7 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
     let result = RunResult {
         command: "train".into(),
         arch: config.model.arch_name(),
-        dataset: config.data.dataset.clone(),
+        dataset: config.data.dataset.to_string(),
         selection: None,
         budget: None,
         relu_count: snl_core::relu_total(&model),

@@ -224,10 +224,10 @@ pub fn metrics_without_time(run: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Whether the PyTorch reference can run: `torch_snl.py` beside the checkout and
+/// Whether the PyTorch reference can run: `torch_ref.py` in the repository and
 /// `python3 -c "import torch"` working; prints why a test skips when not.
 pub fn torch_available(test: &str) -> bool {
-    let script = reference_dir().join("torch_snl.py");
+    let script = reference_dir().join("torch_ref.py");
     if !script.is_file() {
         println!("{test}: skipped (no {})", script.display());
         return false;
@@ -242,7 +242,7 @@ pub fn torch_available(test: &str) -> bool {
     ok
 }
 
-/// `/work/shared/reference` (the PyTorch reference), from this crate's manifest dir.
+/// `snl-bench/scripts`, the folder of the repository's PyTorch reference `torch_ref.py`.
 pub fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../snl-bench/scripts")
 }

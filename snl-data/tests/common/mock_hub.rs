@@ -45,16 +45,34 @@ fn handle(mut s: TcpStream, repo: &str, files: &HashMap<String, Vec<u8>>, log: &
     log.lock().unwrap().push(format!("{method} {path}"));
     let path = path.split('?').next().unwrap_or("").to_owned();
 
-    let info = format!("/api/datasets/{repo}/revision/main");
-    let resolve = format!("/datasets/{repo}/resolve/main/");
-    let (status, headers, payload): (&str, Vec<(String, String)>, Vec<u8>) = if path == info {
+    // Repo info, the file tree (hf-hub's `snapshot_download` lists it) and the files, by
+    // branch or by commit.
+    let info =
+        [format!("/api/datasets/{repo}/revision/main"), format!("/api/datasets/{repo}/revision/{SHA}")];
+    let tree = format!("/api/datasets/{repo}/tree/{SHA}");
+    let file = |path: &str| {
+        ["main", SHA]
+            .iter()
+            .find_map(|rev| path.strip_prefix(&format!("/datasets/{repo}/resolve/{rev}/")))
+            .and_then(|f| files.get(f))
+    };
+    let (status, headers, payload): (&str, Vec<(String, String)>, Vec<u8>) = if info.contains(&path) {
         let siblings: Vec<String> = files.keys().map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
         let json = format!(
             "{{\"id\":\"{repo}\",\"sha\":\"{SHA}\",\"siblings\":[{{\"rfilename\":\"README.md\"}},{}]}}",
             siblings.join(",")
         );
         ("200 OK", vec![("Content-Type".into(), "application/json".into())], json.into_bytes())
-    } else if let Some(f) = path.strip_prefix(&resolve).and_then(|f| files.get(f)) {
+    } else if path == tree {
+        let entries: Vec<String> = files
+            .iter()
+            .map(|(f, b)| {
+                format!("{{\"type\":\"file\",\"oid\":\"{}\",\"size\":{},\"path\":\"{f}\"}}", etag(b), b.len())
+            })
+            .collect();
+        let json = format!("[{}]", entries.join(","));
+        ("200 OK", vec![("Content-Type".into(), "application/json".into())], json.into_bytes())
+    } else if let Some(f) = file(&path) {
         let h = vec![
             ("ETag".into(), format!("\"{}\"", etag(f))),
             ("X-Repo-Commit".into(), SHA.into()),

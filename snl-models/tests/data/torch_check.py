@@ -3,7 +3,7 @@ reference model with load_state_dict(strict=True) and compares it with the refer
 
   torch_check.py REFERENCE_PY FIXTURE_DIR SAVED.safetensors RUST_OUT.safetensors
 
-FIXTURE_DIR is a torch_snl.py fixture; the Rust side loaded its model, ran one
+FIXTURE_DIR is a torch_ref.py fixture; the Rust side loaded its model, ran one
 train-mode forward on its batch (updating the BN statistics), saved the model as
 SAVED.safetensors and its eval-mode logits after the update as RUST_OUT (`eval_logits`).
 Prints one JSON line with the largest differences; exits non-zero on a failure."""
@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 ref_path, fixture, saved, rust_out = sys.argv[1:5]
-spec = importlib.util.spec_from_file_location("torch_snl", ref_path)
+spec = importlib.util.spec_from_file_location("torch_ref", ref_path)
 ref = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ref)
 
