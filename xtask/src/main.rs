@@ -3,6 +3,7 @@
 
 mod bench;
 mod pareto;
+mod pi_cost;
 mod plot;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ const TASKS: &str = "tasks:
   sites    bar chart of kept ReLUs per site of one run  (cargo xtask sites --help)
   bench-vs-torch  build snl-bench and run vs_torch: snl vs PyTorch images/s
            (cargo xtask bench-vs-torch --help)
+  pi-cost  one private inference in SPU (Cheetah): bytes, rounds, time per variant
+           (cargo xtask pi-cost --help)
   help     this list";
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
         Some("pareto") => pareto::main(&rest),
         Some("sites") => pareto::sites_main(&rest),
         Some("bench-vs-torch") => bench::main(&rest),
+        Some("pi-cost") => pi_cost::main(&rest),
         Some(other) => {
             eprintln!("xtask: unknown task `{other}`\n\n{TASKS}");
             2
