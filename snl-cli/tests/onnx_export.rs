@@ -143,7 +143,7 @@ fn tract_logits(onnx: &Path, n: usize, x: &[f32]) -> Vec<f32> {
         .unwrap();
     let input = tract_ndarray::Array4::from_shape_vec((n, 3, SIDE, SIDE), x.to_vec()).unwrap();
     let out = model.run(tvec!(Tensor::from(input).into())).unwrap();
-    out[0].to_array_view::<f32>().unwrap().iter().copied().collect()
+    out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
 }
 
 /// Elements entering the model's `Relu` ops for one image, from tract's shape analysis.
