@@ -217,7 +217,7 @@ fn write_input(path: &Path, side: usize) -> Result<(), String> {
         (0..count).flat_map(|i| (((i * 7919) % 1000) as f32 / 250.0 - 2.0).to_le_bytes()).collect();
     let header = serde_json::json!({"x": {"dtype": "F32", "shape": [1, 3, side, side], "data_offsets": [0, data.len()]}});
     let mut header = header.to_string().into_bytes();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
