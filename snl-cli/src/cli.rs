@@ -61,7 +61,7 @@ pub enum Command {
     Predict(PredictArgs),
     /// Convert a checkpoint of the authors' PyTorch scripts (.pth/.pth.tar) into an snl checkpoint.
     Import(ImportArgs),
-    /// Write the bundle a private-inference framework needs: weights, U8 masks, manifest, kept indices.
+    /// For private inference: snl's bundle (weights, U8 masks, kept indices, manifest) or one ONNX model.
     Export(ExportArgs),
 }
 
@@ -324,7 +324,26 @@ pub struct ExportArgs {
     /// A mask element is kept when alphas > threshold (default: the checkpoint's, else 0.01).
     #[arg(long)]
     pub threshold: Option<f64>,
-    /// Folder to write (created).
+    /// Folder to write (created; an existing one must be empty).
     #[arg(long)]
     pub out: PathBuf,
+    /// What to write: snl's bundle (`safetensors`), or one ONNX model, `model.onnx` (`onnx`).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Safetensors)]
+    pub format: ExportFormat,
+    /// ONNX only: a site's ReLUs as `compact` (only kept positions are computed: gather, ReLU,
+    /// scatter back; default) or `masked` (a*relu(x) + (1-a)*x: every position pays).
+    #[arg(long, value_enum)]
+    pub relu: Option<ReluFormArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Safetensors,
+    Onnx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReluFormArg {
+    Compact,
+    Masked,
 }

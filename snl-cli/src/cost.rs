@@ -1,5 +1,6 @@
 //! Private-inference cost of the ReLUs a network keeps, from published per-ReLU figures
-//! (REFERENCE §6). Only the ReLU part: linear layers are not free and are not included.
+//! (REFERENCE §6), and from our own measurement in a real 2PC engine (`cargo xtask pi-cost`,
+//! results/pi-cost). Only the ReLU part: linear layers are not free and are not included.
 
 use serde::Serialize;
 
@@ -13,6 +14,11 @@ const DELPHI_LATENCY_US: (f64, f64) = (17.0, 23.0);
 const CHEETAH_SOURCE: &str = "Cheetah-class protocols, per ReLU: at most ~240 B and 16 us all-in (bound from Cheetah's ResNet50 figure)";
 const CHEETAH_BYTES: f64 = 240.0;
 const CHEETAH_US: f64 = 16.0;
+/// Measured (results/pi-cost): the marginal cost of a ReLU inside a network, i.e. the
+/// all-ReLU network minus the same network with identities, bytes sent by both parties.
+const SPU_SOURCE: &str = "measured, SPU 0.9.5 Cheetah 2PC (semi-honest, both parties on one host), per ReLU in a network: 133 B sent by both parties, 3.3 ms on 2 AVX2 cores under a load average of ~8 (not a clean timing); ResNet18 width 4, 16x16, 2026-12-01 (cargo xtask pi-cost)";
+const SPU_BYTES: f64 = 133.0;
+const SPU_US: f64 = 3270.0;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cost {
@@ -23,7 +29,9 @@ pub struct Cost {
     pub delphi_online_latency_s: [f64; 2],
     pub cheetah_comm_mb_max: f64,
     pub cheetah_latency_s_max: f64,
-    pub sources: [&'static str; 2],
+    pub spu_cheetah_measured_mb: f64,
+    pub spu_cheetah_measured_s: f64,
+    pub sources: [&'static str; 3],
     pub note: &'static str,
 }
 
@@ -37,7 +45,9 @@ pub fn estimate(relus: usize) -> Cost {
         delphi_online_latency_s: [n * DELPHI_LATENCY_US.0 * 1e-6, n * DELPHI_LATENCY_US.1 * 1e-6],
         cheetah_comm_mb_max: n * CHEETAH_BYTES / 1e6,
         cheetah_latency_s_max: n * CHEETAH_US * 1e-6,
-        sources: [DELPHI_SOURCE, CHEETAH_SOURCE],
+        spu_cheetah_measured_mb: n * SPU_BYTES / 1e6,
+        spu_cheetah_measured_s: n * SPU_US * 1e-6,
+        sources: [DELPHI_SOURCE, CHEETAH_SOURCE, SPU_SOURCE],
         note: "ReLUs only; linear layers add their own cost",
     }
 }
@@ -58,7 +68,14 @@ impl Cost {
                 "Cheetah-class:   at most {:.1} MB and {:.2} s",
                 self.cheetah_comm_mb_max, self.cheetah_latency_s_max
             ),
-            format!("({}; sources: {}; {})", self.note, self.sources[0], self.sources[1]),
+            format!(
+                "SPU Cheetah:     {:.1} MB sent and {:.2} s, measured (see sources)",
+                self.spu_cheetah_measured_mb, self.spu_cheetah_measured_s
+            ),
+            format!(
+                "({}; sources: {}; {}; {})",
+                self.note, self.sources[0], self.sources[1], self.sources[2]
+            ),
         ]
     }
 }

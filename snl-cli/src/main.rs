@@ -10,6 +10,7 @@ mod commands;
 mod cost;
 mod data;
 mod model;
+mod onnx;
 mod run;
 mod setup;
 mod ui;

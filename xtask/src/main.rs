@@ -5,6 +5,7 @@
 mod bench;
 mod cargo;
 mod pareto;
+mod pi_cost;
 mod plot;
 mod selection;
 mod sites;
@@ -17,6 +18,8 @@ const TASKS: &str = "tasks:
   sites    bar chart of kept ReLUs per site of one run  (cargo xtask sites --help)
   bench-vs-torch  build snl-bench and run vs_torch: snl vs PyTorch images/s
            (cargo xtask bench-vs-torch --help)
+  pi-cost  one private inference in SPU (Cheetah): bytes, rounds, time per variant
+           (cargo xtask pi-cost --help)
   help     this list";
 
 /// A task's arguments through clap. `Err(code)` once help (0) or an error (2) is printed.
@@ -40,6 +43,7 @@ fn main() {
         Some("pareto") => pareto::main(&rest),
         Some("sites") => sites::main(&rest),
         Some("bench-vs-torch") => bench::main(&rest),
+        Some("pi-cost") => pi_cost::main(&rest),
         Some(other) => {
             eprintln!("xtask: unknown task `{other}`\n\n{TASKS}");
             2

@@ -109,6 +109,10 @@ fn print_table(ctx: &Context, before: &RunResult, after: &RunResult, snl_dir: &R
         "{:<28} {:>13.3}s {:>13.3}s",
         "ReLU online latency (DELPHI)", cb.delphi_online_latency_s[1], ca.delphi_online_latency_s[1]
     );
+    println!(
+        "{:<28} {:>12.1}MB {:>12.1}MB",
+        "ReLU comm. (SPU Cheetah)", cb.spu_cheetah_measured_mb, ca.spu_cheetah_measured_mb
+    );
     println!();
     let model = model::load(&snl_dir.path(run::MODEL), &Default::default(), &ctx.device)?;
     let report = snl_core::ReluReport::of(&model.frozen(&ctx.device)?, model.threshold())?;
@@ -128,6 +132,7 @@ fn print_table(ctx: &Context, before: &RunResult, after: &RunResult, snl_dir: &R
         println!("{name:<10} {total:>10} {kept:>10} {:>7.1}%", pct(kept, total));
     }
     println!();
-    println!("cost estimates cover the ReLUs only ({}).", cost::estimate(0).sources[0]);
+    let sources = cost::estimate(0).sources;
+    println!("cost estimates cover the ReLUs only ({}; {}).", sources[0], sources[2]);
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! Writes `weights.safetensors` (PyTorch names, masks binarized, snl metadata: snl reads it
 //! back as a model), `masks.safetensors` (one U8 `[C, H, W]` tensor per site),
 //! `kept_indices.safetensors` (one U32 tensor of flat indices into `C*H*W` per site that
-//! keeps any ReLU) and `manifest.json`.
+//! keeps any ReLU) and `manifest.json`; or, with `--format onnx`, one `model.onnx` that
+//! computes exactly the kept ReLUs (`crate::onnx`).
 
 use std::collections::HashMap;
 
@@ -15,9 +16,11 @@ use serde::Serialize;
 use snl_core::Masked;
 
 use super::Context;
-use crate::cli::ExportArgs;
-use crate::model::{self, keys};
+use crate::cli::{ExportArgs, ExportFormat, ReluFormArg};
+use crate::model::{self, Loaded, keys};
+use crate::onnx::{self, ReluForm};
 use crate::run;
+use crate::setup::usage;
 use snl_models::checkpoint::write_atomic;
 
 #[derive(Serialize)]
@@ -43,6 +46,13 @@ struct SiteEntry {
 }
 
 pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
+    let form = match (args.format, args.relu) {
+        (ExportFormat::Safetensors, Some(_)) => {
+            return Err(usage("--relu applies to --format onnx only (the bundle lists kept positions)"));
+        }
+        (_, Some(ReluFormArg::Masked)) => ReluForm::Masked,
+        _ => ReluForm::Compact,
+    };
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
     let threshold = model::check_threshold(args.threshold.unwrap_or_else(|| loaded.threshold()))?;
     if !run::is_free(&args.out)? {
@@ -51,6 +61,62 @@ pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
             args.out.display()
         );
     }
+    match args.format {
+        ExportFormat::Safetensors => bundle(ctx, &args, &loaded, threshold),
+        ExportFormat::Onnx => export_onnx(ctx, &args, &loaded, threshold, form),
+    }
+}
+
+/// One ONNX model, `model.onnx`, its masks binarized at `threshold`.
+fn export_onnx(
+    ctx: &Context,
+    args: &ExportArgs,
+    loaded: &Loaded,
+    threshold: f64,
+    form: ReluForm,
+) -> Result<()> {
+    let model = loaded.frozen(&ctx.device)?;
+    let mut sites = HashMap::new();
+    let mut relu_total = 0;
+    for m in model.masks() {
+        let on: Vec<u8> = m.alphas().as_tensor().gt(threshold)?.flatten_all()?.to_vec1()?;
+        let site = onnx::Site {
+            shape: m.activation_shape(),
+            granularity: m.granularity(),
+            on: on.iter().map(|&o| o == 1).collect(),
+        };
+        relu_total += m.total_relus();
+        sites.insert(m.site().to_string(), site);
+    }
+    let relu_kept: usize = sites.values().map(onnx::Site::kept_relus).sum();
+    let form_name = match form {
+        ReluForm::Compact => "compact",
+        ReluForm::Masked => "masked",
+    };
+    let meta = model::metadata(
+        &loaded.config,
+        &[
+            (keys::THRESHOLD, threshold.to_string()),
+            (keys::RELU_COUNT, relu_kept.to_string()),
+            (keys::RELU_TOTAL, relu_total.to_string()),
+            ("relu_form", form_name.to_string()),
+        ],
+    );
+    let meta: Vec<(String, String)> = meta.into_iter().collect();
+    let proto = onnx::build(&loaded.config, &loaded.tensors, sites, form, &meta)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join("model.onnx");
+    write_atomic(&path, &prost::Message::encode_to_vec(&proto))?;
+    ctx.ui.result(format!(
+        "exported {relu_kept} of {relu_total} ReLUs ({form_name}, ONNX opset {}) to {}",
+        onnx::OPSET,
+        path.display()
+    ));
+    Ok(())
+}
+
+/// snl's bundle: weights, U8 masks, kept indices, manifest.
+fn bundle(ctx: &Context, args: &ExportArgs, loaded: &Loaded, threshold: f64) -> Result<()> {
     let model = loaded.frozen(&ctx.device)?;
     let (mut weights, mut masks, mut indices, mut sites) =
         (loaded.tensors.clone(), HashMap::new(), HashMap::new(), vec![]);
