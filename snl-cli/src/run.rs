@@ -152,7 +152,7 @@ pub struct RunDir {
     /// Opened with `--resume` (not created).
     resumed: bool,
     /// `config.json` as first read: what each checkpoint records.
-    config: Mutex<Option<Value>>,
+    config: Arc<Mutex<Option<Value>>>,
 }
 
 impl RunDir {
@@ -188,7 +188,12 @@ impl RunDir {
         if !is_free(root)? {
             bail!("{} was taken by another run meanwhile; choose another --out", root.display());
         }
-        Ok(Self { root: root.to_path_buf(), _lock: Arc::new(lock), resumed: false, config: Mutex::new(None) })
+        Ok(Self {
+            root: root.to_path_buf(),
+            _lock: Arc::new(lock),
+            resumed: false,
+            config: Arc::new(Mutex::new(None)),
+        })
     }
 
     /// An unfinished run to resume.
@@ -200,8 +205,12 @@ impl RunDir {
         if root.join(RESULT).exists() {
             bail!("{} is finished already (it has {RESULT}); nothing to resume", root.display());
         }
-        let run =
-            Self { root: root.to_path_buf(), _lock: Arc::new(lock), resumed: true, config: Mutex::new(None) };
+        let run = Self {
+            root: root.to_path_buf(),
+            _lock: Arc::new(lock),
+            resumed: true,
+            config: Arc::new(Mutex::new(None)),
+        };
         run.check_config()?;
         Ok(run)
     }
@@ -229,7 +238,7 @@ impl RunDir {
             .with_context(|| format!("{}: no resume state ({CONFIG_KEY})", path.display()))?;
         let saved: Value = serde_json::from_str(saved)
             .with_context(|| format!("{}: bad resume state ({CONFIG_KEY})", path.display()))?;
-        let changed = changed_keys(&saved, config);
+        let changed = changed_keys(&saved, &config);
         if !changed.is_empty() {
             bail!(
                 "{} was edited since the run's checkpoint (changed: {}); a run continues with the \
@@ -270,7 +279,8 @@ impl RunDir {
         text.push('\n');
         write_atomic(&self.path(name), text.as_bytes())?;
         if name == CONFIG {
-            *self.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(serde_json::from_str(&text)?);
+            *self.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some(serde_json::from_str(&text)?);
         }
         Ok(())
     }

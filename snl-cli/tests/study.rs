@@ -9,7 +9,7 @@ use std::path::Path;
 use common::*;
 use predicates::prelude::*;
 
-fn flag_value(args: &mut Vec<String>, flag: &str, value: &str) {
+fn flag_value(args: &mut [String], flag: &str, value: &str) {
     let i = args.iter().position(|a| a == flag).expect("flag present");
     args[i + 1] = value.to_string();
 }

@@ -490,7 +490,8 @@ impl FrozenMaskTraining {
         self.epoch += 1;
         let count = relu_count(student, self.plan.config.threshold)?;
         let accuracy = observer.evaluate(student)?;
-        let report = sums.report(Phase::FrozenMask, epoch, count, 0.0, false, self.adam.lr(), accuracy);
+        let report =
+            sums.report(Phase::FrozenMask, epoch, count, 0.0, false, self.adam.learning_rate(), accuracy);
         observer.on_epoch(&report);
         Ok(report)
     }

@@ -1,6 +1,7 @@
 //! The control arm of a study: drawn selections (`draw_masks`) and frozen-mask training,
 //! on the `tiny_cnn` example's model.
 
+#[allow(dead_code)] // the example's own reporting
 #[path = "../examples/tiny_cnn.rs"]
 mod tiny_cnn;
 

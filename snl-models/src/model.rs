@@ -181,7 +181,7 @@ impl ModelConfig {
     /// A lower bound of the number of values in the model's `state_dict`, found without
     /// building it: the second 3x3 convolution and the masks of every block, and the head.
     pub fn min_values(&self) -> u128 {
-        let side = |s: usize, stride: usize| crate::resnet::conv_out(s, 3, stride, 1);
+        let side = |s: usize, stride: usize| crate::layers::conv_output_size(s, 3, stride, 1).unwrap_or(1);
         let pixel = self.granularity() == Granularity::Pixel;
         // Per block at `channels` wide on `size`-sided maps: `masks` masks, one 3x3 conv.
         let block = |channels: usize, size: usize, masks: u128| -> u128 {

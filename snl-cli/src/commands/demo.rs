@@ -99,7 +99,7 @@ fn print_table(ctx: &Context, before: &RunResult, after: &RunResult, snl_dir: &R
     println!("{:<28} {:>13.2}% {:>13.2}%", "test top-1 (chance 10%)", before.test.top1, after.test.top1);
     // The demo's synthetic data always has a validation set.
     let val = |r: &RunResult| r.val.map_or(f64::NAN, |m| m.top1);
-    println!("{:<28} {:>13.2}% {:>13.2}%", "validation top-1", val(&before), val(&after));
+    println!("{:<28} {:>13.2}% {:>13.2}%", "validation top-1", val(before), val(after));
     let (cb, ca) = (cost::estimate(before.relu_count), cost::estimate(after.relu_count));
     println!(
         "{:<28} {:>12.1}MB {:>12.1}MB",
