@@ -15,8 +15,8 @@ mod snl;
 
 pub use error::{ConfigError, Error, Result};
 pub use mask::{Granularity, Masked, ReluMask, ReluReport, SiteReport, binarize, relu_count, relu_total};
-pub use select::{Selection, draw_masks};
+pub use select::{FrozenMaskTraining, Selection, draw_masks};
 pub use snl::{
-    Batches, Budget, EpochReport, Finetune, FrozenMaskTraining, LassoSchedule, Linearized, MaskSearch,
-    Observer, Phase, Plan, SearchState, SnlConfig, linearize,
+    Batches, Budget, EpochReport, Finetune, LassoSchedule, Linearized, MaskSearch, Observer, Phase, Plan,
+    SearchState, SnlConfig, linearize,
 };

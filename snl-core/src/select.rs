@@ -1,18 +1,22 @@
-//! The control selections of a study: masks drawn at random within a budget, over the whole
-//! network ([`Selection::Random`]) or as the same fraction of every site
-//! ([`Selection::Uniform`]). They are the yardstick SNL's learned masks are measured against.
+//! The controls of a study: masks drawn at random within a budget, over the whole network
+//! ([`Selection::Random`]) or as the same fraction of every site ([`Selection::Uniform`]),
+//! and [`FrozenMaskTraining`], which trains them as long as an SNL search trains. They are
+//! the yardstick SNL's learned masks are measured against.
 //!
 //! Sampling is our own: one ChaCha8 key per mask element, elements taken in key order (ties,
 //! which have probability about 2^-64, by position). A draw depends only on the seed and the
 //! network, not on `rand`'s shuffle algorithm.
 
-use candle::Tensor;
+use candle::{Module, ModuleT, Tensor, Var};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::mask::{Masked, relu_total};
-use crate::{ConfigError, Result};
+use crate::loss::{cross_entropy, distillation};
+use crate::mask::{Masked, relu_count, relu_total};
+use crate::optim::{Adam, AdamConfig, Optimizer, OptimizerState};
+use crate::snl::{Batches, EpochReport, Observer, Phase, Plan, run_batches, step_values};
+use crate::{ConfigError, Error, Result};
 
 /// A drawn (not learned) selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,4 +88,97 @@ pub fn draw_masks<M: Masked + ?Sized>(
         mask.set_frozen(true);
     }
     Ok(kept)
+}
+
+/// The control arm of a fair study: the mask search's optimizer (Adam at the search rate)
+/// and loss (CE + KD; the lasso of a frozen mask is a constant) for a given number of epochs,
+/// over a student whose masks are frozen at a drawn selection ([`crate::draw_masks`]). A
+/// random or uniform selection trained this way, then finetuned, has had exactly the weight
+/// updates of an SNL run whose search took as many epochs.
+#[derive(Debug)]
+pub struct FrozenMaskTraining {
+    plan: Plan,
+    adam: Adam,
+    epoch: usize,
+    epochs: usize,
+}
+
+impl FrozenMaskTraining {
+    /// `epochs` epochs over `vars` (in a fixed order if the state is to be resumed, as for
+    /// [`MaskSearch::new`]); errors when a mask of `student` is not frozen
+    /// ([`Error::MaskNotFrozen`]) or `plan` does not fit `student`.
+    pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>, epochs: usize) -> Result<Self> {
+        plan.verify(student)?;
+        if let Some(mask) = student.masks().into_iter().find(|m| !m.is_frozen()) {
+            return Err(Error::MaskNotFrozen { site: mask.site().to_string() });
+        }
+        let adam = Adam::new(vars, AdamConfig::with_lr(plan.config.search_lr));
+        Ok(Self { plan: plan.clone(), adam, epoch: 0, epochs })
+    }
+
+    /// Continues after `epoch` finished epochs with the saved optimizer state.
+    pub fn resume<M: Masked + ?Sized>(
+        plan: &Plan,
+        student: &M,
+        vars: Vec<Var>,
+        epochs: usize,
+        epoch: usize,
+        optimizer: &OptimizerState,
+    ) -> Result<Self> {
+        let mut training = Self::new(plan, student, vars, epochs)?;
+        training.adam.load_state(optimizer)?;
+        training.epoch = epoch;
+        Ok(training)
+    }
+
+    /// Epochs finished.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// All its epochs have run.
+    pub fn finished(&self) -> bool {
+        self.epoch >= self.epochs
+    }
+
+    /// Adam's state, keyed by each variable's position in `vars`.
+    pub fn optimizer_state(&self) -> Result<OptimizerState> {
+        Ok(self.adam.state()?)
+    }
+
+    /// One epoch; the caller checks [`FrozenMaskTraining::finished`].
+    pub fn run_epoch<M, T, B, O>(
+        &mut self,
+        student: &M,
+        teacher: &T,
+        batches: &mut B,
+        observer: &mut O,
+    ) -> Result<EpochReport>
+    where
+        M: ModuleT + Masked,
+        T: Module,
+        B: Batches + ?Sized,
+        O: Observer<M> + ?Sized,
+    {
+        let epoch = self.epoch;
+        let temperature = self.plan.config.temperature;
+        let sums = run_batches(Phase::FrozenMask, epoch, batches, observer, |x, y| {
+            let logits = student.forward_t(x, true)?;
+            let target = teacher.forward(x)?.detach();
+            let terms = [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?];
+            let loss = (&terms[0] + &terms[1])?;
+            let values = step_values(&loss, &terms, &logits, y)?;
+            if values.loss.is_finite() {
+                self.adam.step(&loss.backward()?)?;
+            }
+            Ok(values)
+        })?;
+        self.epoch += 1;
+        let count = relu_count(student, self.plan.config.threshold)?;
+        let accuracy = observer.evaluate(student)?;
+        let report =
+            sums.report(Phase::FrozenMask, epoch, count, 0.0, false, self.adam.learning_rate(), accuracy);
+        observer.on_epoch(&report);
+        Ok(report)
+    }
 }

@@ -119,7 +119,7 @@ pub struct Plan {
 
 impl Plan {
     /// Errors unless checking this plan's configuration against `student` gives this plan.
-    fn verify<M: Masked + ?Sized>(&self, student: &M) -> Result<(), ConfigError> {
+    pub(crate) fn verify<M: Masked + ?Sized>(&self, student: &M) -> Result<(), ConfigError> {
         let fresh = self.config.clone().check(relu_total(student))?;
         if fresh == *self {
             Ok(())
@@ -404,99 +404,6 @@ impl MaskSearch {
     }
 }
 
-/// The control arm of a fair study: the mask search's optimizer (Adam at the search rate)
-/// and loss (CE + KD; the lasso of a frozen mask is a constant) for a given number of epochs,
-/// over a student whose masks are frozen at a drawn selection ([`crate::draw_masks`]). A
-/// random or uniform selection trained this way, then finetuned, has had exactly the weight
-/// updates of an SNL run whose search took as many epochs.
-#[derive(Debug)]
-pub struct FrozenMaskTraining {
-    plan: Plan,
-    adam: Adam,
-    epoch: usize,
-    epochs: usize,
-}
-
-impl FrozenMaskTraining {
-    /// `epochs` epochs over `vars` (in a fixed order if the state is to be resumed, as for
-    /// [`MaskSearch::new`]); errors when a mask of `student` is not frozen
-    /// ([`Error::MaskNotFrozen`]) or `plan` does not fit `student`.
-    pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>, epochs: usize) -> Result<Self> {
-        plan.verify(student)?;
-        if let Some(mask) = student.masks().into_iter().find(|m| !m.is_frozen()) {
-            return Err(Error::MaskNotFrozen { site: mask.site().to_string() });
-        }
-        let adam = Adam::new(vars, AdamConfig::with_lr(plan.config.search_lr));
-        Ok(Self { plan: plan.clone(), adam, epoch: 0, epochs })
-    }
-
-    /// Continues after `epoch` finished epochs with the saved optimizer state.
-    pub fn resume<M: Masked + ?Sized>(
-        plan: &Plan,
-        student: &M,
-        vars: Vec<Var>,
-        epochs: usize,
-        epoch: usize,
-        optimizer: &OptimizerState,
-    ) -> Result<Self> {
-        let mut training = Self::new(plan, student, vars, epochs)?;
-        training.adam.load_state(optimizer)?;
-        training.epoch = epoch;
-        Ok(training)
-    }
-
-    /// Epochs finished.
-    pub fn epoch(&self) -> usize {
-        self.epoch
-    }
-
-    /// All its epochs have run.
-    pub fn finished(&self) -> bool {
-        self.epoch >= self.epochs
-    }
-
-    /// Adam's state, keyed by each variable's position in `vars`.
-    pub fn optimizer_state(&self) -> Result<OptimizerState> {
-        Ok(self.adam.state()?)
-    }
-
-    /// One epoch; the caller checks [`FrozenMaskTraining::finished`].
-    pub fn run_epoch<M, T, B, O>(
-        &mut self,
-        student: &M,
-        teacher: &T,
-        batches: &mut B,
-        observer: &mut O,
-    ) -> Result<EpochReport>
-    where
-        M: ModuleT + Masked,
-        T: Module,
-        B: Batches + ?Sized,
-        O: Observer<M> + ?Sized,
-    {
-        let epoch = self.epoch;
-        let temperature = self.plan.config.temperature;
-        let sums = run_batches(Phase::FrozenMask, epoch, batches, observer, |x, y| {
-            let logits = student.forward_t(x, true)?;
-            let target = teacher.forward(x)?.detach();
-            let terms = [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?];
-            let loss = (&terms[0] + &terms[1])?;
-            let values = step_values(&loss, &terms, &logits, y)?;
-            if values.loss.is_finite() {
-                self.adam.step(&loss.backward()?)?;
-            }
-            Ok(values)
-        })?;
-        self.epoch += 1;
-        let count = relu_count(student, self.plan.config.threshold)?;
-        let accuracy = observer.evaluate(student)?;
-        let report =
-            sums.report(Phase::FrozenMask, epoch, count, 0.0, false, self.adam.learning_rate(), accuracy);
-        observer.on_epoch(&report);
-        Ok(report)
-    }
-}
-
 /// Algorithm 1, line 12: SGD with momentum and weight decay, cosine-annealed, on `CE + KD`
 /// with every mask binarized and frozen.
 #[derive(Debug)]
@@ -591,14 +498,14 @@ impl Finetune {
 }
 
 /// One batch's scalars, read once from the device.
-struct StepValues {
-    loss: f32,
+pub(crate) struct StepValues {
+    pub(crate) loss: f32,
     terms: [f32; 3],
     correct: usize,
     samples: usize,
 }
 
-fn step_values(
+pub(crate) fn step_values(
     loss: &Tensor,
     terms: &[Tensor],
     logits: &Tensor,
@@ -617,7 +524,7 @@ fn step_values(
 }
 
 #[derive(Default)]
-struct EpochSums {
+pub(crate) struct EpochSums {
     batches: usize,
     loss: f64,
     terms: [f64; 3],
@@ -627,7 +534,7 @@ struct EpochSums {
 
 impl EpochSums {
     #[allow(clippy::too_many_arguments)]
-    fn report(
+    pub(crate) fn report(
         &self,
         phase: Phase,
         epoch: usize,
@@ -658,7 +565,7 @@ impl EpochSums {
 
 /// Runs `step` over an epoch's batches, stopping with a typed error at the first loss that
 /// is not finite (that batch's update is not applied).
-fn run_batches<M: ?Sized, B, O>(
+pub(crate) fn run_batches<M: ?Sized, B, O>(
     phase: Phase,
     epoch: usize,
     batches: &mut B,
