@@ -12,10 +12,9 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::loss::{cross_entropy, distillation};
 use crate::mask::{Masked, relu_count, relu_total};
 use crate::optim::{Adam, AdamConfig, Optimizer, OptimizerState};
-use crate::snl::{Batches, EpochReport, Observer, Phase, Plan, run_batches, step_values};
+use crate::snl::{Batches, EpochReport, Observer, Phase, Plan, distill_epoch};
 use crate::{ConfigError, Error, Result};
 
 /// A drawn (not learned) selection.
@@ -162,17 +161,16 @@ impl FrozenMaskTraining {
     {
         let epoch = self.epoch;
         let temperature = self.plan.config.temperature;
-        let sums = run_batches(Phase::FrozenMask, epoch, batches, observer, |x, y| {
-            let logits = student.forward_t(x, true)?;
-            let target = teacher.forward(x)?.detach();
-            let terms = [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?];
-            let loss = (&terms[0] + &terms[1])?;
-            let values = step_values(&loss, &terms, &logits, y)?;
-            if values.loss.is_finite() {
-                self.adam.step(&loss.backward()?)?;
-            }
-            Ok(values)
-        })?;
+        let sums = distill_epoch(
+            Phase::FrozenMask,
+            epoch,
+            student,
+            teacher,
+            temperature,
+            batches,
+            observer,
+            &mut self.adam,
+        )?;
         self.epoch += 1;
         let count = relu_count(student, self.plan.config.threshold)?;
         let accuracy = observer.evaluate(student)?;

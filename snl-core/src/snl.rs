@@ -477,17 +477,16 @@ impl Finetune {
         let lr = self.schedule.lr(self.plan.config.finetune.lr, epoch);
         self.sgd.set_learning_rate(lr);
         let temperature = self.plan.config.temperature;
-        let sums = run_batches(Phase::Finetune, epoch, batches, observer, |x, y| {
-            let logits = student.forward_t(x, true)?;
-            let target = teacher.forward(x)?.detach();
-            let terms = [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?];
-            let loss = (&terms[0] + &terms[1])?;
-            let values = step_values(&loss, &terms, &logits, y)?;
-            if values.loss.is_finite() {
-                self.sgd.step(&loss.backward()?)?;
-            }
-            Ok(values)
-        })?;
+        let sums = distill_epoch(
+            Phase::Finetune,
+            epoch,
+            student,
+            teacher,
+            temperature,
+            batches,
+            observer,
+            &mut self.sgd,
+        )?;
         self.epoch += 1;
         let count = relu_count(student, self.plan.config.threshold)?;
         let accuracy = observer.evaluate(student)?;
@@ -495,6 +494,38 @@ impl Finetune {
         observer.on_epoch(&report);
         Ok(report)
     }
+}
+
+/// One epoch of `CE + KD` steps of `optimizer` over the student's training batches: the
+/// finetuning's loss, and a control's frozen-mask epochs (with the search's optimizer).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn distill_epoch<M, T, B, O>(
+    phase: Phase,
+    epoch: usize,
+    student: &M,
+    teacher: &T,
+    temperature: f64,
+    batches: &mut B,
+    observer: &mut O,
+    optimizer: &mut impl Optimizer,
+) -> Result<EpochSums>
+where
+    M: ModuleT + Masked,
+    T: Module,
+    B: Batches + ?Sized,
+    O: Observer<M> + ?Sized,
+{
+    run_batches(phase, epoch, batches, observer, |x, y| {
+        let logits = student.forward_t(x, true)?;
+        let target = teacher.forward(x)?.detach();
+        let terms = [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?];
+        let loss = (&terms[0] + &terms[1])?;
+        let values = step_values(&loss, &terms, &logits, y)?;
+        if values.loss.is_finite() {
+            optimizer.step(&loss.backward()?)?;
+        }
+        Ok(values)
+    })
 }
 
 /// One batch's scalars, read once from the device.
