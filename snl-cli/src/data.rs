@@ -307,17 +307,21 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// Hits of one sample's `logits` at top-1 and top-5, and whether a logit is not finite.
-/// The rank of the true class counts every other class whose logit is greater *or equal*
-/// (a tie goes against the sample: a constant output scores 0, not 100%), and a sample with
-/// a non-finite logit is wrong.
-pub fn hits(logits: &[f32], label: usize) -> (bool, bool, bool) {
+/// Credit of one sample's `logits` at top-1 and top-5 (each in 0..=1), and whether a logit is
+/// not finite. Ties are broken uniformly at random, in expectation: with `g` other classes
+/// above the true one and `t` level with it, top-k credit is `(k - g) / (t + 1)` clamped to
+/// 0..=1. So a constant output scores chance (1/C at top-1), never 100%, and a sample with a
+/// non-finite logit is wrong.
+pub fn hits(logits: &[f32], label: usize) -> (f64, f64, bool) {
     if logits.iter().any(|v| !v.is_finite()) || label >= logits.len() {
-        return (false, false, true);
+        return (0.0, 0.0, true);
     }
     let truth = logits[label];
-    let rank = logits.iter().enumerate().filter(|&(j, &v)| j != label && v >= truth).count();
-    (rank < 1, rank < 5, false)
+    let others = logits.iter().enumerate().filter(|&(j, _)| j != label);
+    let above = others.clone().filter(|&(_, &v)| v > truth).count() as f64;
+    let level = others.filter(|&(_, &v)| v == truth).count() as f64;
+    let credit = |k: f64| ((k - above) / (level + 1.0)).clamp(0.0, 1.0);
+    (credit(1.0), credit(5.0), false)
 }
 
 /// Evaluates `model` in eval mode over `data`, in order, without augmentation.
@@ -328,8 +332,7 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<Metrics> {
     let loader = Loader::new(Arc::clone(data), BatchConfig::eval(batch_size), device)?;
-    let (mut top1, mut top5, mut nonfinite, mut loss_sum, mut samples) =
-        (0usize, 0usize, 0usize, 0f64, 0usize);
+    let (mut top1, mut top5, mut nonfinite, mut loss_sum, mut samples) = (0f64, 0f64, 0usize, 0f64, 0usize);
     for batch in loader.epoch_inline(0) {
         let (x, y) = batch?;
         let logits = model.forward_t(&x, false)?;
@@ -339,13 +342,13 @@ pub fn evaluate(
         let labels = y.to_dtype(DType::U32)?.to_vec1::<u32>()?;
         for (row, label) in logits.to_dtype(DType::F32)?.to_vec2::<f32>()?.iter().zip(labels) {
             let (one, five, bad) = hits(row, label as usize);
-            top1 += usize::from(one);
-            top5 += usize::from(five);
+            top1 += one;
+            top5 += five;
             nonfinite += usize::from(bad);
         }
         samples += n;
     }
-    let pct = |hits: usize| 100.0 * hits as f64 / samples.max(1) as f64;
+    let pct = |credit: f64| 100.0 * credit / samples.max(1) as f64;
     Ok(Metrics {
         samples,
         top1: pct(top1),
@@ -372,14 +375,15 @@ mod tests {
     }
 
     #[test]
-    fn ties_and_non_finite_logits_count_against_the_sample() {
-        assert_eq!(hits(&[0.0; 10], 3), (false, false, false), "a constant output ranks last");
-        assert_eq!(hits(&[1.0, 2.0, 2.0], 1), (false, true, false), "a tie for first is not a top-1 hit");
-        assert_eq!(hits(&[1.0, 3.0, 2.0], 1), (true, true, false));
-        assert_eq!(hits(&[5.0, 4.0, 3.0, 2.0, 1.0, 0.0], 4), (false, true, false));
-        assert_eq!(hits(&[5.0, 4.0, 3.0, 2.0, 1.0, 1.0], 4), (false, false, false));
-        assert_eq!(hits(&[f32::NAN; 4], 0), (false, false, true));
-        assert_eq!(hits(&[0.0, 9.0, f32::INFINITY], 1), (false, false, true));
-        assert_eq!(hits(&[0.0, f32::NAN, 1.0], 2), (false, false, true));
+    fn ties_are_shared_and_non_finite_logits_are_wrong() {
+        assert_eq!(hits(&[0.0; 10], 3), (0.1, 0.5, false), "a constant output scores chance");
+        assert_eq!(hits(&[1.0, 2.0, 2.0], 1), (0.5, 1.0, false), "a two-way tie for first is half a hit");
+        assert_eq!(hits(&[1.0, 3.0, 2.0], 1), (1.0, 1.0, false));
+        assert_eq!(hits(&[5.0, 4.0, 3.0, 2.0, 1.0, 0.0], 4), (0.0, 1.0, false));
+        assert_eq!(hits(&[5.0, 4.0, 3.0, 2.0, 1.0, 1.0], 4), (0.0, 0.5, false));
+        assert_eq!(hits(&[9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 1.0], 6), (0.0, 0.0, false));
+        assert_eq!(hits(&[f32::NAN; 4], 0), (0.0, 0.0, true));
+        assert_eq!(hits(&[0.0, 9.0, f32::INFINITY], 1), (0.0, 0.0, true));
+        assert_eq!(hits(&[0.0, f32::NAN, 1.0], 2), (0.0, 0.0, true));
     }
 }
