@@ -3,18 +3,21 @@
 //! from the cache afterwards without touching the network.
 //!
 //! Offline mode (`HF_HUB_OFFLINE=1` or [`HubOptions::offline`]) never builds an HTTP client:
-//! the cache is searched by this module (`hf-hub` 1.0 does not read `HF_HUB_OFFLINE`).
-//! `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE` and `HF_TOKEN` are honoured through `hf-hub`.
-//! Online, the split's files are listed, then fetched together by hf-hub's own
-//! `snapshot_download`, whose progress events reach the caller's [`DownloadProgress`].
+//! the cache is searched by this module (`hf-hub` does not read `HF_HUB_OFFLINE`).
+//! `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE` (or `HUGGINGFACE_HUB_CACHE`, `XDG_CACHE_HOME`) and
+//! `HF_TOKEN` (or `HF_TOKEN_PATH`, `$HF_HOME/token`) are read here, as Python reads them, and
+//! handed to `hf-hub` 0.4's blocking client. Online, the repo info at the revision lists the
+//! split's files with their sizes, then each file not yet in the cache is downloaded by hf-hub
+//! (which writes `blobs/`, `snapshots/<commit>/` and `refs/<revision>`); its per-file progress
+//! reaches the caller's [`DownloadProgress`] as bytes of the whole split.
 //!
 //! Images are decoded here (HWC from the image decoder, permuted to CHW), never through
 //! candle-datasets' parquet loader, which swaps height and width.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -22,7 +25,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
-use hf_hub::progress::{DownloadEvent, ProgressEvent, ProgressHandler};
+use hf_hub::{Repo, RepoType};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -54,8 +57,8 @@ impl Default for HubOptions {
     }
 }
 
-/// Receives the progress of a Hub download, e.g. to draw a bar. Called from hf-hub's
-/// download tasks: return quickly, never block.
+/// Receives the progress of a Hub download, e.g. to draw a bar. Called from the downloading
+/// thread: return quickly, never block.
 pub trait DownloadProgress: Send + Sync {
     /// `files` files, `bytes` bytes in all, are about to come from `repo`.
     fn start(&self, repo: &str, files: usize, bytes: u64);
@@ -83,32 +86,56 @@ impl PartialEq for ProgressSink {
 
 impl Eq for ProgressSink {}
 
-/// Turns hf-hub's download events into [`DownloadProgress`] calls: bytes so far are the
-/// sum of each file's latest count (per-file events) or xet's batch total.
-struct Relay {
-    sink: Arc<dyn DownloadProgress>,
-    repo: String,
-    per_file: Mutex<HashMap<String, u64>>,
+/// Relays hf-hub's progress of one file (its bytes so far) to a [`DownloadProgress`] as bytes
+/// of the whole download: `before` is what the earlier files brought.
+struct FileRelay<'a> {
+    sink: Option<&'a dyn DownloadProgress>,
+    before: u64,
+    got: u64,
 }
 
-impl ProgressHandler for Relay {
-    fn on_progress(&self, event: &ProgressEvent) {
-        let ProgressEvent::Download(event) = event else { return };
-        match event {
-            DownloadEvent::Start { total_files, total_bytes } => {
-                self.sink.start(&self.repo, *total_files, *total_bytes)
-            }
-            DownloadEvent::Progress { files } => {
-                let mut per_file = self.per_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                for f in files {
-                    per_file.insert(f.filename.clone(), f.bytes_completed);
-                }
-                self.sink.advance(per_file.values().sum());
-            }
-            DownloadEvent::AggregateProgress { bytes_completed, .. } => self.sink.advance(*bytes_completed),
-            DownloadEvent::Complete => self.sink.finish(),
+impl hf_hub::api::Progress for FileRelay<'_> {
+    fn init(&mut self, _size: usize, _filename: &str) {
+        // Called again when a download (re)starts; the next update is the bytes already there.
+        self.got = 0;
+    }
+
+    fn update(&mut self, size: usize) {
+        self.got += size as u64;
+        if let Some(sink) = self.sink.filter(|_| size > 0) {
+            sink.advance(self.before + self.got);
         }
     }
+
+    fn finish(&mut self) {}
+}
+
+/// A non-empty environment variable.
+fn env_var(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// `HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface` (Python's order).
+fn hf_home() -> PathBuf {
+    env_var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        env_var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::home_dir().unwrap_or_else(std::env::temp_dir).join(".cache"))
+            .join("huggingface")
+    })
+}
+
+/// `HF_TOKEN`, else the file at `HF_TOKEN_PATH`, else `$HF_HOME/token` (what `hf auth login`
+/// writes); none if `HF_HUB_DISABLE_IMPLICIT_TOKEN` is set.
+fn token() -> Option<String> {
+    let read =
+        |p: PathBuf| std::fs::read_to_string(p).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    if env_var("HF_HUB_DISABLE_IMPLICIT_TOKEN").is_some() {
+        return None;
+    }
+    env_var("HF_TOKEN")
+        .or_else(|| env_var("HF_TOKEN_PATH").and_then(|p| read(p.into())))
+        .or_else(|| read(hf_home().join("token")))
 }
 
 /// Whether an environment flag value means "on" (`1`, `true`, `yes`, `on`, any case).
@@ -127,9 +154,21 @@ impl HubOptions {
         Self { offline: var("HF_HUB_OFFLINE").is_some_and(|v| env_flag(&v)), ..Self::default() }
     }
 
-    /// The cache folder used.
+    /// The cache folder used: `cache_dir`, else `HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`,
+    /// else `$HF_HOME/hub` (`HF_HOME` as Python resolves it).
     pub fn resolved_cache_dir(&self) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(hf_hub::resolve_cache_dir)
+        self.cache_dir
+            .clone()
+            .or_else(|| {
+                env_var("HF_HUB_CACHE").or_else(|| env_var("HUGGINGFACE_HUB_CACHE")).map(PathBuf::from)
+            })
+            .unwrap_or_else(|| hf_home().join("hub"))
+    }
+
+    /// The Hub URL used: `endpoint`, else `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub fn resolved_endpoint(&self) -> String {
+        let url = self.endpoint.clone().or_else(|| env_var("HF_ENDPOINT"));
+        url.as_deref().unwrap_or("https://huggingface.co").trim_end_matches('/').to_owned()
     }
 }
 
@@ -243,48 +282,80 @@ const NET_HINT: &str = "(no network? set HF_HUB_OFFLINE=1 to use only the local 
                         mirror, or give a data folder with the official release)";
 
 fn download(repo: &str, split: &str, opts: &HubOptions, cache: &Path) -> Result<Vec<PathBuf>> {
-    let mut builder = hf_hub::HFClientBuilder::new().cache_dir(cache);
-    if let Some(e) = &opts.endpoint {
-        builder = builder.endpoint(e.clone());
-    }
-    let client = builder.build_sync().map_err(|e| hub_err(repo, format!("cannot create the client: {e}")))?;
-    let (owner, name) = hf_hub::split_id(repo);
-    let handle = client.dataset(owner, name);
-    let info = handle.info().revision(opts.revision.clone()).send().map_err(|e| {
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
+        .with_endpoint(opts.resolved_endpoint())
+        .with_token(token())
+        .with_progress(false)
+        .build()
+        .map_err(|e| hub_err(repo, format!("cannot create the client: {e}")))?;
+    let dataset = Repo::with_revision(repo.to_owned(), RepoType::Dataset, opts.revision.clone());
+    let handle = api.repo(dataset.clone());
+    let (sha, files) = list_files(&handle).map_err(|e| {
         hub_err(repo, format!("cannot list the files at revision `{}`: {e} {NET_HINT}", opts.revision))
     })?;
-    let mut names: Vec<String> = info
-        .siblings
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| s.rfilename)
-        .filter(|f| is_split_parquet(f, split))
-        .collect();
-    names.sort();
-    if names.is_empty() {
+    let mut wanted: Vec<(String, u64)> =
+        files.into_iter().filter(|(f, _)| is_split_parquet(f, split)).collect();
+    wanted.sort();
+    if wanted.is_empty() {
         return Err(hub_err(
             repo,
             format!("no parquet file for split `{split}` at revision `{}`", opts.revision),
         ));
     }
-    let relay = opts.progress.as_ref().map(|sink| Relay {
-        sink: Arc::clone(&sink.0),
-        repo: repo.to_owned(),
-        per_file: Mutex::default(),
-    });
-    // Exact names as patterns: `[`, `*` and `?` never occur in the Hub's parquet names.
-    let snapshot = handle
-        .snapshot_download()
-        .revision(opts.revision.clone())
-        .allow_patterns(names.clone())
-        .maybe_progress(relay.map(hf_hub::progress::Progress::new))
-        .send()
-        .map_err(|e| hub_err(repo, format!("cannot download split `{split}`: {e} {NET_HINT}")))?;
-    let files: Vec<PathBuf> = names.iter().map(|f| snapshot.join(f)).collect();
-    match files.iter().find(|f| !f.is_file()) {
-        Some(missing) => Err(hub_err(repo, format!("the download left no {}", missing.display()))),
-        None => Ok(files),
+    let repo_dir = cache.join(dataset.folder_name());
+    let snapshot = repo_dir.join("snapshots").join(&sha);
+    let missing: Vec<&(String, u64)> = wanted.iter().filter(|(f, _)| !snapshot.join(f).is_file()).collect();
+    if missing.is_empty() {
+        // Every file is in the snapshot already: only `refs/<revision>` was missing.
+        let ref_path = repo_dir.join("refs").join(&opts.revision);
+        hf_hub::Cache::new(cache.to_path_buf())
+            .repo(dataset)
+            .create_ref(&sha)
+            .map_err(|e| Error::io(ref_path, e))?;
+        return Ok(wanted.iter().map(|(f, _)| snapshot.join(f)).collect());
     }
+    let sink = opts.progress.as_ref().map(|s| &*s.0);
+    if let Some(sink) = sink {
+        sink.start(repo, missing.len(), missing.iter().map(|(_, size)| size).sum());
+    }
+    let mut before = 0;
+    let mut paths = Vec::with_capacity(wanted.len());
+    for (name, size) in &wanted {
+        let cached = snapshot.join(name);
+        if cached.is_file() {
+            paths.push(cached);
+            continue;
+        }
+        let relay = FileRelay { sink, before, got: 0 };
+        let path = handle.download_with_progress(name, relay).map_err(|e| {
+            hub_err(repo, format!("cannot download {name} of split `{split}`: {e} {NET_HINT}"))
+        })?;
+        paths.push(path);
+        before += size;
+    }
+    if let Some(sink) = sink {
+        sink.finish();
+    }
+    Ok(paths)
+}
+
+/// The commit of the handle's revision and every file there with its size (`blobs=true` asks
+/// the Hub for sizes; a file without one counts 0 bytes).
+fn list_files(
+    handle: &hf_hub::api::sync::ApiRepo,
+) -> std::result::Result<(String, Vec<(String, u64)>), String> {
+    let response = handle.info_request().query("blobs", "true").call().map_err(|e| e.to_string())?;
+    let info: serde_json::Value = response.into_json().map_err(|e| format!("unreadable answer: {e}"))?;
+    let sha = info.get("sha").and_then(|s| s.as_str()).ok_or("the answer names no commit")?;
+    let siblings = info.get("siblings").and_then(|s| s.as_array()).ok_or("the answer lists no files")?;
+    let files = siblings
+        .iter()
+        .filter_map(|f| {
+            let name = f.get("rfilename")?.as_str()?;
+            Some((name.to_owned(), f.get("size").and_then(|s| s.as_u64()).unwrap_or(0)))
+        })
+        .collect();
+    Ok((sha.to_owned(), files))
 }
 
 /// Whether `rel` (a path in the repo) is a parquet file of `split`: `.../<split>-*.parquet`,

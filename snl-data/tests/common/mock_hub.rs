@@ -28,14 +28,18 @@ fn handle(mut s: TcpStream, repo: &str, files: &HashMap<String, Vec<u8>>, log: &
     if r.read_line(&mut line).unwrap_or(0) == 0 {
         return;
     }
-    let mut content_length = 0usize;
+    let (mut content_length, mut range) = (0usize, None);
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
             break;
         }
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+        let h = h.to_ascii_lowercase();
+        if let Some(v) = h.strip_prefix("content-length:") {
             content_length = v.trim().parse().unwrap_or(0);
+        }
+        if let Some(v) = h.strip_prefix("range:") {
+            range = Some(v.trim().to_owned());
         }
     }
     let mut body = vec![0; content_length];
@@ -43,10 +47,12 @@ fn handle(mut s: TcpStream, repo: &str, files: &HashMap<String, Vec<u8>>, log: &
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
     log.lock().unwrap().push(format!("{method} {path}"));
-    let path = path.split('?').next().unwrap_or("").to_owned();
+    let (path, query) = path.split_once('?').unwrap_or((&path, ""));
+    let (path, blobs) = (path.to_owned(), query.split('&').any(|q| q == "blobs=true"));
 
-    // Repo info, the file tree (hf-hub's `snapshot_download` lists it) and the files, by
-    // branch or by commit.
+    // Repo info (with each file's size if asked `blobs=true`, as the Hub does), the file tree
+    // and the files, by branch or by commit; a file request with a `Range: bytes=a-b` header
+    // gets those bytes (206, `Content-Range`), as from the Hub.
     let info =
         [format!("/api/datasets/{repo}/revision/main"), format!("/api/datasets/{repo}/revision/{SHA}")];
     let tree = format!("/api/datasets/{repo}/tree/{SHA}");
@@ -57,9 +63,14 @@ fn handle(mut s: TcpStream, repo: &str, files: &HashMap<String, Vec<u8>>, log: &
             .and_then(|f| files.get(f))
     };
     let (status, headers, payload): (&str, Vec<(String, String)>, Vec<u8>) = if info.contains(&path) {
-        let siblings: Vec<String> = files.keys().map(|f| format!("{{\"rfilename\":\"{f}\"}}")).collect();
+        let sibling = |f: &str, len: usize| match blobs {
+            true => format!("{{\"rfilename\":\"{f}\",\"size\":{len}}}"),
+            false => format!("{{\"rfilename\":\"{f}\"}}"),
+        };
+        let siblings: Vec<String> = files.iter().map(|(f, b)| sibling(f, b.len())).collect();
         let json = format!(
-            "{{\"id\":\"{repo}\",\"sha\":\"{SHA}\",\"siblings\":[{{\"rfilename\":\"README.md\"}},{}]}}",
+            "{{\"id\":\"{repo}\",\"sha\":\"{SHA}\",\"siblings\":[{},{}]}}",
+            sibling("README.md", 0),
             siblings.join(",")
         );
         ("200 OK", vec![("Content-Type".into(), "application/json".into())], json.into_bytes())
@@ -73,12 +84,18 @@ fn handle(mut s: TcpStream, repo: &str, files: &HashMap<String, Vec<u8>>, log: &
         let json = format!("[{}]", entries.join(","));
         ("200 OK", vec![("Content-Type".into(), "application/json".into())], json.into_bytes())
     } else if let Some(f) = file(&path) {
-        let h = vec![
+        let mut h = vec![
             ("ETag".into(), format!("\"{}\"", etag(f))),
             ("X-Repo-Commit".into(), SHA.into()),
             ("Content-Type".into(), "application/octet-stream".into()),
         ];
-        ("200 OK", h, f.clone())
+        match range.as_deref().and_then(|r| byte_range(r, f.len())) {
+            Some((a, b)) => {
+                h.push(("Content-Range".into(), format!("bytes {a}-{b}/{}", f.len())));
+                ("206 Partial Content", h, f[a..=b].to_vec())
+            }
+            None => ("200 OK", h, f.clone()),
+        }
     } else {
         ("404 Not Found", vec![("X-Error-Code".into(), "EntryNotFound".into())], b"not found".to_vec())
     };
@@ -92,6 +109,15 @@ fn handle(mut s: TcpStream, repo: &str, files: &HashMap<String, Vec<u8>>, log: &
         let _ = s.write_all(&payload);
     }
     let _ = s.flush();
+}
+
+/// The first and last byte of `bytes=a-b` or `bytes=a-` in a file of `len` bytes.
+fn byte_range(spec: &str, len: usize) -> Option<(usize, usize)> {
+    let (a, b) = spec.strip_prefix("bytes=")?.split_once('-')?;
+    let a: usize = a.parse().ok()?;
+    let b =
+        if b.is_empty() { len.checked_sub(1)? } else { b.parse::<usize>().ok()?.min(len.checked_sub(1)?) };
+    (a <= b).then_some((a, b))
 }
 
 pub fn serve(repo: &'static str, files: HashMap<String, Vec<u8>>) -> MockHub {
