@@ -2,6 +2,8 @@
 //! snl-models/tests/data/*.pth*.
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use snl_models::checkpoint;
 
