@@ -164,7 +164,7 @@ impl<'a> Machine<'a> {
         node.depth = node.depth.max(depth);
         match &mut node.value {
             Value::Dict(d) => {
-                if items.len() % 2 != 0 {
+                if !items.len().is_multiple_of(2) {
                     return Err("a dict item without its value".into());
                 }
                 let mut it = items.into_iter();
@@ -603,7 +603,7 @@ pub(crate) fn read<R: Read + std::io::Seek>(
     let mut data: HashMap<&str, Vec<u8>> = HashMap::new();
     for (&key, &(dtype, numel)) in &storages {
         let member = format!("{dir}data/{key}");
-        let need = numel.checked_mul(dtype.size_in_bytes() as u64).unwrap_or(u64::MAX);
+        let need = numel.saturating_mul(dtype.size_in_bytes() as u64);
         data.insert(key, read_member(&mut zip, &member, Some(need), file_len)?);
     }
     specs
