@@ -2,6 +2,8 @@
 //! `count` and `--resume` read them. Zip input is the `pth` target's.
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 use snl_models::{ModelConfig, checkpoint};
 

@@ -2,6 +2,8 @@
 //! the reader, the rest is the file.
 #![no_main]
 
+mod common;
+
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;

@@ -1,6 +1,8 @@
 //! Image folder decoding: one JPEG or PNG file, as every image of a folder is decoded.
 #![no_main]
 
+mod common;
+
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,8 @@
-//! `.pth` import: zip archives holding a pickle (`snl import`). Seed with
-//! snl-models/tests/data/*.pth*.
+//! `.pth` import: zip archives holding a pickle (`snl import`, `snl_models::pth`). Seeds:
+//! `make_seeds.py` (files written by `torch.save`).
 #![no_main]
+
+mod common;
 
 use libfuzzer_sys::fuzz_target;
 use snl_models::checkpoint;

@@ -2,6 +2,8 @@
 //! input is a zip, the whole archive as `tiny-imagenet-200.zip`.
 #![no_main]
 
+mod common;
+
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;

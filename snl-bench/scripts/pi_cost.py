@@ -8,17 +8,24 @@ masks (which positions stay ReLUs) are public. Each measured run happens in a ch
 whose log holds SPU's per-party `Link details: total send bytes B, ... send actions A`.
 
 Variants at batch 1: all_relu (every mask 1), masked (a*relu(x) + (1-a)*x, `a` a public
-constant), compact (ReLU on the gathered kept positions only, scattered back), and identity
-(no ReLU at all): bytes_relu = bytes_total - identity's bytes_total.
+constant), compact (ReLU on the gathered kept positions only, scattered back), one_relu
+(compact with a single kept ReLU: what a session pays once, however few ReLUs it keeps),
+and identity (no ReLU at all): bytes_relu = bytes_total - identity's bytes_total.
+Each variant runs two inferences in one session: the first pays the session's one-time
+setup (keys, OT), the `warm_*` fields are the next one's, what each later query costs.
+
+With --onnx (the same model from `snl export --format onnx`), it is first run in onnxruntime:
+its logits must match --expect within 1e-4, and the elements entering its Relu ops must be
+exactly the kept ReLUs.
 
     python pi_cost.py --weights W.safetensors --input X.safetensors --expect L.safetensors \
-        --model NAME --out results/pi-cost/NAME.json
+        [--onnx M.onnx] --model NAME --out results/pi-cost/NAME.json
 """
 import argparse, json, re, struct, subprocess, sys, time
 
 import numpy as np
 
-VARIANTS = ["identity", "all_relu", "masked", "compact"]
+VARIANTS = ["identity", "all_relu", "masked", "compact", "one_relu"]
 DTYPES = {"F32": np.float32, "I64": np.int64, "U8": np.uint8, "U32": np.uint32}
 
 
@@ -142,6 +149,14 @@ def activation(x, mask, variant, jnp):
     return flat.at[:, kept].set(jnp.maximum(flat[:, kept], 0)).reshape(x.shape)
 
 
+def one_kept(steps, masks):
+    """The masks with one ReLU kept: the first position of the first site, all else linear."""
+    first = next(step[2] for step in steps if step[0] == "act")
+    out = {site: np.zeros_like(m) for site, m in masks.items()}
+    out[first].reshape(-1)[0] = True
+    return out
+
+
 def load(args):
     sd, meta = read_safetensors(args.weights)
     steps, params = plan(sd, meta)
@@ -159,6 +174,9 @@ def measure(args):
     from spu import api as spu_api
 
     steps, params, masks, _, x = load(args)
+    variant = args.measure
+    if variant == "one_relu":
+        masks, variant = one_kept(steps, masks), "compact"
     config = libspu.RuntimeConfig(protocol=libspu.ProtocolKind.CHEETAH, field=libspu.FieldType.FM64)
     config.enable_pphlo_profile = True
     flat = [np.asarray(v) for v in params.values()] + [x]
@@ -166,7 +184,7 @@ def measure(args):
     keys = list(params)
 
     def net(*a):
-        return forward(steps, masks, args.measure, dict(zip(keys, a[:-1])), a[-1])
+        return forward(steps, masks, variant, dict(zip(keys, a[:-1])), a[-1])
 
     secret = [libspu.Visibility.VIS_SECRET] * len(flat)
     exe, _ = spu_fe.compile(spu_fe.Kind.JAX, net, flat, {}, names, secret, lambda out: ["logits"])
@@ -175,24 +193,47 @@ def measure(args):
     desc = libspu.link.Desc()
     for rank in range(2):
         desc.add_party(f"id_{rank}", f"thread_{rank}")
-    outs = [None, None]
+    outs, seconds, barrier = [None, None], [0.0, 0.0], threading.Barrier(2)
 
     def party(rank):
         rt = spu_api.Runtime(libspu.link.create_mem(desc, rank), libspu.RuntimeConfig(config))
         for name, share in zip(names, shares):
             rt.set_var(name, share[rank])
-        rt.run(exe)
+        for run in range(2):  # the first inference of a session, then the next one
+            barrier.wait()
+            start = time.time()
+            rt.run(exe)
+            barrier.wait()
+            seconds[run] = time.time() - start
         outs[rank] = rt.get_var("logits")
 
-    start = time.time()
     threads = [threading.Thread(target=party, args=(r,)) for r in range(2)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    seconds = time.time() - start
     if any(o is None for o in outs):
         sys.exit("pi_cost: a party failed")
     out = np.asarray(io.reconstruct(outs))
     print("RESULT " + json.dumps({"seconds": seconds, "logits": out.reshape(-1).tolist()}), flush=True)
+
+
+def check_onnx(path, x, want, kept):
+    """The exported ONNX model in onnxruntime: logits, and the elements its Relu ops take."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(path)
+    relu_inputs = [n.input[0] for n in model.graph.node if n.op_type == "Relu"]
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in relu_inputs)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = session.run(["logits"] + relu_inputs, {"input": x})
+    err = float(np.abs(outs[0] - want).max() / max(np.abs(want).max(), 1e-12))
+    relus = sum(o.size for o in outs[1:])
+    print(f"onnxruntime {ort.__version__}: {path}: max relative difference {err:.2e} to snl predict, "
+          f"{relus} elements enter its {len(relu_inputs)} Relu ops (kept: {kept})", file=sys.stderr)
+    if err > 1e-4:
+        sys.exit(f"pi_cost: onnxruntime's logits differ from snl predict's ({err:.2e} > 1e-4)")
+    if relus != kept:
+        sys.exit(f"pi_cost: {relus} elements enter the ONNX model's Relu ops, not the {kept} kept ReLUs")
 
 
 LINK = re.compile(r"Link details: total send bytes (\d+), recv bytes (\d+), send actions (\d+)")
@@ -203,6 +244,7 @@ def main():
     for flag in ["--weights", "--input"]:
         ap.add_argument(flag, required=True)
     ap.add_argument("--expect", help="snl predict's logits for --input (checked in plaintext)")
+    ap.add_argument("--onnx", help="the model as `snl export --format onnx` wrote it (checked in onnxruntime)")
     ap.add_argument("--model", default="model")
     ap.add_argument("--out")
     ap.add_argument("--variants", default=",".join(VARIANTS[1:]))
@@ -222,6 +264,10 @@ def main():
         if err > 1e-4:
             sys.exit(f"pi_cost: the JAX network does not match snl predict ({err:.2e} > 1e-4)")
     total, kept = int(meta["relu_total"]), int(meta["relu_count"])
+    if args.onnx:
+        if not args.expect:
+            sys.exit("pi_cost: --onnx needs --expect (snl predict's logits)")
+        check_onnx(args.onnx, x, read_safetensors(args.expect)[0]["logits"], kept)
     rows, base = [], None
     for variant in ["identity"] + [v for v in args.variants.split(",") if v != "identity"]:
         print(f"measuring {args.model} {variant} in SPU {spu.__version__} (Cheetah) ...", file=sys.stderr, flush=True)
@@ -232,23 +278,33 @@ def main():
         result = [json.loads(l[7:]) for l in p.stdout.splitlines() if l.startswith("RESULT ")]
         if p.returncode != 0 or not links or not result:
             sys.exit(f"pi_cost: the {variant} run failed (exit {p.returncode}):\n{log[-3000:]}")
+        if len(links) != 4:
+            sys.exit(f"pi_cost: the {variant} run logged {len(links)} link lines, not 2 parties x 2 inferences")
         spu_logits = np.array(result[0]["logits"])
-        sent, rounds = sum(l[0] for l in links), max(l[2] for l in links)
+        # Each party logs its link after each inference: the first two lines are the first.
+        first, warm = links[:2], links[2:]
+        sent, warm_sent = sum(l[0] for l in first), sum(l[0] for l in warm)
         row = {"variant": variant, "engine": f"spu {spu.__version__}", "protocol": "cheetah", "model": args.model,
-               "relus_total": total, "relus_kept": {"identity": 0, "all_relu": total}.get(variant, kept),
-               "bytes_total": sent, "bytes_relu": 0 if base is None else sent - base, "rounds": rounds,
-               "seconds": round(result[0]["seconds"], 2), "parties_logged": len(links)}
+               "relus_total": total, "relus_kept": {"identity": 0, "all_relu": total, "one_relu": 1}.get(variant, kept),
+               "bytes_total": sent, "bytes_relu": 0 if base is None else sent - base[0],
+               "rounds": max(l[2] for l in first), "seconds": round(result[0]["seconds"][0], 2),
+               "warm_bytes_total": warm_sent, "warm_bytes_relu": 0 if base is None else warm_sent - base[1],
+               "warm_rounds": max(l[2] for l in warm), "warm_seconds": round(result[0]["seconds"][1], 2)}
         if variant != "identity":
-            want = np.asarray(forward(steps, masks, variant, params, x)).reshape(-1)
+            plain = ("compact", one_kept(steps, masks)) if variant == "one_relu" else (variant, masks)
+            want = np.asarray(forward(steps, plain[1], plain[0], params, x)).reshape(-1)
             row["max_abs_error"] = float(np.abs(spu_logits - want).max())
         if base is None:
-            base = sent
+            base = (sent, warm_sent)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    print(f"{'variant':<9} {'kept':>9} {'MB sent':>9} {'MB relu':>9} {'rounds':>7} {'s':>7}")
+    print(f"{'':<19}{'first inference of a session':>34}   {'next inference':>26}")
+    print(f"{'variant':<9} {'kept':>9} {'MB sent':>9} {'MB relu':>9} {'rounds':>7} {'s':>7}"
+          f"   {'MB sent':>9} {'MB relu':>9} {'rounds':>7} {'s':>7}")
     for r in rows:
         print(f"{r['variant']:<9} {r['relus_kept']:>9} {r['bytes_total'] / 1e6:>9.2f} {r['bytes_relu'] / 1e6:>9.2f} "
-              f"{r['rounds']:>7} {r['seconds']:>7}")
+              f"{r['rounds']:>7} {r['seconds']:>7}   {r['warm_bytes_total'] / 1e6:>9.2f} "
+              f"{r['warm_bytes_relu'] / 1e6:>9.2f} {r['warm_rounds']:>7} {r['warm_seconds']:>7}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"rows": rows}, f, indent=1)

@@ -14,11 +14,12 @@ const DELPHI_LATENCY_US: (f64, f64) = (17.0, 23.0);
 const CHEETAH_SOURCE: &str = "Cheetah-class protocols, per ReLU: at most ~240 B and 16 us all-in (bound from Cheetah's ResNet50 figure)";
 const CHEETAH_BYTES: f64 = 240.0;
 const CHEETAH_US: f64 = 16.0;
-/// Measured (results/pi-cost): the marginal cost of a ReLU inside a network, i.e. the
-/// all-ReLU network minus the same network with identities, bytes sent by both parties.
-const SPU_SOURCE: &str = "measured, SPU 0.9.5 Cheetah 2PC (semi-honest, both parties on one host), per ReLU in a network: 133 B sent by both parties, 3.3 ms on 2 AVX2 cores under a load average of ~8 (not a clean timing); ResNet18 width 4, 16x16, 2026-12-01 (cargo xtask pi-cost)";
-const SPU_BYTES: f64 = 133.0;
-const SPU_US: f64 = 3270.0;
+/// Measured (results/pi-cost): bytes, the all-ReLU network minus the same network with
+/// identities, per ReLU, in the next inference of a session (the first also refills the OT
+/// pool); time, one call of 122,880 ReLUs alone (a network's delta drowned in the load).
+const SPU_SOURCE: &str = "measured, SPU 0.9.5 Cheetah 2PC (semi-honest, both parties on one host), per ReLU: 101 B sent by both parties (ResNet18 width 16, 32x32, all ReLUs minus identities, next inference of a session; the first adds 2%), 61 us (122,880 ReLUs in one call, median of 3, 2 AVX2 cores under a load average of ~8: not a clean timing), 2026-12-01 (cargo xtask pi-cost)";
+const SPU_BYTES: f64 = 100.7;
+const SPU_US: f64 = 61.0;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cost {
@@ -69,7 +70,7 @@ impl Cost {
                 self.cheetah_comm_mb_max, self.cheetah_latency_s_max
             ),
             format!(
-                "SPU Cheetah:     {:.1} MB sent and {:.2} s, measured (see sources)",
+                "SPU Cheetah:     {:.2} MB sent and {:.2} s (per-ReLU figures measured in SPU, see sources)",
                 self.spu_cheetah_measured_mb, self.spu_cheetah_measured_s
             ),
             format!(
@@ -77,5 +78,22 @@ impl Cost {
                 self.note, self.sources[0], self.sources[1], self.sources[2]
             ),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The per-ReLU bytes are the committed measurement's, not a number typed twice.
+    #[test]
+    fn measured_spu_bytes_match_results_pi_cost() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../results/pi-cost/cifar10-w16-random-10pct.json");
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let all = json["rows"].as_array().unwrap().iter().find(|r| r["variant"] == "all_relu").unwrap();
+        let per_relu = all["warm_bytes_relu"].as_f64().unwrap() / all["relus_total"].as_f64().unwrap();
+        assert!(
+            (per_relu - super::SPU_BYTES).abs() < 0.05,
+            "measured {per_relu:.2} B, constant {}",
+            super::SPU_BYTES
+        );
     }
 }

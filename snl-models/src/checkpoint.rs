@@ -47,8 +47,11 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
     let checkpoint = if bytes.starts_with(ZIP_MAGIC) {
-        drop(bytes);
-        Checkpoint { format: Format::TorchZip, tensors: read_pth(path, device)?, metadata: HashMap::new() }
+        Checkpoint {
+            format: Format::TorchZip,
+            tensors: read_pth(path, bytes, device)?,
+            metadata: HashMap::new(),
+        }
     } else if is_legacy_torch(&bytes) {
         return Err(Error::LegacyTorch { path: path.to_path_buf() });
     } else {
@@ -73,24 +76,15 @@ fn is_legacy_torch(bytes: &[u8]) -> bool {
     bytes.len() >= 14 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) && bytes[2..14] == MAGIC
 }
 
-fn read_pth(path: &Path, device: &Device) -> Result<StateDict> {
-    let pth_error = |source| Error::Pth { path: path.to_path_buf(), source };
-    // `{'arch', 'state_dict', 'optimizer'}` as the authors' scripts save, else a bare state_dict.
-    let entries = match candle::pickle::read_all_with_key(path, Some("state_dict")) {
-        Ok(entries) if !entries.is_empty() => entries,
-        first => match candle::pickle::read_all_with_key(path, None) {
-            Ok(entries) if !entries.is_empty() => entries,
-            Ok(entries) => first.unwrap_or(entries),
-            Err(e) => return Err(pth_error(first.err().unwrap_or(e))),
-        },
-    };
-    entries
+fn read_pth(path: &Path, bytes: Vec<u8>, device: &Device) -> Result<StateDict> {
+    let len = bytes.len() as u64;
+    let entries = crate::pth::read(std::io::Cursor::new(bytes), len, device)
+        .map_err(|source| Error::Pth { path: path.to_path_buf(), source })?;
+    // DataParallel's `module.` prefixes.
+    Ok(entries
         .into_iter()
-        .map(|(name, t)| {
-            let name = name.strip_prefix("module.").map(str::to_string).unwrap_or(name);
-            Ok((name, t.to_device(device)?))
-        })
-        .collect()
+        .map(|(name, t)| (name.strip_prefix("module.").map(str::to_string).unwrap_or(name), t))
+        .collect())
 }
 
 fn lock_error() -> Error {

@@ -120,7 +120,7 @@ pub enum Error {
     Pth {
         path: PathBuf,
         #[source]
-        source: candle::Error,
+        source: crate::pth::PthError,
     },
     #[error("{path}: the checkpoint holds no tensors")]
     EmptyCheckpoint { path: PathBuf },

@@ -159,9 +159,10 @@ impl BatchNorm2d {
             (self.running_var.as_tensor().detach().affine(1.0 - m, 0.0)? + var.affine(m * unbias, 0.0)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
-        let tracked = self.num_batches_tracked()?;
-        let tracked = Tensor::new(tracked + 1, x.device())?.to_dtype(self.num_batches_tracked.dtype())?;
-        self.num_batches_tracked.set(&tracked)?;
+        // Counted on the device: reading the count back to the host would make every training
+        // step wait for a GPU -> CPU copy.
+        let tracked = self.num_batches_tracked.as_tensor().detach();
+        self.num_batches_tracked.set(&(&tracked + Tensor::ones((), tracked.dtype(), x.device())?)?)?;
         Ok(out)
     }
 

@@ -24,12 +24,14 @@ mod error;
 pub mod layers;
 mod model;
 pub mod params;
+pub mod pth;
 mod resnet;
 mod wrn;
 
 pub use error::{ConfigError, Error, Result, ShapeMismatch, StateDictMismatch};
 pub use layers::BlockConfig;
 pub use model::{MAX_MODEL_VALUES, Model, ModelConfig, keys as metadata_keys};
+pub use pth::PthError;
 pub use resnet::{BasicBlock, ResNet, ResNetConfig, ResNetDepth};
 pub use snl_core::Granularity;
 pub use wrn::{WideBlock, WideResNet, WrnConfig};

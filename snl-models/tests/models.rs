@@ -53,6 +53,13 @@ fn batchnorm_matches_pytorch_semantics() {
     let first = e.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
     assert!((first - (0.0 - 0.35) / (1.5f32 + 1e-5).sqrt()).abs() < 1e-5);
     assert_eq!(bn.num_batches_tracked().unwrap(), 1);
+    // Each training batch counts once more, in the VarMap too.
+    bn.forward_t(&x, true).unwrap();
+    assert_eq!(bn.num_batches_tracked().unwrap(), 2);
+    assert_eq!(
+        vars.data().lock().unwrap()["bn.num_batches_tracked"].as_tensor().to_scalar::<i64>().unwrap(),
+        2
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `cargo xtask pi-cost`: what one private inference of a model costs in SPU (Cheetah 2PC).
-//! Exports the model with `snl export`, gets `snl predict`'s logits for a fixed input, then
-//! runs `snl-bench/scripts/pi_cost.py` (JAX network from the exported weights, checked against
-//! those logits, then measured per variant) in a venv that holds `spu`, installed on first
-//! use. Never runs in CI: it needs PyPI once and minutes of CPU.
+//! Exports the model with `snl export` (bundle and ONNX), gets `snl predict`'s logits for a
+//! fixed input, then runs `snl-bench/scripts/pi_cost.py` (the ONNX model checked in
+//! onnxruntime, a JAX network from the exported weights checked against those logits, then
+//! measured per variant) in a venv that holds `spu` and onnxruntime, installed on first use. Never runs in CI: it needs PyPI once and minutes of CPU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,19 +10,22 @@ use std::process::Command;
 pub const USAGE: &str = "cargo xtask pi-cost --model MODEL [options]
 
 Measures one private inference (batch 1) of MODEL in SPU 0.9.5, Cheetah 2PC, both parties
-in one process: variants all_relu, masked and compact (and identity, for bytes_relu). Writes
+in one process: variants all_relu, masked, compact and one_relu (a single kept ReLU: the
+once-per-session cost), and identity (no ReLU), which bytes_relu is measured against. Writes
 OUT/NAME.json and prints a table. On first use installs spu into target/pi-cost-venv (pip).
 
 Options:
   --model PATH     an snl checkpoint (e.g. runs/demo/linearized/model.safetensors)
   --name NAME      the model's name in the table and file (default: the checkpoint's folder)
   --out DIR        where NAME.json goes (default results/pi-cost)
-  --variants LIST  comma-separated (default all_relu,masked,compact)
+  --variants LIST  comma-separated (default all_relu,masked,compact,one_relu)
   --python PATH    the Python (3.11) that creates the venv (default python3.11, else python3)
   --no-build       use target/debug/snl as it is
 ";
 
 const SPU: &str = "spu==0.9.5";
+/// Installed beside spu: the exported ONNX model is checked in onnxruntime first.
+const ONNX: [&str; 2] = ["onnx", "onnxruntime"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opts {
@@ -37,7 +40,7 @@ pub struct Opts {
 /// `Ok(None)` for `--help`.
 pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
     let (mut model, mut name, mut out, mut python) = (None, None, PathBuf::from("results/pi-cost"), None);
-    let (mut variants, mut build) = ("all_relu,masked,compact".to_string(), true);
+    let (mut variants, mut build) = ("all_relu,masked,compact,one_relu".to_string(), true);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -54,8 +57,9 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             "--python" => python = Some(value()?),
             "--variants" => {
                 variants = value()?;
-                if let Some(bad) =
-                    variants.split(',').find(|v| !["all_relu", "masked", "compact", "identity"].contains(v))
+                if let Some(bad) = variants
+                    .split(',')
+                    .find(|v| !["all_relu", "masked", "compact", "one_relu", "identity"].contains(v))
                 {
                     return Err(format!("--variants: unknown variant `{bad}`"));
                 }
@@ -118,7 +122,10 @@ fn venv_python(root: &Path, python: Option<&str>) -> Result<PathBuf, String> {
     let venv = crate::target_dir(root).join("pi-cost-venv");
     let py = venv.join("bin").join("python");
     let has_spu = |py: &Path| {
-        Command::new(py).args(["-c", "import spu, jax"]).output().is_ok_and(|o| o.status.success())
+        Command::new(py)
+            .args(["-c", "import spu, jax, onnx, onnxruntime"])
+            .output()
+            .is_ok_and(|o| o.status.success())
     };
     if py.exists() && has_spu(&py) {
         return Ok(py);
@@ -132,13 +139,18 @@ fn venv_python(root: &Path, python: Option<&str>) -> Result<PathBuf, String> {
     };
     let install = format!(
         "install Python 3.11 with venv and pip (e.g. apt-get install python3.11 python3.11-venv), \
-         then rerun, or install {SPU} into {} yourself",
+         then rerun, or install {SPU} {} into {} yourself",
+        ONNX.join(" "),
         venv.display()
     );
-    eprintln!("pi-cost: first use: installing {SPU} (and jax) into {} with {base} -m pip", venv.display());
+    eprintln!(
+        "pi-cost: first use: installing {SPU} (and jax), {} into {} with {base} -m pip",
+        ONNX.join(", "),
+        venv.display()
+    );
     run(Command::new(&base).args(["-m", "venv"]).arg(&venv))
         .map_err(|e| format!("cannot create a venv with {base} ({e}); {install}"))?;
-    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", SPU]))
+    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", SPU]).args(ONNX))
         .map_err(|e| format!("cannot install {SPU} ({e}; no network to PyPI?); {install}"))?;
     if !has_spu(&py) {
         return Err(format!("{} cannot import spu after installing it; {install}", py.display()));
@@ -158,6 +170,12 @@ fn measure(root: &Path, o: &Opts, python: &Path) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let bundle = work.join("bundle");
     run(Command::new(&snl).arg("export").arg("--model").arg(&o.model).arg("--out").arg(&bundle))?;
+    let onnx = work.join("onnx");
+    run(Command::new(&snl)
+        .args(["export", "--format", "onnx", "--model"])
+        .arg(&o.model)
+        .arg("--out")
+        .arg(&onnx))?;
     let weights = bundle.join("weights.safetensors");
     let side = image_size(&weights)?;
     let input = work.join("input.safetensors");
@@ -180,6 +198,8 @@ fn measure(root: &Path, o: &Opts, python: &Path) -> Result<(), String> {
         .arg(&input)
         .arg("--expect")
         .arg(&logits)
+        .arg("--onnx")
+        .arg(onnx.join("model.onnx"))
         .args(["--model", &o.name, "--variants", &o.variants, "--out"])
         .arg(o.out.join(format!("{}.json", o.name))))
 }
@@ -239,7 +259,7 @@ mod tests {
         let o = parse(&args("--model runs/demo/linearized/model.safetensors --no-build")).unwrap().unwrap();
         assert_eq!(o.name, "demo-linearized");
         assert_eq!(o.out, PathBuf::from("results/pi-cost"));
-        assert_eq!(o.variants, "all_relu,masked,compact");
+        assert_eq!(o.variants, "all_relu,masked,compact,one_relu");
         assert!(!o.build);
         let o = parse(&args("--model=m.safetensors --name=r18 --variants compact")).unwrap().unwrap();
         assert_eq!((o.name.as_str(), o.variants.as_str()), ("r18", "compact"));

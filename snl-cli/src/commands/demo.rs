@@ -110,8 +110,12 @@ fn print_table(ctx: &Context, before: &RunResult, after: &RunResult, snl_dir: &R
         "ReLU online latency (DELPHI)", cb.delphi_online_latency_s[1], ca.delphi_online_latency_s[1]
     );
     println!(
-        "{:<28} {:>12.1}MB {:>12.1}MB",
+        "{:<28} {:>12.2}MB {:>12.2}MB",
         "ReLU comm. (SPU Cheetah)", cb.spu_cheetah_measured_mb, ca.spu_cheetah_measured_mb
+    );
+    println!(
+        "{:<28} {:>13.3}s {:>13.3}s",
+        "ReLU time (SPU Cheetah)", cb.spu_cheetah_measured_s, ca.spu_cheetah_measured_s
     );
     println!();
     let model = model::load(&snl_dir.path(run::MODEL), &Default::default(), &ctx.device)?;
