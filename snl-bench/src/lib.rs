@@ -7,8 +7,10 @@
 //! `snl_core::fast::{conv2d, masked_relu}`. candle's own ops are compared against the fast
 //! ones only per layer (`benches/layers.rs`).
 
+pub mod peak;
 pub mod workload;
 
+pub use peak::{Peak, flops_per_image};
 pub use workload::{Arch, BenchFlags, Measurement, Workload, Workloads};
 
 /// Peak resident set size of this process so far, in MiB (as `torch_ref.py` reports it).

@@ -104,6 +104,8 @@ pub struct Measurement {
     pub threads: usize,
     pub median_s: f64,
     pub images_per_s: f64,
+    /// Convolution and head FLOPs done per second ([`crate::flops_per_image`]).
+    pub gflop_per_s: f64,
     pub peak_rss_mib: u64,
 }
 

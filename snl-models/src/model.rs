@@ -219,6 +219,54 @@ impl ModelConfig {
         body.saturating_add((head as u128).saturating_mul(self.classes() as u128))
     }
 
+    /// Multiply-accumulates of one image's forward pass in the convolutions and the head
+    /// (BatchNorm, masks and sums are elementwise and not counted); FLOPs are twice this.
+    /// Derived from the shape alone, as `min_values` is; a test pins it to PyTorch's count.
+    pub fn forward_macs(&self) -> u128 {
+        let side = |s: u128, k: usize, stride: usize, pad: usize| {
+            crate::layers::conv_output_size(s as usize, k, stride, pad).unwrap_or(1) as u128
+        };
+        // A k x k convolution from `cin` to `cout` channels onto `out`-sided maps.
+        let conv = |out: u128, cin: usize, cout: usize, k: u128| {
+            out.saturating_mul(out).saturating_mul(cin as u128 * cout as u128).saturating_mul(k * k)
+        };
+        let stage_stride = |stage: usize| if stage == 0 { 1 } else { 2 };
+        // Input side, stem stride and channels, per stage (blocks, channels, stride), head inputs.
+        let (image, stem_stride, stem, stages, head) = match self {
+            Self::ResNet(c) => {
+                let blocks = c.depth.blocks().into_iter().enumerate();
+                let stages = blocks.map(|(s, n)| (n, c.width.saturating_mul(1 << s), stage_stride(s)));
+                (c.image_size, c.stem_stride, c.width, stages.collect::<Vec<_>>(), c.width.saturating_mul(8))
+            }
+            Self::Wrn(c) => {
+                let stages =
+                    (0..3).map(|g| (c.blocks_per_group(), c.widen.saturating_mul(16 << g), stage_stride(g)));
+                (c.image_size, c.stem_stride, 16, stages.collect(), c.widen.saturating_mul(64))
+            }
+        };
+        let mut size = side(image as u128, 3, stem_stride, 1);
+        let mut macs = conv(size, 3, stem, 3);
+        let mut channels = stem;
+        for (blocks, out_channels, stride) in stages {
+            for b in 0..blocks {
+                let stride = if b == 0 { stride } else { 1 };
+                size = side(size, 3, stride, 1);
+                macs = macs.saturating_add(conv(size, channels, out_channels, 3)).saturating_add(conv(
+                    size,
+                    out_channels,
+                    out_channels,
+                    3,
+                ));
+                // The projection shortcut (ResNet's `shortcut.0`, WRN's `convShortcut`).
+                if stride != 1 || channels != out_channels {
+                    macs = macs.saturating_add(conv(size, channels, out_channels, 1));
+                }
+                channels = out_channels;
+            }
+        }
+        macs.saturating_add(head as u128 * self.classes() as u128)
+    }
+
     /// Builds the model, its tensors named as the PyTorch reference under `vb`. A
     /// VarMap-backed `vb` gives a trainable model whose variables (BN running statistics
     /// included) live in the VarMap; a tensor-backed one gives a frozen model.

@@ -196,3 +196,20 @@ fn convolution_output_size_is_checked() {
     );
     assert!(conv_output_size(8, 3, 0, 1).is_err(), "stride 0");
 }
+
+/// Multiply-accumulates of one forward pass, as PyTorch counts them: forward hooks on every
+/// `Conv2d` (output elements x in-channels x kernel area) and `Linear` of
+/// `snl-bench/scripts/torch_ref.py`'s models on one zero image (run on 1 December 2026).
+#[test]
+fn forward_macs_match_pytorchs_count() {
+    let r18 = |width| ModelConfig::from(ResNetConfig::resnet18(10)).with_width(width);
+    assert_eq!(r18(64).forward_macs(), 555_422_720);
+    assert_eq!(r18(16).forward_macs(), 35_046_656);
+    assert_eq!(ModelConfig::from(ResNetConfig::resnet34(10)).forward_macs(), 1_159_402_496);
+    assert_eq!(ModelConfig::from(WrnConfig::wrn_22_8(10)).forward_macs(), 2_454_115_328);
+    assert_eq!(ModelConfig::from(WrnConfig::new(16, 4, 10).unwrap()).forward_macs(), 392_612_352);
+    let tiny = ModelConfig::from(ResNetConfig::resnet18(200)).with_width(16).with_image_size(64);
+    assert_eq!(tiny.forward_macs(), 140_207_104);
+    // Absurd shapes saturate instead of overflowing.
+    assert_eq!(r18(usize::MAX / 4).forward_macs(), u128::MAX);
+}

@@ -1,25 +1,40 @@
-//! The `smoke` preset end to end with the real `snl` (built by xtask with `--debug`): a
-//! baseline on synthetic data, SNL (and its controls, trained as long as SNL searched) at two
-//! budgets, then the collected CSV, JSON and SVG; a second run skips every finished run.
+//! The `smoke` preset end to end with the real `snl`: a baseline on synthetic data, SNL (and
+//! its controls, trained as long as SNL searched) at two budgets, then the collected CSV, JSON
+//! and SVG; a second run skips every finished run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// target/debug/snl as `cargo test --workspace` builds it. xtask's own `--debug` build
+/// (`cargo build -p snl-cli`) resolves features without the dev-dependencies (tract-onnx
+/// turns on features of num-complex, getrandom and prost), so inside the test suite it would
+/// compile candle and everything above it a second time: minutes of CI. Building the
+/// workspace's tests again is a no-op there, and builds the real binary when this file runs alone.
+fn snl() -> &'static Path {
+    static SNL: OnceLock<PathBuf> = OnceLock::new();
+    SNL.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["test", "--workspace", "--no-run", "--quiet"])
+            .current_dir(ROOT)
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "cargo test --workspace --no-run failed");
+        let xtask = Path::new(env!("CARGO_BIN_EXE_xtask"));
+        xtask.with_file_name(format!("snl{}", std::env::consts::EXE_SUFFIX))
+    })
+}
 
 fn sweep(out: &Path, selections: &str) -> (Output, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "pareto",
-            "--preset",
-            "smoke",
-            "--debug",
-            "--threads",
-            "2",
-            "--selections",
-            selections,
-            "--out",
-        ])
+        .args(["pareto", "--preset", "smoke", "--snl"])
+        .arg(snl())
+        .args(["--threads", "2", "--selections", selections, "--out"])
         .arg(out)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .current_dir(ROOT)
         .output()
         .expect("run xtask");
     let log = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -50,17 +65,11 @@ fn sweeps_collects_and_resumes(out: &Path, selections: &str, runs: usize) -> Str
     csv
 }
 
+/// The whole sweep, twice; the controls run with `snl linearize --selection random|uniform
+/// --search-epochs N`, N read from their SNL run, and report `epochs_trained` in result.json.
+/// (One test: a sweep of SNL alone would only repeat a part of this one.)
 #[test]
-fn smoke_preset_sweeps_collects_and_resumes() {
-    let out = temp("smoke");
-    sweeps_collects_and_resumes(&out, "snl", 3);
-    let _ = std::fs::remove_dir_all(&out);
-}
-
-/// The controls run with `snl linearize --selection random|uniform --search-epochs N`, N
-/// read from their SNL run, and report `epochs_trained` in result.json.
-#[test]
-fn smoke_controls_train_as_long_as_snl() {
+fn smoke_preset_sweeps_collects_resumes_and_controls_train_as_long_as_snl() {
     let out = temp("smoke-controls");
     let csv = sweeps_collects_and_resumes(&out, "snl,random,uniform", 7);
     // Equal training: each control's epochs_trained (column 9) is its SNL run's.

@@ -7,7 +7,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use snl_bench::{Arch, Measurement, Workload, Workloads, peak_rss_mib};
+use snl_bench::{Arch, Measurement, Workload, Workloads, flops_per_image, peak_rss_mib};
 
 #[derive(Parser, Debug)]
 #[command(about = "snl training and inference throughput, as torch_ref.py bench measures it")]
@@ -48,12 +48,14 @@ fn main() -> anyhow::Result<()> {
     };
     let mut w = Workloads::new(&arch, args.flags.batch, args.seed)
         .with_context(|| format!("building {} (width {})", args.flags.arch, args.flags.width))?;
+    let macs = w.config.forward_macs();
     let imp = if tuned { "snl" } else { "snl-untuned-alloc" };
     for workload in Workload::ALL {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == workload.name()) {
             continue;
         }
         let median = w.median_seconds(workload, args.flags.runs)?;
+        let images_per_s = args.flags.batch as f64 / median;
         let m = Measurement {
             imp: imp.to_string(),
             workload,
@@ -62,7 +64,8 @@ fn main() -> anyhow::Result<()> {
             batch: args.flags.batch,
             threads: args.flags.threads,
             median_s: (median * 1e4).round() / 1e4,
-            images_per_s: ((args.flags.batch as f64 / median) * 100.0).round() / 100.0,
+            images_per_s: (images_per_s * 100.0).round() / 100.0,
+            gflop_per_s: (images_per_s * flops_per_image(workload, macs) / 1e7).round() / 100.0,
             peak_rss_mib: peak_rss_mib(),
         };
         println!("{}", serde_json::to_string(&m)?);

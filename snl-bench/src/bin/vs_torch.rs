@@ -37,6 +37,12 @@ struct Args {
     /// Pairs of runs (snl, then PyTorch); the table gives medians over them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
+    /// FMA units per core, for the FMA peak (2 on recent x86 server cores).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    fma_units: u64,
+    /// Core clock for the FMA peak (default: /proc/cpuinfo's `cpu MHz`).
+    #[arg(long)]
+    clock_ghz: Option<f64>,
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
@@ -143,14 +149,24 @@ fn main() -> anyhow::Result<()> {
     } else {
         format!("{} width {}", a.flags.arch, a.flags.width)
     };
+    let macs = snl_bench::Arch {
+        name: a.flags.arch.clone(),
+        width: a.flags.width,
+        depth: a.flags.depth,
+        k: a.flags.k,
+    }
+    .config(10)?
+    .forward_macs();
+    let peak = snl_bench::Peak::detect(a.flags.threads, a.fma_units as usize, a.clock_ghz);
     println!(
-        "\n{:<11} {:>10} {:>12} {:>7} {:>9} {:>10}   ({what}, batch {}, {} threads)",
+        "\n{:<11} {:>10} {:>12} {:>7} {:>9} {:>10} {:>16}   ({what}, batch {}, {} threads)",
         "workload",
         "snl img/s",
         "torch img/s",
         "ratio",
         "snl MiB",
         "torch MiB",
+        "snl GFLOP/s",
         a.flags.batch,
         a.flags.threads
     );
@@ -175,16 +191,23 @@ fn main() -> anyhow::Result<()> {
         } else {
             String::new()
         };
+        let gflops = snl_bench::Workload::ALL
+            .into_iter()
+            .find(|w| workload.as_str() == Some(w.name()))
+            .map_or(f64::NAN, |w| median(&snl) * snl_bench::flops_per_image(w, macs) / 1e9);
         println!(
-            "{:<11} {:>10.1} {:>12.1} {:>6.2}x {:>9} {:>10}{range}",
+            "{:<11} {:>10.1} {:>12.1} {:>6.2}x {:>9} {:>10} {:>7.1} ({:>4.1}%){range}",
             workload.as_str().unwrap_or("?"),
             median(&snl),
             median(&torch),
             median(&ratios),
             rss(|p| &p.0),
-            rss(|p| &p.1)
+            rss(|p| &p.1),
+            gflops,
+            100.0 * gflops / peak.gflops()
         );
     }
+    println!("{}", peak.describe());
     println!(
         "(snl / PyTorch images/s{}; peak RSS is the process's high-water mark after each workload)",
         if a.rounds > 1 {

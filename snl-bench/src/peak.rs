@@ -1,0 +1,128 @@
+//! Achieved GFLOP/s and the CPU's FMA peak, so a throughput says how far from the hardware
+//! limit it is, not only how it compares with PyTorch.
+//!
+//! FLOPs per image count the convolutions and the head only (twice `forward_macs`): a
+//! forward pass is 1 unit, a backward pass 2 (gradients of the inputs and of the weights).
+//! So inference = 1, an SGD train step = 3, an SNL step = 4 (the teacher's forward too).
+
+use crate::Workload;
+
+/// FLOPs of one image of `workload` on a model whose forward pass has `forward_macs`.
+pub fn flops_per_image(workload: Workload, forward_macs: u128) -> f64 {
+    let passes = match workload {
+        Workload::Inference => 1.0,
+        Workload::TrainStep => 3.0,
+        Workload::SnlStep => 4.0,
+    };
+    2.0 * forward_macs as f64 * passes
+}
+
+/// `cores x fma_units x lanes x 2 x clock`: the f32 FLOP/s the cores could do if every
+/// cycle issued `fma_units` fused multiply-adds of `lanes` floats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peak {
+    pub cores: usize,
+    pub fma_units: usize,
+    pub lanes: usize,
+    /// `AVX-512`, `AVX2` or `SSE`: what set `lanes`.
+    pub isa: &'static str,
+    pub ghz: f64,
+    /// Where the clock came from.
+    pub clock_source: String,
+}
+
+impl Peak {
+    /// This CPU with `cores` threads: lanes from the widest vector unit it reports (16 f32
+    /// with AVX-512F, 8 with AVX2 and FMA), the clock from `clock_ghz` or /proc/cpuinfo's
+    /// `cpu MHz` (the nominal clock in a VM; boost clocks are higher).
+    pub fn detect(cores: usize, fma_units: usize, clock_ghz: Option<f64>) -> Self {
+        let (lanes, isa) = vector_width();
+        let (ghz, clock_source) = match clock_ghz {
+            Some(g) => (g, "--clock-ghz".to_string()),
+            None => match cpuinfo_mhz() {
+                Some(mhz) => (mhz / 1000.0, "/proc/cpuinfo cpu MHz".to_string()),
+                None => (f64::NAN, "unknown (give --clock-ghz)".to_string()),
+            },
+        };
+        Self { cores, fma_units, lanes, isa, ghz, clock_source }
+    }
+
+    pub fn gflops(&self) -> f64 {
+        (self.cores * self.fma_units * self.lanes * 2) as f64 * self.ghz
+    }
+
+    /// One line saying how the peak was computed.
+    pub fn describe(&self) -> String {
+        format!(
+            "FMA peak {:.1} GFLOP/s = {} cores x {} FMA units x {} f32 lanes ({}) x 2 x {:.3} GHz ({}; FMA units per core assumed)",
+            self.gflops(),
+            self.cores,
+            self.fma_units,
+            self.lanes,
+            self.isa,
+            self.ghz,
+            self.clock_source
+        )
+    }
+}
+
+fn vector_width() -> (usize, &'static str) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return (16, "AVX-512");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return (8, "AVX2");
+        }
+    }
+    (4, "SSE/NEON")
+}
+
+fn cpuinfo_mhz() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    parse_cpu_mhz(&text)
+}
+
+/// The first `cpu MHz` value of a /proc/cpuinfo text.
+fn parse_cpu_mhz(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    (mhz.is_finite() && mhz > 0.0).then_some(mhz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_is_the_product_of_its_parts() {
+        let p =
+            Peak { cores: 2, fma_units: 2, lanes: 16, isa: "AVX-512", ghz: 3.1, clock_source: String::new() };
+        assert!((p.gflops() - 396.8).abs() < 1e-9);
+        assert!(p.describe().starts_with("FMA peak 396.8 GFLOP/s = 2 cores x 2 FMA units x 16 f32 lanes"));
+    }
+
+    #[test]
+    fn cpu_mhz_is_read_from_the_first_processor() {
+        let text = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2445.404\n\nprocessor\t: 1\ncpu MHz\t\t: 1200.0\n";
+        assert_eq!(parse_cpu_mhz(text), Some(2445.404));
+        assert_eq!(parse_cpu_mhz("cpu MHz : nan\n"), None);
+        assert_eq!(parse_cpu_mhz("model name : x\n"), None);
+    }
+
+    #[test]
+    fn workloads_count_forward_and_backward_passes() {
+        // ResNet18 at width 64 on 32x32: 555,422,720 MACs (PyTorch hooks, model_macs test).
+        let macs = 555_422_720;
+        assert!((flops_per_image(Workload::Inference, macs) / 1e9 - 1.1108).abs() < 1e-3);
+        assert_eq!(
+            flops_per_image(Workload::TrainStep, macs),
+            3.0 * flops_per_image(Workload::Inference, macs)
+        );
+        assert_eq!(
+            flops_per_image(Workload::SnlStep, macs),
+            4.0 * flops_per_image(Workload::Inference, macs)
+        );
+    }
+}
