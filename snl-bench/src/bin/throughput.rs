@@ -4,6 +4,7 @@
 //!
 //! `cargo run --release -p snl-bench --bin throughput -- --width 64 --batch 128 --threads 2`
 //! `cargo run --release -p snl-bench --bin throughput -- --arch wrn --depth 22 --k 8`
+//! `cargo run --release -p snl-bench --features cuda --bin throughput -- --device cuda`
 
 use anyhow::Context;
 use clap::Parser;
@@ -46,7 +47,8 @@ fn main() -> anyhow::Result<()> {
         depth: args.flags.depth,
         k: args.flags.k,
     };
-    let mut w = Workloads::new(&arch, args.flags.batch, args.seed)
+    let device = snl_bench::device(&args.flags.device)?;
+    let mut w = Workloads::new(&arch, args.flags.batch, args.seed, &device)
         .with_context(|| format!("building {} (width {})", args.flags.arch, args.flags.width))?;
     let imp = if tuned { "snl" } else { "snl-untuned-alloc" };
     for workload in Workload::ALL {
@@ -61,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             width: args.flags.width,
             batch: args.flags.batch,
             threads: args.flags.threads,
+            device: args.flags.device.clone(),
             median_s: (median * 1e4).round() / 1e4,
             images_per_s: ((args.flags.batch as f64 / median) * 100.0).round() / 100.0,
             peak_rss_mib: peak_rss_mib(),

@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         format!("--batch={}", a.flags.batch),
         format!("--threads={}", a.flags.threads),
         format!("--runs={}", a.flags.runs),
+        format!("--device={}", a.flags.device),
     ];
     println!("# load average before: {}", loadavg());
 
