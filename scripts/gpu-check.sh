@@ -39,16 +39,16 @@ cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr 
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-$cap}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/gpu-$variant}
 export SNL_REQUIRE_GPU=1
-features=snl-core/$variant,snl-models/$variant,snl-cli/$variant,snl-bench/$variant
 bin=$CARGO_TARGET_DIR/release
 start=$SECONDS
 step() { echo "== gpu-check ($((SECONDS - start)) s): $*" >&2; }
 
 step "build (release, --features $variant, compute capability $CUDA_COMPUTE_CAP)"
-cargo build --release --locked -p snl-cli -p snl-bench --features "$features"
+cargo build --release --locked -p snl-cli -p snl-bench --features "snl-cli/$variant,snl-bench/$variant"
 
 step "CUDA tests"
-cargo test --release --locked -p snl-core -p snl-models --features "$features" --test cuda
+cargo test --release --locked -p snl-core -p snl-models --features "snl-core/$variant,snl-models/$variant" \
+    --test cuda
 
 step "snl --device cuda demo"
 demo=$(mktemp -d)
