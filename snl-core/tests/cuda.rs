@@ -87,7 +87,8 @@ fn conv2d_forward_and_gradients() {
 fn conv2d_affine_without_a_graph() {
     let Some(gpu) = gpu() else { return };
     let mut rng = ChaCha8Rng::seed_from_u64(8);
-    let ts = [[4, 8, 8, 8], [16, 8, 3, 3], [16], [16]].map(|d| random(&mut rng, &d));
+    let dims: [&[usize]; 4] = [&[4, 8, 8, 8], &[16, 8, 3, 3], &[16], &[16]];
+    let ts = dims.map(|d| random(&mut rng, d));
     let run = |device: &Device| {
         let t: Vec<Tensor> = ts.iter().map(|t| t.to_device(device).unwrap()).collect();
         fast::conv2d_affine(&t[0], &t[1], &t[2], &t[3], 2, 1).unwrap()
