@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: run on a machine with an NVIDIA GPU, its driver, and the CUDA toolkit
-# (nvcc on PATH; cuDNN too for `cudnn`). About 10 minutes, most of it the release build.
+# (nvcc on PATH; cuDNN too for `cudnn`). About 10 minutes on a many-core GPU machine, most
+# of it the release build: an estimate, not a measurement (on 2 shared cores the debug
+# build alone took 85 min, 50 of them candle-kernels' nvcc; see .ci/cuda-build).
 #
 #   scripts/gpu-check.sh           --features cuda
 #   scripts/gpu-check.sh cudnn     --features cudnn (candle's convolutions and
