@@ -13,7 +13,7 @@ fn steps(c: &mut Criterion) {
     let mut g = c.benchmark_group("resnet18_w16_b128");
     g.sample_size(10);
     g.throughput(Throughput::Elements(batch as u64));
-    let mut w = Workloads::new(&Arch::resnet18(16), batch, 0).expect("workloads");
+    let mut w = Workloads::new(&Arch::resnet18(16), batch, 0, &candle::Device::Cpu).expect("workloads");
     for workload in Workload::ALL {
         g.bench_function(BenchmarkId::new("snl", workload.name()), |b| {
             b.iter(|| w.run(workload).expect("step"))

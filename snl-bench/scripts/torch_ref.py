@@ -14,7 +14,7 @@ Networks, with the authors' `state_dict` names (docs/reference.md §2):
 Every mask is `<site>.alphas`, shape (1, C, H, W) per pixel or (1, C, 1, 1) per channel,
 initialised to 1, applied as y = alphas * relu(x) + (1 - alphas) * x.
 
-  torch_ref.py bench   [--arch resnet18|resnet34|wrn] [--width 64] [--batch 128] [--threads 2] [--runs 3]
+  torch_ref.py bench   [--arch resnet18|resnet34|wrn] [--width 64] [--batch 128] [--threads 2] [--runs 3] [--device cpu|cuda|cuda:N]
   torch_ref.py fixture OUT_DIR [--arch ...] [--width 8] [--batch 4] [--seed 0] [--granularity pixel|channel]
 
 bench prints one JSON line per workload (snl_step, train_step, inference): the median
@@ -180,11 +180,16 @@ def lasso(model):
 def bench(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    teacher = build(a).eval()
-    student = build(a)
+    device = torch.device(a.device)
+    teacher = build(a).eval().to(device)
+    student = build(a).to(device)
     student.load_state_dict(teacher.state_dict())
-    x = torch.randn(a.batch, 3, a.image, a.image)
-    y = torch.randint(0, a.classes, (a.batch,))
+    x = torch.randn(a.batch, 3, a.image, a.image).to(device)
+    y = torch.randint(0, a.classes, (a.batch,)).to(device)
+
+    def sync():  # a GPU step is timed until its queued kernels have finished
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     adam = torch.optim.Adam(student.parameters(), lr=1e-3)
     sgd = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
 
@@ -209,15 +214,18 @@ def bench(a):
 
     for name, step in (("snl_step", snl_step), ("train_step", train_step), ("inference", inference)):
         step()  # warm-up
+        sync()
         seconds = []
         for _ in range(a.runs):
             start = time.perf_counter()
             step()
+            sync()
             seconds.append(time.perf_counter() - start)
         median = sorted(seconds)[len(seconds) // 2]
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         print(json.dumps({"impl": "pytorch", "workload": name, "arch": a.arch, "width": a.width,
-                          "batch": a.batch, "threads": a.threads, "median_s": round(median, 4),
+                          "batch": a.batch, "threads": a.threads, "device": a.device,
+                          "median_s": round(median, 4),
                           "images_per_s": round(a.batch / median, 2), "peak_rss_mib": peak}), flush=True)
 
 
@@ -284,6 +292,7 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="bench: cpu, cuda or cuda:N")
     a = p.parse_args(argv)
     if a.cmd == "fixture" and not a.out:
         p.error("fixture needs OUT_DIR")

@@ -11,7 +11,7 @@ pub mod peak;
 pub mod workload;
 
 pub use peak::{Peak, flops_per_image};
-pub use workload::{Arch, BenchFlags, Measurement, Workload, Workloads};
+pub use workload::{Arch, BenchFlags, Measurement, Workload, Workloads, device};
 
 /// Peak resident set size of this process so far, in MiB (as `torch_ref.py` reports it).
 pub fn peak_rss_mib() -> u64 {

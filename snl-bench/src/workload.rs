@@ -58,6 +58,25 @@ pub struct BenchFlags {
     /// Timed runs per workload, after one warm-up run; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// `cpu`, `cuda` or `cuda:N` (`cuda` needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Opens the device `spec` names: `cpu`, `cuda` or `cuda:N`.
+pub fn device(spec: &str) -> anyhow::Result<Device> {
+    let ordinal = match spec.split_once(':') {
+        None if spec == "cpu" => return Ok(Device::Cpu),
+        None if spec == "cuda" => 0,
+        Some(("cuda", n)) => n
+            .parse::<usize>()
+            .map_err(|_| anyhow::anyhow!("--device {spec}: `{n}` is not a device number"))?,
+        _ => anyhow::bail!("--device {spec}: expected cpu, cuda or cuda:N"),
+    };
+    if !cfg!(feature = "cuda") {
+        anyhow::bail!("--device {spec}: built without CUDA; rebuild with `--features cuda`");
+    }
+    Device::new_cuda(ordinal).map_err(|e| anyhow::anyhow!("--device {spec}: {e}"))
 }
 
 /// The architecture flags of `torch_ref.py bench`: `--arch resnet18|resnet34 --width W` or
@@ -102,6 +121,8 @@ pub struct Measurement {
     pub width: usize,
     pub batch: usize,
     pub threads: usize,
+    /// `cpu` or `cuda:N`, as `--device` gave it.
+    pub device: String,
     pub median_s: f64,
     pub images_per_s: f64,
     /// Convolution and head FLOPs done per second ([`crate::flops_per_image`]).
@@ -110,7 +131,7 @@ pub struct Measurement {
 }
 
 /// A student, its teacher, a random batch and both optimizers, as `torch_ref.py bench`
-/// sets them up (teacher = frozen copy of the student's initial weights).
+/// sets them up (teacher = frozen copy of the student's initial weights), on one device.
 pub struct Workloads {
     pub config: ModelConfig,
     pub student: Model,
@@ -120,11 +141,12 @@ pub struct Workloads {
     y: Tensor,
     adam: Adam,
     sgd: Sgd,
+    device: Device,
 }
 
 impl Workloads {
-    pub fn new(arch: &Arch, batch: usize, seed: u64) -> anyhow::Result<Self> {
-        let device = Device::Cpu;
+    pub fn new(arch: &Arch, batch: usize, seed: u64, device: &Device) -> anyhow::Result<Self> {
+        let device = device.clone();
         let classes = 10;
         let config = arch.config(classes)?;
         let image = config.image_size();
@@ -138,7 +160,7 @@ impl Workloads {
             params::trainable_vars(&vars),
             SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 5e-4, nesterov: false },
         );
-        Ok(Self { config, student, teacher, vars, x, y, adam, sgd })
+        Ok(Self { config, student, teacher, vars, x, y, adam, sgd, device })
     }
 
     pub fn batch(&self) -> usize {
@@ -174,13 +196,16 @@ impl Workloads {
         }
     }
 
-    /// One warm-up run, then the median wall time of `runs` runs, in seconds.
+    /// One warm-up run, then the median wall time of `runs` runs, in seconds. On a GPU each
+    /// run ends when the device has finished its queued work.
     pub fn median_seconds(&mut self, w: Workload, runs: usize) -> Result<f64> {
         self.run(w)?;
+        self.device.synchronize()?;
         let mut times = Vec::with_capacity(runs.max(1));
         for _ in 0..runs.max(1) {
             let t = Instant::now();
             self.run(w)?;
+            self.device.synchronize()?;
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
@@ -201,8 +226,26 @@ mod tests {
     }
 
     #[test]
+    fn device_flag_values() {
+        assert!(device("cpu").unwrap().is_cpu());
+        for bad in ["gpu", "cuda:x", "cpu:1", "metal"] {
+            let e = device(bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("--device {bad}: ")), "{e}");
+        }
+        // Without the feature, or without a GPU, `cuda` is an error naming the flag.
+        match device("cuda") {
+            Ok(gpu) => assert!(cfg!(feature = "cuda") && gpu.is_cuda()),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.starts_with("--device cuda: "), "{e}");
+                assert!(cfg!(feature = "cuda") || e.contains("--features cuda"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn tiny_resnet_runs_every_workload() {
-        let mut w = Workloads::new(&Arch::resnet18(2), 2, 0).unwrap();
+        let mut w = Workloads::new(&Arch::resnet18(2), 2, 0, &Device::Cpu).unwrap();
         for workload in Workload::ALL {
             w.run(workload).unwrap();
         }

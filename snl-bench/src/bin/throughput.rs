@@ -4,6 +4,7 @@
 //!
 //! `cargo run --release -p snl-bench --bin throughput -- --width 64 --batch 128 --threads 2`
 //! `cargo run --release -p snl-bench --bin throughput -- --arch wrn --depth 22 --k 8`
+//! `cargo run --release -p snl-bench --features cuda --bin throughput -- --device cuda`
 
 use anyhow::Context;
 use clap::Parser;
@@ -46,7 +47,8 @@ fn main() -> anyhow::Result<()> {
         depth: args.flags.depth,
         k: args.flags.k,
     };
-    let mut w = Workloads::new(&arch, args.flags.batch, args.seed)
+    let device = snl_bench::device(&args.flags.device)?;
+    let mut w = Workloads::new(&arch, args.flags.batch, args.seed, &device)
         .with_context(|| format!("building {} (width {})", args.flags.arch, args.flags.width))?;
     let macs = w.config.forward_macs();
     let imp = if tuned { "snl" } else { "snl-untuned-alloc" };
@@ -63,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             width: args.flags.width,
             batch: args.flags.batch,
             threads: args.flags.threads,
+            device: args.flags.device.clone(),
             median_s: (median * 1e4).round() / 1e4,
             images_per_s: (images_per_s * 100.0).round() / 100.0,
             gflop_per_s: (images_per_s * flops_per_image(workload, macs) / 1e7).round() / 100.0,

@@ -103,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         format!("--batch={}", a.flags.batch),
         format!("--threads={}", a.flags.threads),
         format!("--runs={}", a.flags.runs),
+        format!("--device={}", a.flags.device),
     ];
     println!("# load average before: {}", loadavg());
 
@@ -157,7 +158,10 @@ fn main() -> anyhow::Result<()> {
     }
     .config(10)?
     .forward_macs();
+    // The share of the CPU's FMA peak means nothing for a GPU run: NaN there, and no peak line.
+    let on_cpu = a.flags.device == "cpu";
     let peak = snl_bench::Peak::detect(a.flags.threads, a.fma_units as usize, a.clock_ghz);
+    let peak_gflops = if on_cpu { peak.gflops() } else { f64::NAN };
     println!(
         "\n{:<11} {:>10} {:>12} {:>7} {:>9} {:>10} {:>16}   ({what}, batch {}, {} threads)",
         "workload",
@@ -204,10 +208,12 @@ fn main() -> anyhow::Result<()> {
             rss(|p| &p.0),
             rss(|p| &p.1),
             gflops,
-            100.0 * gflops / peak.gflops()
+            100.0 * gflops / peak_gflops
         );
     }
-    println!("{}", peak.describe());
+    if on_cpu {
+        println!("{}", peak.describe());
+    }
     println!(
         "(snl / PyTorch images/s{}; peak RSS is the process's high-water mark after each workload)",
         if a.rounds > 1 {

@@ -34,9 +34,15 @@ const TARGET_COLUMNS: usize = 512;
 /// spatial axes, no bias, dilation 1, one group. Output (N, K, OH, OW).
 ///
 /// On the CPU with `f32` tensors this is the im2col + gemm op of this module, whose
-/// backward computes only the gradients the graph needs. Anywhere else (CUDA, Metal,
-/// other dtypes) it is candle's own `conv2d`, which it matches to rounding.
+/// backward computes only the gradients the graph needs. With `--features cudnn`, on CUDA
+/// with `f32` tensors, it is the cuDNN op of `fast/cudnn.rs` (backward the same way; not
+/// yet run on a GPU). Anywhere else (CUDA, Metal, other dtypes) it is candle's own
+/// `conv2d`, which it matches to rounding.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    #[cfg(feature = "cudnn")]
+    if super::cudnn::applies(x, weight) {
+        return super::cudnn::conv2d(x, weight, stride, padding);
+    }
     if !applies(x, weight) {
         return x.conv2d(weight, padding, stride, 1, 1);
     }
@@ -83,24 +89,24 @@ fn applies(x: &Tensor, weight: &Tensor) -> bool {
         && weight.rank() == 4
 }
 
-/// Every size of one convolution.
+/// Every size of one convolution (shared with the cuDNN op).
 #[derive(Debug, Clone, Copy)]
-struct Geom {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    r: usize,
-    s: usize,
-    stride: usize,
-    pad: usize,
-    oh: usize,
-    ow: usize,
+pub(super) struct Geom {
+    pub(super) n: usize,
+    pub(super) c: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) k: usize,
+    pub(super) r: usize,
+    pub(super) s: usize,
+    pub(super) stride: usize,
+    pub(super) pad: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
 }
 
 impl Geom {
-    fn new(x: &[usize], weight: &[usize], stride: usize, pad: usize) -> Result<Self> {
+    pub(super) fn new(x: &[usize], weight: &[usize], stride: usize, pad: usize) -> Result<Self> {
         let (&[n, c, h, w], &[k, wc, r, s]) = (x, weight) else {
             candle::bail!("fast conv2d: expected 4-D input and weight, got {x:?} and {weight:?}")
         };

@@ -2,15 +2,18 @@
 //!
 //! Each function here gives the same numbers (to float rounding) as the plain candle ops
 //! it replaces, forward and backward, and runs its own kernels only where they apply (CPU,
-//! `f32`); on CUDA or Metal, or for other dtypes, it *is* the plain candle op. The tests
-//! in `snl-core/tests/fast_*.rs` hold them to that.
+//! `f32`); on CUDA or Metal, or for other dtypes, it *is* the plain candle op (except
+//! [`conv2d`] with `--features cudnn`, below). The tests in `snl-core/tests/fast_*.rs`
+//! hold them to that, and `tests/cuda.rs` holds the CUDA results to the CPU's.
 //!
 //! - [`conv2d`]: im2col + gemm forward, gemm + col2im input gradient, im2col + gemm weight
 //!   gradient, each gradient computed only when needed (candle 0.11's CPU backward is a
 //!   direct-loop transposed convolution that always computes both). On AVX2 CPUs the
 //!   forward of a 3x3 convolution with padding 1 (stride 1, or 2 on even maps), the input
 //!   gradient of the stride-1 one and, where one image's data fits half an L2 cache, the
-//!   weight gradient run a direct kernel instead, without im2col.
+//!   weight gradient run a direct kernel instead, without im2col. With `--features cudnn`
+//!   it runs on CUDA through cuDNN (forward, backward-data, backward-filter; `cudnn.rs`,
+//!   not yet run on a GPU).
 //! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
 //!   needs a gradient (the scale folded into the weights, the shift added in cache).
 //! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way;
@@ -24,6 +27,8 @@
 mod alloc;
 mod bn;
 mod conv;
+#[cfg(feature = "cudnn")]
+mod cudnn;
 mod direct;
 mod gemm;
 mod masked;
