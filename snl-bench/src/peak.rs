@@ -32,10 +32,13 @@ pub struct Peak {
 }
 
 impl Peak {
-    /// This CPU with `cores` threads: lanes from the widest vector unit it reports (16 f32
+    /// This CPU with `threads` threads (as many cores, at most the CPUs this process may
+    /// use: more threads than cores add no FMA units): lanes from the widest vector unit it reports (16 f32
     /// with AVX-512F, 8 with AVX2 and FMA), the clock from `clock_ghz` or /proc/cpuinfo's
     /// `cpu MHz` (the nominal clock in a VM; boost clocks are higher).
-    pub fn detect(cores: usize, fma_units: usize, clock_ghz: Option<f64>) -> Self {
+    pub fn detect(threads: usize, fma_units: usize, clock_ghz: Option<f64>) -> Self {
+        let available = std::thread::available_parallelism().map_or(threads, usize::from);
+        let cores = threads.clamp(1, available.max(1));
         let (lanes, isa) = vector_width();
         let (ghz, clock_source) = match clock_ghz {
             Some(g) => (g, "--clock-ghz".to_string()),

@@ -41,8 +41,15 @@ struct Args {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     fma_units: u64,
     /// Core clock for the FMA peak (default: /proc/cpuinfo's `cpu MHz`).
-    #[arg(long)]
+    #[arg(long, value_parser = positive_ghz)]
     clock_ghz: Option<f64>,
+}
+
+fn positive_ghz(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(g) if g.is_finite() && g > 0.0 => Ok(g),
+        _ => Err(format!("`{s}` is not a clock in GHz (a positive number)")),
+    }
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
