@@ -165,10 +165,9 @@ fn main() -> anyhow::Result<()> {
     }
     .config(10)?
     .forward_macs();
-    // The share of the CPU's FMA peak means nothing for a GPU run: NaN there, and no peak line.
+    // The share of the CPU's FMA peak means nothing for a GPU run: no share, no peak line.
     let on_cpu = a.flags.device == "cpu";
     let peak = snl_bench::Peak::detect(a.flags.threads, a.fma_units as usize, a.clock_ghz);
-    let peak_gflops = if on_cpu { peak.gflops() } else { f64::NAN };
     println!(
         "\n{:<11} {:>10} {:>12} {:>7} {:>9} {:>10} {:>16}   ({what}, batch {}, {} threads)",
         "workload",
@@ -206,8 +205,10 @@ fn main() -> anyhow::Result<()> {
             .into_iter()
             .find(|w| workload.as_str() == Some(w.name()))
             .map_or(f64::NAN, |w| median(&snl) * snl_bench::flops_per_image(w, macs) / 1e9);
+        let share =
+            if on_cpu { format!("({:>4.1}%)", 100.0 * gflops / peak.gflops()) } else { String::new() };
         println!(
-            "{:<11} {:>10.1} {:>12.1} {:>6.2}x {:>9} {:>10} {:>7.1} ({:>4.1}%){range}",
+            "{:<11} {:>10.1} {:>12.1} {:>6.2}x {:>9} {:>10} {:>7.1} {share}{range}",
             workload.as_str().unwrap_or("?"),
             median(&snl),
             median(&torch),
@@ -215,7 +216,6 @@ fn main() -> anyhow::Result<()> {
             rss(|p| &p.0),
             rss(|p| &p.1),
             gflops,
-            100.0 * gflops / peak_gflops
         );
     }
     if on_cpu {
