@@ -1,6 +1,6 @@
 //! The `smoke` preset end to end with the real `snl`: a baseline on synthetic data, SNL (and
 //! its controls, trained as long as SNL searched) at two budgets, then the collected CSV, JSON
-//! and SVG; a second run skips every finished run.
+//! and SVG; a second run skips every finished run. Two runs at a time (`--jobs 2`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,7 +32,7 @@ fn sweep(out: &Path, selections: &str) -> (Output, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["pareto", "--preset", "smoke", "--snl"])
         .arg(snl())
-        .args(["--threads", "2", "--selections", selections, "--out"])
+        .args(["--jobs", "2", "--threads", "1", "--selections", selections, "--out"])
         .arg(out)
         .current_dir(ROOT)
         .output()
@@ -59,6 +59,9 @@ fn sweeps_collects_and_resumes(out: &Path, selections: &str, runs: usize) -> Str
     let svg = std::fs::read_to_string(out.join("pareto.svg")).unwrap();
     assert_eq!(svg.matches("<circle class=\"run").count(), runs);
     assert!(out.join("snl-30pct-s0/sites.svg").exists());
+    // Two runs at a time: each run's output is in its log.
+    let log = std::fs::read_to_string(out.join("logs/snl-30pct-s0.log")).unwrap();
+    assert!(log.contains("finetun"), "{log}");
     let (again, log) = sweep(out, selections);
     assert!(again.status.success(), "{log}");
     assert_eq!(log.matches("# skip").count(), runs, "{log}");

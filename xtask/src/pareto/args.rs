@@ -69,9 +69,13 @@ pub struct Args {
     /// Print how many runs of the sweep in OUT are finished, unfinished or not started, and the failures
     #[arg(long, value_name = "OUT", conflicts_with_all = ["dry_run", "collect_only", "task"])]
     pub status: Option<PathBuf>,
-    /// local: run here, one run after another; slurm: submit the sweep with sbatch
+    /// local: run here; slurm: submit the sweep with sbatch
     #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
     pub executor: String,
+    /// Runs at once here (each then gets the cores / N threads unless --threads is given, and
+    /// writes its output to OUT/logs/<run>.log)
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["task", "status", "collect_only"])]
+    pub jobs: usize,
     /// Seconds per epoch for the estimate (default: measured in OUT's metrics.jsonl, else the preset's)
     #[arg(long, value_name = "S")]
     pub epoch_seconds: Option<f64>,
@@ -194,6 +198,8 @@ pub struct Options {
     pub paper_points: PaperPoints,
     pub sites: bool,
     pub threads: Option<usize>,
+    /// Runs at once (local executor).
+    pub jobs: usize,
 }
 
 impl Options {
@@ -277,6 +283,19 @@ impl Options {
                 None => None,
             },
         };
+        if a.jobs == 0 {
+            return Err("--jobs 0: expected 1 or more runs at once".into());
+        }
+        if slurm.is_some() && a.jobs > 1 {
+            return Err(
+                "--jobs is for --executor local: Slurm runs the array tasks side by side itself".into()
+            );
+        }
+        // Runs side by side share the cores instead of each taking them all.
+        let threads = a.threads.or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (a.jobs > 1).then(|| (cores / a.jobs).max(1))
+        });
         let paper_points = match (a.no_paper_points, a.paper_points) {
             (true, _) => PaperPoints::None,
             (false, Some(d)) => PaperPoints::Dataset(d),
@@ -296,7 +315,8 @@ impl Options {
             build: !a.no_build,
             paper_points,
             sites: !a.no_sites,
-            threads: a.threads,
+            threads,
+            jobs: a.jobs,
         })
     }
 
@@ -344,6 +364,14 @@ mod tests {
             opts("--executor slurm --partition p --sbatch-arg=--qos=low --sbatch-arg --nice").slurm.unwrap();
         assert_eq!((slurm.partition.as_deref(), slurm.sbatch_arg.len()), (Some("p"), 2));
         assert_eq!(opts("--lasso 1e-4").preset.linearize.get("lasso"), Some("1e-4"), "as typed");
+        assert_eq!(
+            (o.jobs, opts("").jobs, opts("").threads),
+            (1, 1, None),
+            "one run at a time, snl's threads"
+        );
+        let two = opts("--jobs 2");
+        assert!(two.threads.is_some_and(|t| t >= 1), "side by side, each gets its share of the cores");
+        assert_eq!(opts("--jobs 2 --threads 3").threads, Some(3), "as given");
     }
 
     #[test]
@@ -362,6 +390,9 @@ mod tests {
         assert!(err("--partition gpu").contains("--partition is a Slurm flag: give --executor slurm"));
         assert!(err("--executor slurm --task snl-10pct-s0").contains("drop --task"));
         assert!(err("--executor pbs").contains("'pbs'"));
+        assert!(err("--jobs 0").contains("--jobs 0"));
+        assert!(err("--jobs 2 --executor slurm").contains("--jobs is for --executor local"));
+        assert!(err("--jobs 2 --task snl-30pct-s0").contains("cannot be used with"));
         assert_eq!(opts("--budgets 1.5m").preset.budgets, [Budget::Count(1_500_000)], "snl's grammar");
     }
 }

@@ -99,7 +99,7 @@ pub fn main(argv: &[String]) -> i32 {
         }
         let searched = |d: &Path| run::search_epochs(d).ok();
         let epochs = plan::epochs_to_run(&o, &steps, &searched);
-        println!("{}", plan::estimate_text(epochs, epoch_seconds(&o, &dirs)));
+        println!("{}", plan::estimate_text(epochs, epoch_seconds(&o, &dirs), o.jobs));
     }
     if o.slurm.is_some() {
         return submit(&o, argv, &record, &steps, &snl, &root);
@@ -122,7 +122,7 @@ pub fn main(argv: &[String]) -> i32 {
                 return 2;
             };
             // The record is the submission's; a task only checks it (above).
-            return match run::execute(std::slice::from_ref(step), &snl, &root, &o.out) {
+            return match run::execute(std::slice::from_ref(step), &snl, &root, &o.out, 1) {
                 Ok(f) if f.is_empty() => 0,
                 Ok(_) => 1,
                 Err(e) => {
@@ -140,12 +140,17 @@ pub fn main(argv: &[String]) -> i32 {
             }
             let started = std::fs::create_dir_all(&o.out)
                 .map_err(|e| format!("cannot create {}: {e}", o.out.display()))
-                .and_then(|()| record::write_record(&o.out, &record));
-            if let Err(e) = started {
-                eprintln!("xtask pareto: {e}; nothing was run");
-                return 1;
-            }
-            match run::execute(&steps, &snl, &root, &o.out) {
+                .and_then(|()| run::lock_sweep(&o.out))
+                .and_then(|held| record::write_record(&o.out, &record).map(|()| held));
+            // Held until this process ends: a second sweep of OUT is refused meanwhile.
+            let _held = match started {
+                Ok(held) => held,
+                Err(e) => {
+                    eprintln!("xtask pareto: {e}; nothing was run");
+                    return 1;
+                }
+            };
+            match run::execute(&steps, &snl, &root, &o.out, o.jobs) {
                 Ok(f) => f,
                 Err(e) => {
                     eprintln!("xtask pareto: {e}; nothing was run");

@@ -210,7 +210,9 @@ pub fn epochs_to_run(o: &Options, steps: &[Step], searched: &dyn Fn(&Path) -> Op
 }
 
 /// `--dry-run`'s estimate, saying how it is computed.
-pub fn estimate_text(e: Epochs, seconds: Option<(f64, String)>) -> String {
+/// With `jobs` runs at once, the wall time is the run time over `jobs` (the epoch time
+/// given must be that of a run sharing the machine so).
+pub fn estimate_text(e: Epochs, seconds: Option<(f64, String)>, jobs: usize) -> String {
     let range = |a: u64, b: u64, unit: &str| {
         if a == b { format!("{a}{unit}") } else { format!("{a}..{b}{unit}") }
     };
@@ -221,11 +223,14 @@ pub fn estimate_text(e: Epochs, seconds: Option<(f64, String)>) -> String {
     );
     match seconds {
         Some((s, source)) => {
-            let h = |n: u64| format!("{:.1}", n as f64 * s / 3600.0);
-            text += &format!(
-                " x {s:.1} s per epoch ({source}) = {} h",
+            let hours = |div: f64| {
+                let h = |n: u64| format!("{:.1}", n as f64 * s / 3600.0 / div);
                 if e.min == e.max { h(e.min) } else { format!("{}..{}", h(e.min), h(e.max)) }
-            );
+            };
+            text += &format!(" x {s:.1} s per epoch ({source}) = {} h", hours(1.0));
+            if jobs > 1 {
+                text += &format!(", {jobs} runs at once: {} h wall", hours(jobs as f64));
+            }
         }
         None => text += "; seconds per epoch unknown (give --epoch-seconds S)",
     }
@@ -386,11 +391,13 @@ mod tests {
         let searched = |d: &Path| (folder_name(d) == "snl-3225-s0").then_some(5);
         let e = epochs_to_run(&o, &steps, &searched);
         assert_eq!(e, Epochs { min: 2 * 13 + 21 * 9, max: 2 * 13 + 21 * 38 });
-        let text = estimate_text(Epochs { min: 100, max: 200 }, Some((36.0, "preset".into())));
+        let text = estimate_text(Epochs { min: 100, max: 200 }, Some((36.0, "preset".into())), 1);
         assert!(
             text.contains("100..200 epochs") && text.ends_with("x 36.0 s per epoch (preset) = 1.0..2.0 h"),
             "{text}"
         );
-        assert!(estimate_text(e, None).contains("give --epoch-seconds"));
+        let two = estimate_text(Epochs { min: 100, max: 100 }, Some((36.0, "preset".into())), 2);
+        assert!(two.ends_with("= 1.0 h, 2 runs at once: 0.5 h wall"), "{two}");
+        assert!(estimate_text(e, None, 1).contains("give --epoch-seconds"));
     }
 }

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use serde_json::Value;
 
@@ -27,71 +29,192 @@ pub fn search_epochs(snl_run: &Path) -> Result<u64, String> {
         .ok_or_else(|| format!("{}: no search_epochs", path.display()))
 }
 
-fn run_child(program: &Path, args: &[String]) -> Result<(), String> {
-    match Command::new(program).args(args).status() {
+/// The sweep's lock file in OUT, held (`flock`) by the one process running the sweep.
+pub const LOCK: &str = ".pareto.lock";
+
+/// Locks `out` for this process, or says that another sweep holds it. The lock goes with
+/// the returned file (and with the process, however it ends).
+pub fn lock_sweep(out: &Path) -> Result<std::fs::File, String> {
+    let path = out.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another `xtask pareto` is running the sweep in {} ({} is locked): let it finish or stop it",
+            out.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Where a run's output goes: this terminal, or (several runs at once) a log file.
+fn run_child(program: &Path, args: &[String], log: Option<&Path>) -> Result<(), String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(log) = log {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let err = file.try_clone().map_err(|e| format!("{}: {e}", log.display()))?;
+        cmd.stdout(file).stderr(err);
+    }
+    match cmd.status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(s.code().map_or_else(|| format!("{s}"), |c| format!("exit code {c}"))),
         Err(e) => Err(format!("cannot start {}: {e}", program.display())),
     }
 }
 
-/// Run every step in order. Returns the failures, or `Err` when nothing could run (the
+/// One `snl` run of the plan.
+struct Run<'a> {
+    role: Role,
+    dir: &'a Path,
+    args: &'a [String],
+    search_epochs_of: Option<&'a Path>,
+}
+
+/// Run every step, at most `jobs` runs at once: the baseline before any linearize run, a
+/// control after its SNL run, otherwise in plan order. With `jobs > 1` each run's output goes
+/// to `out/logs/<run>.log`. Returns the failures, or `Err` when nothing could run (the
 /// build failed). After a failed baseline, linearize runs are reported as skipped.
 /// Each failure is also marked in `out` for `--status`.
-pub fn execute(steps: &[Step], snl: &Path, root: &Path, out: &Path) -> Result<Vec<Failure>, String> {
-    let mut failures = Vec::new();
-    let mut baseline_failed = false;
-    let total = steps.iter().filter(|s| matches!(s, Step::Snl { .. })).count();
-    let mut done = 0;
+pub fn execute(
+    steps: &[Step],
+    snl: &Path,
+    root: &Path,
+    out: &Path,
+    jobs: usize,
+) -> Result<Vec<Failure>, String> {
+    let mut runs = Vec::new();
     for step in steps {
-        let (role, dir, args, search_epochs_of) = match step {
+        match step {
             Step::Build { args } => {
                 cargo::build(root, args)?;
                 if !snl.exists() {
                     return Err(format!("{} missing after the build", snl.display()));
                 }
-                continue;
             }
-            Step::Skip { dir, .. } => {
-                println!("# skip {}: finished (result.json)", dir.display());
-                continue;
-            }
-            Step::Snl { role, dir, args, search_epochs_of } => (role, dir, args, search_epochs_of),
-        };
-        done += 1;
-        let name = super::plan::folder_name(dir);
-        let fail = |why: String| {
-            super::status::mark(out, &name, Some(&why));
-            Failure { dir: dir.display().to_string(), why }
-        };
-        if *role == Role::Linearize && baseline_failed {
-            eprintln!("# [{done}/{total}] skip {}: the baseline failed", dir.display());
-            failures.push(fail("skipped: the baseline failed".into()));
-            continue;
-        }
-        let args = match search_epochs_of {
-            None => args.clone(),
-            Some(from) => match search_epochs(from) {
-                Ok(n) => Step::with_search_epochs(args, n),
-                Err(e) => {
-                    eprintln!("# [{done}/{total}] skip {}: {e}", dir.display());
-                    failures.push(fail(format!("skipped: {e}")));
-                    continue;
-                }
-            },
-        };
-        println!("# [{done}/{total}] {}", dir.display());
-        println!("$ {}", shell_line(&snl.display().to_string(), &args));
-        match run_child(snl, &args) {
-            Ok(()) => super::status::mark(out, &name, None),
-            Err(why) => {
-                eprintln!("xtask pareto: run {} failed ({why}); going on", dir.display());
-                failures.push(fail(why));
-                baseline_failed |= *role == Role::Baseline;
+            Step::Skip { dir, .. } => println!("# skip {}: finished (result.json)", dir.display()),
+            Step::Snl { role, dir, args, search_epochs_of } => {
+                runs.push(Run { role: *role, dir, args, search_epochs_of: search_epochs_of.as_deref() })
             }
         }
     }
-    Ok(failures)
+    let logs = (jobs > 1).then(|| out.join("logs"));
+    if let Some(logs) = &logs {
+        std::fs::create_dir_all(logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    }
+    let baseline = runs.iter().position(|r| r.role == Role::Baseline);
+    let after: Vec<Vec<usize>> = runs
+        .iter()
+        .map(|r| match r.role {
+            Role::Baseline => Vec::new(),
+            Role::Linearize => {
+                let snl_run = r.search_epochs_of.and_then(|of| runs.iter().position(|s| s.dir == of));
+                baseline.into_iter().chain(snl_run).collect()
+            }
+        })
+        .collect();
+    let failures = Mutex::new(Vec::new());
+    let baseline_failed = AtomicBool::new(false);
+    let started = AtomicUsize::new(0);
+    let total = runs.len();
+    schedule(&after, jobs, &|i| {
+        let Run { role, dir, args, search_epochs_of } = &runs[i];
+        let n = started.fetch_add(1, Ordering::SeqCst) + 1;
+        let name = super::plan::folder_name(dir);
+        let fail = |why: String| {
+            super::status::mark(out, &name, Some(&why));
+            lock(&failures).push(Failure { dir: dir.display().to_string(), why });
+        };
+        if *role == Role::Linearize && baseline_failed.load(Ordering::SeqCst) {
+            eprintln!("# [{n}/{total}] skip {}: the baseline failed", dir.display());
+            return fail("skipped: the baseline failed".into());
+        }
+        let args = match search_epochs_of {
+            None => args.to_vec(),
+            Some(from) => match search_epochs(from) {
+                Ok(e) => Step::with_search_epochs(args, e),
+                Err(e) => {
+                    eprintln!("# [{n}/{total}] skip {}: {e}", dir.display());
+                    return fail(format!("skipped: {e}"));
+                }
+            },
+        };
+        let log = logs.as_ref().map(|l| l.join(format!("{name}.log")));
+        let whither = log.as_ref().map_or(String::new(), |l| format!(" (output: {})", l.display()));
+        println!("# [{n}/{total}] {}{whither}", dir.display());
+        println!("$ {}", shell_line(&snl.display().to_string(), &args));
+        match run_child(snl, &args, log.as_deref()) {
+            Ok(()) => {
+                super::status::mark(out, &name, None);
+                if log.is_some() {
+                    println!("# done {}", dir.display());
+                }
+            }
+            Err(why) => {
+                eprintln!("xtask pareto: run {} failed ({why}); going on", dir.display());
+                fail(why);
+                if *role == Role::Baseline {
+                    baseline_failed.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    Ok(failures.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Calls `run(i)` for every job `i`, at most `jobs` at once, each once the jobs `after[i]`
+/// have returned, the lowest ready index first. `after` must have no cycle (a plan's
+/// prerequisites come before the runs that wait for them).
+fn schedule(after: &[Vec<usize>], jobs: usize, run: &(dyn Fn(usize) + Sync)) {
+    struct Board {
+        started: Vec<bool>,
+        done: Vec<bool>,
+    }
+    /// Marks a job done even when it panics, so no worker waits for it forever.
+    struct Finish<'a>(&'a Mutex<Board>, &'a Condvar, usize);
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            lock(self.0).done[self.2] = true;
+            self.1.notify_all();
+        }
+    }
+    let n = after.len();
+    let board = Mutex::new(Board { started: vec![false; n], done: vec![false; n] });
+    let ready = Condvar::new();
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, n.max(1)) {
+            s.spawn(|| {
+                loop {
+                    let mut b = lock(&board);
+                    let i = loop {
+                        match (0..n).find(|&i| !b.started[i] && after[i].iter().all(|&p| b.done[p])) {
+                            Some(i) => break i,
+                            None if b.started.iter().all(|&s| s) => return,
+                            None => b = ready.wait(b).unwrap_or_else(PoisonError::into_inner),
+                        }
+                    };
+                    b.started[i] = true;
+                    drop(b);
+                    let _finish = Finish(&board, &ready, i);
+                    run(i);
+                }
+            });
+        }
+    });
 }
 
 /// `pareto.png` from `pareto.svg` when a converter is installed; quietly nothing otherwise.
@@ -112,6 +235,8 @@ pub fn try_png(svg: &Path, png: &Path) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -125,5 +250,63 @@ mod tests {
         std::fs::write(dir.join("result.json"), r#"{"search_epochs":7}"#).unwrap();
         assert_eq!(search_epochs(&dir), Ok(7));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Jobs 0 and 1 wait for nothing, 2 and 3 for 0, 4 for 2: records each job's start and
+    /// end, and how many ran at once. A job waits (up to 20 s) for a second one to be running
+    /// when `pair` says it should find one, so two at once is seen however slow the machine.
+    fn trace(jobs: usize, pair: &[usize]) -> (Vec<String>, usize) {
+        let after = vec![vec![], vec![], vec![0], vec![0], vec![2]];
+        let state = Mutex::new((Vec::new(), 0usize, 0usize));
+        let changed = Condvar::new();
+        schedule(&after, jobs, &|i| {
+            let mut s = lock(&state);
+            s.0.push(format!("start {i}"));
+            s.1 += 1;
+            s.2 = s.2.max(s.1);
+            changed.notify_all();
+            if pair.contains(&i) {
+                s = changed.wait_timeout_while(s, Duration::from_secs(20), |s| s.2 < 2).unwrap().0;
+            }
+            s.0.push(format!("end {i}"));
+            s.1 -= 1;
+        });
+        let s = state.into_inner().unwrap();
+        (s.0, s.2)
+    }
+
+    #[test]
+    fn a_second_sweep_of_one_folder_is_refused_until_the_first_ends() {
+        let dir = std::env::temp_dir().join(format!("xtask-sweep-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = lock_sweep(&dir).unwrap();
+        let err = lock_sweep(&dir).unwrap_err();
+        assert!(err.starts_with("another `xtask pareto` is running the sweep in"), "{err}");
+        drop(first);
+        assert!(lock_sweep(&dir).is_ok(), "free again");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_job_at_a_time_keeps_the_plan_order() {
+        let (events, most) = trace(1, &[]);
+        let expected: Vec<String> = (0..5).flat_map(|i| [format!("start {i}"), format!("end {i}")]).collect();
+        assert_eq!((events, most), (expected, 1));
+    }
+
+    #[test]
+    fn two_jobs_run_at_once_and_wait_for_what_they_need() {
+        let (events, most) = trace(2, &[0, 1]);
+        assert_eq!(most, 2, "{events:?}");
+        let at = |e: &str| events.iter().position(|x| x == e).unwrap_or_else(|| panic!("{e}: {events:?}"));
+        assert!(at("start 2") > at("end 0") && at("start 3") > at("end 0"), "{events:?}");
+        assert!(at("start 4") > at("end 2"), "{events:?}");
+        assert_eq!(events.len(), 10, "each job once: {events:?}");
+    }
+
+    #[test]
+    fn more_jobs_than_work_and_no_work_end() {
+        assert_eq!(trace(8, &[]).0.len(), 10);
+        schedule(&[], 3, &|_| unreachable!("no job"));
     }
 }
