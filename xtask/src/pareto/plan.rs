@@ -378,10 +378,10 @@ mod tests {
     #[test]
     fn the_estimate_counts_epochs_still_to_run() {
         let o = opts("--preset cifar10-w16 --out /s --snl /bin/snl");
-        // Fresh: baseline 30, then 24 runs of 1..30 search + 8 finetuning epochs.
+        // Fresh: baseline 80, then 24 runs of 1..30 search + 8 finetuning epochs.
         let all = plan(&o, &|_| RunState::Absent);
         let e = epochs_to_run(&o, &all, &|_| None);
-        assert_eq!(e, Epochs { min: 30 + 24 * 9, max: 30 + 24 * 38 });
+        assert_eq!(e, Epochs { min: 80 + 24 * 9, max: 80 + 24 * 38 });
         // The baseline is done and snl-3225-s0 searched 5 epochs: its controls train 5 + 8.
         let state = |d: &Path| match folder_name(d).as_str() {
             "baseline" | "snl-3225-s0" => RunState::Finished,
