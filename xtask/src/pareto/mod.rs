@@ -14,6 +14,7 @@ mod paper;
 mod plan;
 mod preset;
 mod record;
+mod report;
 mod run;
 mod slurm;
 mod status;
@@ -365,6 +366,7 @@ fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
     };
     write("pareto.csv", &collect::to_csv(rows))?;
     write("pareto.json", &collect::to_json(rows, &groups, paper.as_ref()))?;
+    write("pareto.md", &report::to_markdown(rows, &groups))?;
     let dots: Vec<plot::Dot> = rows
         .iter()
         .filter_map(|r| {
