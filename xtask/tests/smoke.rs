@@ -86,5 +86,8 @@ fn smoke_preset_sweeps_collects_resumes_and_controls_train_as_long_as_snl() {
         assert_eq!(epochs(&format!("random-{budget}-s0")), snl, "{csv}");
         assert_eq!(epochs(&format!("uniform-{budget}-s0")), snl, "{csv}");
     }
+    let md = std::fs::read_to_string(out.join("pareto.md")).unwrap();
+    assert!(md.contains("- equal epochs_trained within each of the 2 (budget, seed) cells"), "{md}");
+    assert!(md.contains("| budget | SNL - random | SNL - uniform |"), "{md}");
     let _ = std::fs::remove_dir_all(&out);
 }
