@@ -11,7 +11,7 @@ use crate::selection;
 
 const ABOUT: &str = "Sweep ReLU budgets with `snl linearize` from one pretrained baseline: one run \
 folder per (selection, budget, seed), OUT/<selection>-<budget>-s<seed>. Then write OUT/pareto.csv, \
-pareto.json, pareto.svg (mean and min-max over seeds; pareto.png when rsvg-convert or ImageMagick \
+pareto.json, pareto.svg, pareto.md (mean and min-max over seeds; pareto.png when rsvg-convert or ImageMagick \
 is installed) and OUT/<run>/sites.svg.";
 
 const AFTER: &str = "\
@@ -60,7 +60,7 @@ pub struct Args {
     /// Print the plan (every command, skipped runs) and a compute estimate, and stop
     #[arg(long)]
     pub dry_run: bool,
-    /// Collect the finished runs into pareto.csv, pareto.json, pareto.svg; run nothing
+    /// Collect the finished runs into pareto.csv, pareto.json, pareto.svg, pareto.md; run nothing
     #[arg(long, conflicts_with = "dry_run")]
     pub collect_only: bool,
     /// Run only this planned run (a Slurm array task): skipped when finished, else resumed or started

@@ -109,7 +109,7 @@ pub fn main(argv: &[String]) -> i32 {
         let out = o.out.display();
         println!(
             "then: record the settings in {out}/{}, collect the runs' result.json into \
-             {out}/pareto.csv, pareto.json, pareto.svg",
+             {out}/pareto.csv, pareto.json, pareto.svg, pareto.md",
             record::RECORD
         );
         return 0;
@@ -341,7 +341,7 @@ fn epoch_seconds(o: &Options, dirs: &[PathBuf]) -> Option<(f64, String)> {
     Some((s, format!("preset {}'s figure; --epoch-seconds to change", o.preset.name)))
 }
 
-/// pareto.csv, pareto.json, pareto.svg (and .png) in OUT, and the summary on stdout.
+/// pareto.csv, pareto.json, pareto.svg (and .png), pareto.md in OUT, and the summary on stdout.
 fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
     let groups = collect::groups(rows);
     let arch = o.preset.model.get("arch").unwrap_or("resnet18");

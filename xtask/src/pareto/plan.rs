@@ -229,7 +229,11 @@ pub fn estimate_text(e: Epochs, seconds: Option<(f64, String)>, jobs: usize) -> 
             };
             text += &format!(" x {s:.1} s per epoch ({source}) = {} h", hours(1.0));
             if jobs > 1 {
-                text += &format!(", {jobs} runs at once: {} h wall", hours(jobs as f64));
+                text += &format!(
+                    ", {jobs} runs at once: {} h wall if each keeps that epoch time (runs side by side \
+                     are each slower: expect more)",
+                    hours(jobs as f64)
+                );
             }
         }
         None => text += "; seconds per epoch unknown (give --epoch-seconds S)",
@@ -397,7 +401,7 @@ mod tests {
             "{text}"
         );
         let two = estimate_text(Epochs { min: 100, max: 100 }, Some((36.0, "preset".into())), 2);
-        assert!(two.ends_with("= 1.0 h, 2 runs at once: 0.5 h wall"), "{two}");
+        assert!(two.contains("= 1.0 h, 2 runs at once: 0.5 h wall if each keeps that epoch time"), "{two}");
         assert!(estimate_text(e, None, 1).contains("give --epoch-seconds"));
     }
 }
