@@ -191,10 +191,12 @@ impl Direct {
         for i in 0..imgs {
             self.pad_into(&x[i * in_len..(i + 1) * in_len], &mut padded[i * pad_len..(i + 1) * pad_len]);
         }
-        for tap in 0..9 {
-            for k0 in (0..k).step_by(WG_K) {
-                for c0 in (0..c).step_by(WG_C) {
-                    let kernel = wgrad_kernel(self.stride, WG_K.min(k - k0), WG_C.min(c - c0));
+        // The nine taps of one block read the same planes (shifted by a pixel or a row):
+        // run them back to back while those planes are in L1.
+        for k0 in (0..k).step_by(WG_K) {
+            for c0 in (0..c).step_by(WG_C) {
+                let kernel = wgrad_kernel(self.stride, WG_K.min(k - k0), WG_C.min(c - c0));
+                for tap in 0..9 {
                     // SAFETY: `new` checked AVX2 and FMA and the shapes, the assert above
                     // the buffer lengths (see `wgrad`).
                     unsafe { kernel(self, padded, imgs, dy, k, (k0, c0), tap, dw) }
@@ -387,13 +389,17 @@ mod x86 {
             for i in 0..imgs {
                 let xi = padded.as_ptr().add((i * d.c + c0) * chan + off);
                 let gi = dy.as_ptr().add((i * k + k0) * o);
-                for q in (0..o).step_by(LANES) {
-                    let at = q / d.ow * pitch + q % d.ow;
-                    let xv: [__m256; NC] = std::array::from_fn(|cc| _mm256_loadu_ps(xi.add(cc * chan + at)));
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let g = _mm256_loadu_ps(gi.add(j * o + q));
-                        for (cc, v) in a.iter_mut().enumerate() {
-                            *v = _mm256_fmadd_ps(g, xv[cc], *v);
+                // Row by row: no division per run of 8 pixels.
+                for row in 0..d.oh {
+                    let (xr, gr) = (xi.add(row * pitch), gi.add(row * d.ow));
+                    for col in (0..d.ow).step_by(LANES) {
+                        let xv: [__m256; NC] =
+                            std::array::from_fn(|cc| _mm256_loadu_ps(xr.add(cc * chan + col)));
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            let g = _mm256_loadu_ps(gr.add(j * o + col));
+                            for (cc, v) in a.iter_mut().enumerate() {
+                                *v = _mm256_fmadd_ps(g, xv[cc], *v);
+                            }
                         }
                     }
                 }
