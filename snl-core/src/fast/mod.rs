@@ -119,21 +119,57 @@ fn ordered_sum<F>(n: usize, len: usize, add: F) -> candle::Result<Vec<f32>>
 where
     F: Fn(std::ops::Range<usize>, &mut [f32]) -> candle::Result<()> + Sync,
 {
+    Ok(ordered_sum_fill(n, 0, len, 0, |items, _, acc| add(items, acc))?.1)
+}
+
+/// [`ordered_sum`] whose items also fill `per_item` floats each of an output, in the same
+/// pass: `add(items, out, acc)` gets its items' part of the output (zeroed). Returns the
+/// output, with room for `spare` more floats, and the sum.
+fn ordered_sum_fill<F>(
+    n: usize,
+    per_item: usize,
+    len: usize,
+    spare: usize,
+    add: F,
+) -> candle::Result<(Vec<f32>, Vec<f32>)>
+where
+    F: Fn(std::ops::Range<usize>, &mut [f32], &mut [f32]) -> candle::Result<()> + Sync,
+{
     use rayon::prelude::*;
+    use std::mem::MaybeUninit;
     let groups = rayon::current_num_threads().clamp(1, n.max(1));
     let per = n.div_ceil(groups);
-    let partials = (0..groups)
+    let items = |g: usize| (g * per).min(n)..((g + 1) * per).min(n);
+    let mut out: Vec<f32> = Vec::with_capacity(n * per_item + spare);
+    let mut parts: Vec<&mut [MaybeUninit<f32>]> = Vec::with_capacity(groups);
+    let mut rest = &mut out.spare_capacity_mut()[..n * per_item];
+    for g in 0..groups {
+        let (part, tail) = rest.split_at_mut(items(g).len() * per_item);
+        parts.push(part);
+        rest = tail;
+    }
+    let partials = parts
         .into_par_iter()
-        .map(|g| {
+        .enumerate()
+        .map(|(g, part)| {
+            part.iter_mut().for_each(|x| {
+                x.write(0.0);
+            });
+            // SAFETY: every element of `part` was initialised just above, and
+            // `MaybeUninit<f32>` has the layout of `f32`.
+            let part = unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) };
             let mut acc = vec![0f32; len];
-            add(g * per..((g + 1) * per).min(n), &mut acc)?;
+            add(items(g), part, &mut acc)?;
             Ok(acc)
         })
         .collect::<candle::Result<Vec<_>>>()?;
-    let mut parts = partials.into_iter();
-    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; len]);
-    for part in parts {
+    // SAFETY: no group failed, so the parts, which cover `0..n * per_item`, were all
+    // initialised.
+    unsafe { out.set_len(n * per_item) };
+    let mut partials = partials.into_iter();
+    let mut sum = partials.next().unwrap_or_else(|| vec![0f32; len]);
+    for part in partials {
         sum.iter_mut().zip(&part).for_each(|(s, v)| *s += v);
     }
-    Ok(sum)
+    Ok((out, sum))
 }
