@@ -8,7 +8,7 @@
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, lane_sum, par_vec};
+use super::{f32_slice, lane_sum, par_vec_uninit};
 
 const WHAT: &str = "batch norm";
 
@@ -245,17 +245,23 @@ impl CustomOp3 for InputGrad {
         let (n, c, plane) = geometry(xl)?;
         let (w, sg, sgx) = (&inputs[..c], &inputs[c..2 * c], &inputs[2 * c..]);
         let count = (n * plane) as f32;
-        let dx = par_vec(x.len(), plane, |i, dp| {
-            let (xp, gp) = (&x[i * plane..(i + 1) * plane], &g[i * plane..(i + 1) * plane]);
-            let ch = i % c;
-            let (mean, invstd) = (self.0.mean[ch], self.0.invstd[ch]);
-            let k = w[ch] * invstd;
-            let (mg, mgx) = (sg[ch] / count, sgx[ch] / count);
-            for ((d, &xv), &gv) in dp.iter_mut().zip(xp).zip(gp) {
-                *d = k * (gv - mg - (xv - mean) * invstd * mgx);
-            }
-            Ok(())
-        })?;
+        if gl.dims() != xl.dims() {
+            candle::bail!("fast batch norm grad: gradient {:?} for input {:?}", gl.dims(), xl.dims())
+        }
+        // SAFETY: the zip below runs over all of `dp` (the inputs are sliced to its length).
+        let dx = unsafe {
+            par_vec_uninit(x.len(), plane, |i, dp| {
+                let (xp, gp) = (&x[i * plane..][..dp.len()], &g[i * plane..][..dp.len()]);
+                let ch = i % c;
+                let (mean, invstd) = (self.0.mean[ch], self.0.invstd[ch]);
+                let k = w[ch] * invstd;
+                let (mg, mgx) = (sg[ch] / count, sgx[ch] / count);
+                for ((d, &xv), &gv) in dp.iter_mut().zip(xp).zip(gp) {
+                    d.write(k * (gv - mg - (xv - mean) * invstd * mgx));
+                }
+                Ok(())
+            })?
+        };
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }
@@ -286,12 +292,16 @@ fn affine_planes(x: &[f32], xl: &Layout, scale: &[f32], shift: &[f32]) -> Result
     if scale.len() != c || shift.len() != c {
         candle::bail!("fast batch norm: {} scales and {} shifts for {c} channels", scale.len(), shift.len())
     }
-    let y = par_vec(x.len(), plane, |i, yp| {
-        let (s, t) = (scale[i % c], shift[i % c]);
-        for (o, &v) in yp.iter_mut().zip(&x[i * plane..(i + 1) * plane]) {
-            *o = v * s + t;
-        }
-        Ok(())
-    })?;
+    // SAFETY: the zip below runs over all of `yp` (the input is sliced to its length).
+    let y = unsafe {
+        par_vec_uninit(x.len(), plane, |i, yp| {
+            let (s, t) = (scale[i % c], shift[i % c]);
+            let xp = &x[i * plane..][..yp.len()];
+            for (o, &v) in yp.iter_mut().zip(xp) {
+                o.write(v * s + t);
+            }
+            Ok(())
+        })?
+    };
     Ok((CpuStorage::F32(y), xl.shape().clone()))
 }

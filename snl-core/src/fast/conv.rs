@@ -21,7 +21,7 @@ use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 use super::direct::{self, Direct};
 use super::gemm::{Mat, sgemm};
-use super::{f32_slice, ordered_sum, par_vec};
+use super::{f32_slice, ordered_sum, par_vec, par_vec_uninit};
 
 /// Output pixels per group of images in the direct weight gradient.
 const DIRECT_GROUP_PIXELS: usize = 256;
@@ -354,12 +354,19 @@ fn direct_batch(
     y_len: usize,
     shift: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
-    par_vec(n * y_len, y_len, |i, yi| {
-        with_scratch(d.padded_len(), |padded| {
-            d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, padded, yi)
-        });
-        Ok(())
-    })
+    if y_len != d.out_len(k) {
+        candle::bail!("fast conv2d: {y_len} outputs per image for {}", d.out_len(k))
+    }
+    // SAFETY: `Direct::image` writes every element of its output of `d.out_len(k)` floats,
+    // here all of each chunk, or panics.
+    unsafe {
+        par_vec_uninit(n * y_len, y_len, |i, yi| {
+            with_scratch(d.padded_len(), |padded| {
+                d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, padded, yi)
+            });
+            Ok(())
+        })
+    }
 }
 
 /// Copies `imgs` images of (K, P) maps into one `(K, imgs*P)` matrix.

@@ -10,7 +10,9 @@
 
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use super::{f32_slice, ordered_sum_fill, par_vec};
+use std::mem::MaybeUninit;
+
+use super::{f32_slice, ordered_sum_fill, par_vec, par_vec_uninit};
 
 const WHAT: &str = "masked_relu";
 
@@ -83,20 +85,33 @@ fn image_len(bcast: Bcast, x: &Layout, a_len: usize) -> Result<usize> {
     Ok(per_image)
 }
 
-/// Calls `f(x, a, out)` for every activation of one image, `a` its mask element.
-#[inline]
-fn per_element(bcast: Bcast, x: &[f32], a: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-    match bcast {
-        Bcast::Element => {
-            for ((o, &v), &m) in out.iter_mut().zip(x).zip(a) {
-                *o = f(v, m);
+/// Writes `s + m * relu(-s)`, `s = x (+ r)`, to every element of one image's output `out`,
+/// `m` its element of the mask `a` (checked against the image by [`image_len`]); `r` is
+/// empty without a residual.
+fn forward_image(bcast: Bcast, a: &[f32], x: &[f32], r: &[f32], out: &mut [MaybeUninit<f32>]) {
+    fn run(out: &mut [MaybeUninit<f32>], x: &[f32], r: &[f32], m: impl Fn(usize) -> f32) {
+        let x = &x[..out.len()];
+        let f = |v: f32, m: f32| v + (-v).max(0.0) * m;
+        if r.is_empty() {
+            for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+                o.write(f(v, m(j)));
+            }
+        } else {
+            for (j, ((o, &u), &w)) in out.iter_mut().zip(x).zip(&r[..x.len()]).enumerate() {
+                o.write(f(u + w, m(j)));
             }
         }
+    }
+    match bcast {
+        Bcast::Element => {
+            let a = &a[..out.len()];
+            run(out, x, r, |j| a[j]);
+        }
         Bcast::Channel { plane } => {
-            for ((oc, xc), &m) in out.chunks_mut(plane).zip(x.chunks(plane)).zip(a) {
-                for (o, &v) in oc.iter_mut().zip(xc) {
-                    *o = f(v, m);
-                }
+            for (ch, oc) in out.chunks_mut(plane).enumerate() {
+                let (m, at) = (a[ch], ch * plane);
+                let rc = if r.is_empty() { r } else { &r[at..] };
+                run(oc, &x[at..], rc, |_| m);
             }
         }
     }
@@ -122,11 +137,13 @@ impl CustomOp2 for MaskedRelu {
         let x = f32_slice(xs, xl, WHAT)?;
         let a = f32_slice(as_, al, WHAT)?;
         let len = image_len(self.bcast, xl, a.len())?;
-        let y = par_vec(x.len(), len, |i, yi| {
-            let xi = &x[i * len..(i + 1) * len];
-            per_element(self.bcast, xi, a, yi, |v, m| v + (-v).max(0.0) * m);
-            Ok(())
-        })?;
+        // SAFETY: `forward_image` writes every element of its output.
+        let y = unsafe {
+            par_vec_uninit(x.len(), len, |i, yi| {
+                forward_image(self.bcast, a, &x[i * len..], &[], yi);
+                Ok(())
+            })?
+        };
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
@@ -194,29 +211,13 @@ impl CustomOp3 for MaskedReluAdd {
             candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
         }
         let len = image_len(self.bcast, xl, a.len())?;
-        let y = par_vec(x.len(), len, |i, yi| {
-            let range = i * len..(i + 1) * len;
-            let (xi, ri) = (&x[range.clone()], &r[range]);
-            match self.bcast {
-                Bcast::Element => {
-                    for (((o, &u), &w), &m) in yi.iter_mut().zip(xi).zip(ri).zip(a) {
-                        let v = u + w;
-                        *o = v + (-v).max(0.0) * m;
-                    }
-                }
-                Bcast::Channel { plane } => {
-                    for (((oc, xc), rc), &m) in
-                        yi.chunks_mut(plane).zip(xi.chunks(plane)).zip(ri.chunks(plane)).zip(a)
-                    {
-                        for ((o, &u), &w) in oc.iter_mut().zip(xc).zip(rc) {
-                            let v = u + w;
-                            *o = v + (-v).max(0.0) * m;
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        // SAFETY: `forward_image` writes every element of its output.
+        let y = unsafe {
+            par_vec_uninit(x.len(), len, |i, yi| {
+                forward_image(self.bcast, a, &x[i * len..], &r[i * len..], yi);
+                Ok(())
+            })?
+        };
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
