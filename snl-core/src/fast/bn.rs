@@ -6,7 +6,6 @@
 //! they cost more than all the convolutions of a width-16 ResNet18 together.
 
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::{f32_slice, lane_sum, par_vec_uninit};
 
@@ -99,9 +98,18 @@ fn geometry(l: &Layout) -> Result<(usize, usize, usize)> {
 }
 
 /// A `(2, C)` tensor of the pairs `f(channel)`, channels computed in parallel.
-fn channel_pairs(c: usize, f: impl Fn(usize) -> (f32, f32) + Sync + Send) -> (CpuStorage, Shape) {
-    let (first, second): (Vec<f32>, Vec<f32>) = (0..c).into_par_iter().map(f).unzip();
-    (CpuStorage::F32([first, second].concat()), Shape::from((2, c)))
+fn channel_pairs(c: usize, f: impl Fn(usize) -> (f32, f32) + Sync) -> Result<(CpuStorage, Shape)> {
+    // SAFETY: each chunk is one channel's pair, both written.
+    let pairs = unsafe {
+        par_vec_uninit(2 * c, 2, |ch, pair| {
+            let (a, b) = f(ch);
+            pair[0].write(a);
+            pair[1].write(b);
+            Ok(())
+        })?
+    };
+    let (first, second): (Vec<f32>, Vec<f32>) = pairs.chunks_exact(2).map(|p| (p[0], p[1])).unzip();
+    Ok((CpuStorage::F32([first, second].concat()), Shape::from((2, c))))
 }
 
 /// The planes of channel `c`, one per image.
@@ -127,14 +135,14 @@ impl CustomOp1 for ChannelStats {
         let x = f32_slice(xs, xl, WHAT)?;
         let (n, c, plane) = geometry(xl)?;
         let count = (n * plane) as f64;
-        Ok(channel_pairs(c, |ch| {
+        channel_pairs(c, |ch| {
             let sum: f64 = channel_planes(x, n, ch, c, plane).map(|p| lane_sum(p, p, |v, _| v as f64)).sum();
             let mean = sum / count;
             let sq: f64 = channel_planes(x, n, ch, c, plane)
                 .map(|p| lane_sum(p, p, |v, _| (v as f64 - mean).powi(2)))
                 .sum();
             (mean as f32, (sq / count) as f32)
-        }))
+        })
     }
 }
 
@@ -212,7 +220,7 @@ impl CustomOp2 for GradSums {
             candle::bail!("fast batch norm grad: gradient {:?} for input {:?}", gl.dims(), xl.dims())
         }
         let (n, c, plane) = geometry(xl)?;
-        Ok(channel_pairs(c, |ch| {
+        channel_pairs(c, |ch| {
             let (mean, invstd) = (self.0.mean[ch], self.0.invstd[ch]);
             let (mut sg, mut sgx) = (0f64, 0f64);
             for (xp, gp) in channel_planes(x, n, ch, c, plane).zip(channel_planes(g, n, ch, c, plane)) {
@@ -220,7 +228,7 @@ impl CustomOp2 for GradSums {
                 sgx += lane_sum(xp, gp, |xv, gv| gv * (xv - mean) * invstd) as f64;
             }
             (sg as f32, sgx as f32)
-        }))
+        })
     }
 }
 

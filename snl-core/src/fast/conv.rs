@@ -7,7 +7,7 @@
 //!
 //! The batch is cut into chunks of whole images, each chunk lowered to one column matrix
 //! `(C*R*S, images*OH*OW)` so that even the 4x4 maps of ResNet18's last stage make gemms
-//! a few hundred columns wide. Chunks run in parallel on the rayon pool with
+//! a few hundred columns wide. Chunks run in parallel on candle's thread pool with
 //! single-threaded gemms; a batch too small to fill the pool runs its chunks one after
 //! the other with a parallel gemm instead. The column buffer is recomputed in backward
 //! rather than kept alive from forward.
@@ -222,7 +222,7 @@ impl Shift {
 /// Runs `f` on a scratch buffer of `len` floats (contents unspecified), reused across
 /// calls on the same thread (columns are megabytes: a fresh allocation per chunk would be
 /// mmapped and page-faulted every time). Falls back to a fresh buffer if the thread's
-/// scratch is already in use (a rayon task stolen while this one waits).
+/// scratch is already in use.
 fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
     thread_local! {
         static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
