@@ -185,9 +185,10 @@ where
 /// own buffer, and the buffers are added in range order. So the result depends on the
 /// thread count only, never on scheduling: the same seed gives the same model (a rayon
 /// `fold`/`reduce` would group items by work stealing and round differently per run).
-fn ordered_sum<F>(n: usize, len: usize, add: F) -> candle::Result<Vec<f32>>
+fn ordered_sum<T, F>(n: usize, len: usize, add: F) -> candle::Result<Vec<T>>
 where
-    F: Fn(std::ops::Range<usize>, &mut [f32]) -> candle::Result<()> + Sync,
+    T: Copy + Default + Send + Sync + std::ops::AddAssign,
+    F: Fn(std::ops::Range<usize>, &mut [T]) -> candle::Result<()> + Sync,
 {
     Ok(ordered_sum_fill(n, 0, len, 0, |items, _, acc| add(items, acc))?.1)
 }
@@ -195,22 +196,23 @@ where
 /// [`ordered_sum`] whose items also fill `per_item` floats each of an output, in the same
 /// pass: `add(items, out, acc)` gets its items' part of the output (zeroed). Returns the
 /// output, with room for `spare` more floats, and the sum.
-fn ordered_sum_fill<F>(
+fn ordered_sum_fill<T, F>(
     n: usize,
     per_item: usize,
     len: usize,
     spare: usize,
     add: F,
-) -> candle::Result<(Vec<f32>, Vec<f32>)>
+) -> candle::Result<(Vec<f32>, Vec<T>)>
 where
-    F: Fn(std::ops::Range<usize>, &mut [f32], &mut [f32]) -> candle::Result<()> + Sync,
+    T: Copy + Default + Send + Sync + std::ops::AddAssign,
+    F: Fn(std::ops::Range<usize>, &mut [f32], &mut [T]) -> candle::Result<()> + Sync,
 {
     let groups = threads().clamp(1, n.max(1));
     let per = n.div_ceil(groups);
     let items = |g: usize| (g * per).min(n)..((g + 1) * per).min(n);
     let mut out: Vec<f32> = Vec::with_capacity(n * per_item + spare);
     let base = Shared(out.spare_capacity_mut().as_mut_ptr());
-    let partials: Vec<std::sync::OnceLock<Vec<f32>>> = (0..groups).map(|_| Default::default()).collect();
+    let partials: Vec<std::sync::OnceLock<Vec<T>>> = (0..groups).map(|_| Default::default()).collect();
     par_for(groups, |g| {
         let range = items(g);
         // SAFETY: group `g` alone writes the floats of its items, inside the
@@ -218,7 +220,7 @@ where
         let part = unsafe {
             std::slice::from_raw_parts_mut(base.at(range.start * per_item), range.len() * per_item)
         };
-        let mut acc = vec![0f32; len];
+        let mut acc = vec![T::default(); len];
         add(range, init_zeroed(part), &mut acc)?;
         partials[g].get_or_init(|| acc);
         Ok(())
@@ -226,11 +228,10 @@ where
     // SAFETY: no group failed, so the parts, which cover `0..n * per_item`, were all
     // initialised.
     unsafe { out.set_len(n * per_item) };
-    let partials: Vec<Vec<f32>> = partials.into_iter().filter_map(|p| p.into_inner()).collect();
-    let mut partials = partials.into_iter();
-    let mut sum = partials.next().unwrap_or_else(|| vec![0f32; len]);
+    let mut partials = partials.into_iter().filter_map(|p| p.into_inner());
+    let mut sum = partials.next().unwrap_or_else(|| vec![T::default(); len]);
     for part in partials {
-        sum.iter_mut().zip(&part).for_each(|(s, v)| *s += v);
+        sum.iter_mut().zip(&part).for_each(|(s, &v)| *s += v);
     }
     Ok((out, sum))
 }
