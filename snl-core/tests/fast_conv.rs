@@ -136,7 +136,7 @@ fn matches_candle_when_images_share_a_gemm() {
 /// stride 2 on even maps with such output rows): every block size of output channels, one
 /// input channel, batch 1, rows of one and of several registers, the phase split of stride 2,
 /// rows of 4 pixels (two to a register), and weight gradients summed over several groups of
-/// images.
+/// images, and tall images.
 #[test]
 fn matches_candle_on_direct_kernel_shapes() {
     for (seed, k) in (30..).zip([1, 2, 3, 4, 5, 6, 7, 13]) {
@@ -152,6 +152,8 @@ fn matches_candle_on_direct_kernel_shapes() {
     check(47, (2, 3, 8, 4), (4, 3, 3), 1, 1);
     check(48, (9, 4, 8, 8), (13, 3, 3), 2, 1);
     check(49, (1, 2, 16, 8), (3, 3, 3), 2, 1);
+    check(50, (2, 5, 64, 64), (6, 3, 3), 1, 1);
+    check(51, (1, 4, 64, 64), (5, 3, 3), 2, 1);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //!
 //! The batch is cut into chunks of whole images, each chunk lowered to one column matrix
 //! `(C*R*S, images*OH*OW)` so that even the 4x4 maps of ResNet18's last stage make gemms
-//! a few hundred columns wide. Chunks run in parallel on the rayon pool with
+//! a few hundred columns wide. Chunks run in parallel on candle's thread pool with
 //! single-threaded gemms; a batch too small to fill the pool runs its chunks one after
 //! the other with a parallel gemm instead. The column buffer is recomputed in backward
 //! rather than kept alive from forward.
@@ -21,7 +21,7 @@ use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 use super::direct::{self, Direct};
 use super::gemm::{Mat, sgemm};
-use super::{f32_slice, ordered_sum, par_vec};
+use super::{f32_slice, ordered_sum, par_vec, par_vec_uninit};
 
 /// Output pixels per group of images in the direct weight gradient.
 const DIRECT_GROUP_PIXELS: usize = 256;
@@ -222,7 +222,7 @@ impl Shift {
 /// Runs `f` on a scratch buffer of `len` floats (contents unspecified), reused across
 /// calls on the same thread (columns are megabytes: a fresh allocation per chunk would be
 /// mmapped and page-faulted every time). Falls back to a fresh buffer if the thread's
-/// scratch is already in use (a rayon task stolen while this one waits).
+/// scratch is already in use.
 fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
     thread_local! {
         static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -241,6 +241,9 @@ fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
 /// Lowers image `img` (C, H, W) into columns `[off, off + OH*OW)` of `col`, a row-major
 /// `(C*R*S, ld)` matrix. Every element of those columns is written.
 fn im2col(g: &Geom, img: &[f32], col: &mut [f32], ld: usize, off: usize) {
+    if (g.r, g.s, g.pad) == (3, 3, 1) && g.ow < 8 {
+        return im2col_padded(g, img, col, ld, off);
+    }
     let (p, st) = (g.p(), g.stride);
     for c in 0..g.c {
         let plane = &img[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -284,6 +287,40 @@ fn im2col(g: &Geom, img: &[f32], col: &mut [f32], ld: usize, off: usize) {
             }
         }
     }
+}
+
+/// [`im2col`] of a 3x3, padding-1 convolution on small maps, from a zero-padded copy of the
+/// image: each output row is `ow` (strided) floats of one padded row. On 4x4 maps the
+/// general path spent most of its time on edge cases, several tiny fills and copies per
+/// output row; this one has none.
+fn im2col_padded(g: &Geom, img: &[f32], col: &mut [f32], ld: usize, off: usize) {
+    thread_local! {
+        static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+    let (pitch, st, p) = (g.w + 2, g.stride, g.p());
+    let chan = (g.h + 2) * pitch;
+    PADDED.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.resize(g.c * chan, 0.0);
+        for (plane, dst) in img.chunks_exact(g.h * g.w).zip(buf.chunks_exact_mut(chan)) {
+            for (src, line) in plane.chunks_exact(g.w).zip(dst[pitch..].chunks_exact_mut(pitch)) {
+                line[1..=g.w].copy_from_slice(src);
+            }
+        }
+        for c in 0..g.c {
+            for (r, s) in (0..3).flat_map(|r| (0..3).map(move |s| (r, s))) {
+                let row = (c * 3 + r) * 3 + s;
+                let dst = &mut col[row * ld + off..row * ld + off + p];
+                for (oh, d) in dst.chunks_exact_mut(g.ow).enumerate() {
+                    let src = &buf[c * chan + (oh * st + r) * pitch + s..];
+                    for (j, v) in d.iter_mut().enumerate() {
+                        *v = src[j * st];
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// The adjoint of [`im2col`]: adds columns `[off, off + OH*OW)` of `col` into image
@@ -354,12 +391,19 @@ fn direct_batch(
     y_len: usize,
     shift: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
-    par_vec(n * y_len, y_len, |i, yi| {
-        with_scratch(d.padded_len(), |padded| {
-            d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, padded, yi)
-        });
-        Ok(())
-    })
+    if y_len != d.out_len(k) {
+        candle::bail!("fast conv2d: {y_len} outputs per image for {}", d.out_len(k))
+    }
+    // SAFETY: `Direct::image` writes every element of its output of `d.out_len(k)` floats,
+    // here all of each chunk, or panics.
+    unsafe {
+        par_vec_uninit(n * y_len, y_len, |i, yi| {
+            with_scratch(d.padded_len(), |padded| {
+                d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, padded, yi)
+            });
+            Ok(())
+        })
+    }
 }
 
 /// Copies `imgs` images of (K, P) maps into one `(K, imgs*P)` matrix.

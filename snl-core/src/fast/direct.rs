@@ -79,6 +79,11 @@ impl Direct {
         self.ow >= LANES && self.padded_len() + k * self.oh * self.ow <= CACHE_FLOATS
     }
 
+    /// Floats of one image's output of `k` channels.
+    pub fn out_len(&self, k: usize) -> usize {
+        k * self.oh * self.ow
+    }
+
     /// Floats of the padded copy of one image.
     pub fn padded_len(&self) -> usize {
         self.c * self.stride * self.stride * self.phase
@@ -128,7 +133,8 @@ impl Direct {
     }
 
     /// `y (k, oh, ow) = conv3x3(x (c, h, w)) + shift[ko]` for one image, with `packed` from
-    /// [`pack`] and `padded` scratch of at least [`Self::padded_len`] floats.
+    /// [`pack`] and `padded` scratch of at least [`Self::padded_len`] floats. Writes every
+    /// element of `y[..k * oh * ow]`, which need not be initialised.
     pub fn image(
         &self,
         x: &[f32],
@@ -136,7 +142,7 @@ impl Direct {
         k: usize,
         shift: Option<&[f32]>,
         padded: &mut [f32],
-        y: &mut [f32],
+        y: &mut [MaybeUninit<f32>],
     ) {
         let (c, o) = (self.c, self.oh * self.ow);
         assert!(
@@ -191,10 +197,12 @@ impl Direct {
         for i in 0..imgs {
             self.pad_into(&x[i * in_len..(i + 1) * in_len], &mut padded[i * pad_len..(i + 1) * pad_len]);
         }
-        for tap in 0..9 {
-            for k0 in (0..k).step_by(WG_K) {
-                for c0 in (0..c).step_by(WG_C) {
-                    let kernel = wgrad_kernel(self.stride, WG_K.min(k - k0), WG_C.min(c - c0));
+        // The nine taps of one block read the same planes (shifted by a pixel or a row):
+        // run them back to back while those planes are in L1.
+        for k0 in (0..k).step_by(WG_K) {
+            for c0 in (0..c).step_by(WG_C) {
+                let kernel = wgrad_kernel(self.stride, WG_K.min(k - k0), WG_C.min(c - c0));
+                for tap in 0..9 {
                     // SAFETY: `new` checked AVX2 and FMA and the shapes, the assert above
                     // the buffer lengths (see `wgrad`).
                     unsafe { kernel(self, padded, imgs, dy, k, (k0, c0), tap, dw) }
@@ -205,7 +213,7 @@ impl Direct {
 }
 
 /// The forward kernel of one stride, row width (`half`: 4 pixels) and block size.
-type BlockKernel = unsafe fn(&Direct, &[f32], &[f32], &dyn Fn(usize) -> f32, &mut [f32]);
+type BlockKernel = unsafe fn(&Direct, &[f32], &[f32], &dyn Fn(usize) -> f32, &mut [MaybeUninit<f32>]);
 
 fn block_kernel(stride: usize, half: bool, nk: usize) -> BlockKernel {
     fn of<const ST: usize, const HALF: bool>(nk: usize) -> BlockKernel {
@@ -249,6 +257,8 @@ fn wgrad_kernel(stride: usize, nk: usize, nc: usize) -> WgradKernel {
     if stride == 1 { of::<1>(nk, nc) } else { of::<2>(nk, nc) }
 }
 
+use std::mem::MaybeUninit;
+
 #[cfg(target_arch = "x86_64")]
 fn cpu_has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -281,6 +291,7 @@ pub(super) fn pack(k: usize, c: usize, tap: impl Fn(usize, usize, usize, usize) 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     use super::{Direct, LANES};
 
@@ -295,9 +306,9 @@ mod x86 {
         unsafe { if HALF { _mm256_loadu2_m128(p.add(pitch), p) } else { _mm256_loadu_ps(p) } }
     }
 
-    /// `NK` output channels of one image: `out` is `(NK, oh, ow)`, `wts` is
-    /// `[c][3][3][NK]`, `padded` is the image as [`Direct::pad_into`] left it; channel `j`
-    /// starts from `init(j)`.
+    /// `NK` output channels of one image: `out` is `(NK, oh, ow)`, each element written once
+    /// (never read), `wts` is `[c][3][3][NK]`, `padded` is the image as
+    /// [`Direct::pad_into`] left it; channel `j` starts from `init(j)`.
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`] with `ST` its stride, and the
@@ -312,7 +323,7 @@ mod x86 {
         padded: &[f32],
         wts: &[f32],
         init: &dyn Fn(usize) -> f32,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
     ) {
         let (pitch, phase, o) = (d.pitch, d.phase, d.oh * d.ow);
         let chan = ST * ST * phase;
@@ -321,7 +332,7 @@ mod x86 {
         // SAFETY: the caller's promises above keep every pointer inside its slice.
         unsafe {
             let xp = padded.as_ptr();
-            let op = out.as_mut_ptr();
+            let op = out.as_mut_ptr().cast::<f32>();
             // Two runs of 8 output pixels per step, in raster order.
             for q in (0..o).step_by(2 * LANES) {
                 let runs = [q, q + LANES];
@@ -387,13 +398,17 @@ mod x86 {
             for i in 0..imgs {
                 let xi = padded.as_ptr().add((i * d.c + c0) * chan + off);
                 let gi = dy.as_ptr().add((i * k + k0) * o);
-                for q in (0..o).step_by(LANES) {
-                    let at = q / d.ow * pitch + q % d.ow;
-                    let xv: [__m256; NC] = std::array::from_fn(|cc| _mm256_loadu_ps(xi.add(cc * chan + at)));
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let g = _mm256_loadu_ps(gi.add(j * o + q));
-                        for (cc, v) in a.iter_mut().enumerate() {
-                            *v = _mm256_fmadd_ps(g, xv[cc], *v);
+                // Row by row: no division per run of 8 pixels.
+                for row in 0..d.oh {
+                    let (xr, gr) = (xi.add(row * pitch), gi.add(row * d.ow));
+                    for col in (0..d.ow).step_by(LANES) {
+                        let xv: [__m256; NC] =
+                            std::array::from_fn(|cc| _mm256_loadu_ps(xr.add(cc * chan + col)));
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            let g = _mm256_loadu_ps(gr.add(j * o + col));
+                            for (cc, v) in a.iter_mut().enumerate() {
+                                *v = _mm256_fmadd_ps(g, xv[cc], *v);
+                            }
                         }
                     }
                 }
@@ -418,7 +433,7 @@ mod x86 {
         _: &[f32],
         _: &[f32],
         _: &dyn Fn(usize) -> f32,
-        _: &mut [f32],
+        _: &mut [std::mem::MaybeUninit<f32>],
     ) {
         unreachable!("direct conv kernel called without AVX2")
     }

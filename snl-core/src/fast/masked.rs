@@ -1,6 +1,6 @@
 //! The SNL masked activation `x + a * relu(-x)` (= `a * relu(x) + (1 - a) * x`) in one
-//! pass forward and one pass per gradient, optionally of a sum `x + residual` (a residual
-//! block's output) that the forward pass never stores.
+//! pass forward and one pass backward for both gradients, optionally of a sum
+//! `x + residual` (a residual block's output) that neither pass stores.
 //!
 //! The plain candle expression takes four passes and three temporaries forward and about
 //! ten backward (neg, relu, broadcast mul, add, the relu mask, the broadcast reduction);
@@ -10,7 +10,9 @@
 
 use candle::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 
-use super::{f32_slice, lane_sum, ordered_sum, par_vec};
+use std::mem::MaybeUninit;
+
+use super::{f32_slice, ordered_sum_fill, par_vec, par_vec_uninit};
 
 const WHAT: &str = "masked_relu";
 
@@ -30,9 +32,8 @@ pub fn masked_relu(x: &Tensor, alphas: &Tensor) -> Result<Tensor> {
 }
 
 /// [`masked_relu`] of `x + residual` (same shapes), in one op where [`masked_relu`] is one.
-/// The forward pass adds as it goes and stores no sum; the backward pass forms the sum once
-/// (in parallel) and computes the gradients of [`masked_relu`], the same for `x` and
-/// `residual`.
+/// Both passes add as they go and store no sum; the gradients are those of [`masked_relu`]
+/// at the sum, the same for `x` and `residual`.
 pub fn masked_relu_add(x: &Tensor, residual: &Tensor, alphas: &Tensor) -> Result<Tensor> {
     let same = residual.shape() == x.shape() && residual.device().is_cpu() && residual.dtype() == x.dtype();
     match broadcast_of(x, alphas).filter(|_| same) {
@@ -84,20 +85,33 @@ fn image_len(bcast: Bcast, x: &Layout, a_len: usize) -> Result<usize> {
     Ok(per_image)
 }
 
-/// Calls `f(x, a, out)` for every activation of one image, `a` its mask element.
-#[inline]
-fn per_element(bcast: Bcast, x: &[f32], a: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-    match bcast {
-        Bcast::Element => {
-            for ((o, &v), &m) in out.iter_mut().zip(x).zip(a) {
-                *o = f(v, m);
+/// Writes `s + m * relu(-s)`, `s = x (+ r)`, to every element of one image's output `out`,
+/// `m` its element of the mask `a` (checked against the image by [`image_len`]); `r` is
+/// empty without a residual.
+fn forward_image(bcast: Bcast, a: &[f32], x: &[f32], r: &[f32], out: &mut [MaybeUninit<f32>]) {
+    fn run(out: &mut [MaybeUninit<f32>], x: &[f32], r: &[f32], m: impl Fn(usize) -> f32) {
+        let x = &x[..out.len()];
+        let f = |v: f32, m: f32| v + (-v).max(0.0) * m;
+        if r.is_empty() {
+            for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+                o.write(f(v, m(j)));
+            }
+        } else {
+            for (j, ((o, &u), &w)) in out.iter_mut().zip(x).zip(&r[..x.len()]).enumerate() {
+                o.write(f(u + w, m(j)));
             }
         }
+    }
+    match bcast {
+        Bcast::Element => {
+            let a = &a[..out.len()];
+            run(out, x, r, |j| a[j]);
+        }
         Bcast::Channel { plane } => {
-            for ((oc, xc), &m) in out.chunks_mut(plane).zip(x.chunks(plane)).zip(a) {
-                for (o, &v) in oc.iter_mut().zip(xc) {
-                    *o = f(v, m);
-                }
+            for (ch, oc) in out.chunks_mut(plane).enumerate() {
+                let (m, at) = (a[ch], ch * plane);
+                let rc = if r.is_empty() { r } else { &r[at..] };
+                run(oc, &x[at..], rc, |_| m);
             }
         }
     }
@@ -123,11 +137,13 @@ impl CustomOp2 for MaskedRelu {
         let x = f32_slice(xs, xl, WHAT)?;
         let a = f32_slice(as_, al, WHAT)?;
         let len = image_len(self.bcast, xl, a.len())?;
-        let y = par_vec(x.len(), len, |i, yi| {
-            let xi = &x[i * len..(i + 1) * len];
-            per_element(self.bcast, xi, a, yi, |v, m| v + (-v).max(0.0) * m);
-            Ok(())
-        })?;
+        // SAFETY: `forward_image` writes every element of its output.
+        let y = unsafe {
+            par_vec_uninit(x.len(), len, |i, yi| {
+                forward_image(self.bcast, a, &x[i * len..], &[], yi);
+                Ok(())
+            })?
+        };
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
@@ -138,26 +154,34 @@ impl CustomOp2 for MaskedRelu {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        grads(self.bcast, x, x.track_op(), a, g)
+        grads(self.bcast, x, None, x.track_op(), a, g)
     }
 }
 
-/// The gradients of the activations `x` (when `need_dx`) and of the mask (when it is part
-/// of a graph).
+/// The gradients of the activations (`x`, or `x + r` with a residual; when `need_dx`) and
+/// of the mask (when it is part of a graph), both from one pass over `x`, `r` and `g`.
 fn grads(
     bcast: Bcast,
     x: &Tensor,
+    r: Option<&Tensor>,
     need_dx: bool,
     a: &Tensor,
     g: &Tensor,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let need_da = a.track_op();
+    if !need_dx && !need_da {
+        return Ok((None, None));
+    }
+    let op = MaskedReluGrads { bcast, alphas: a.flatten_all()?.to_vec1()?, need_dx, need_da };
     let g = g.contiguous()?;
-    let dx = if need_dx { Some(x.apply_op3_no_bwd(a, &g, &MaskedReluInputGrad { bcast })?) } else { None };
-    let da = if a.track_op() {
-        Some(x.apply_op2_no_bwd(&g, &MaskedReluMaskGrad { bcast })?.reshape(a.shape())?)
-    } else {
-        None
+    // One flat tensor: the activation gradient (if any), then the mask gradient (if any).
+    let flat = match r {
+        Some(r) => x.apply_op3_no_bwd(r, &g, &op)?,
+        None => x.apply_op2_no_bwd(&g, &op)?,
     };
+    let dx_len = if need_dx { x.elem_count() } else { 0 };
+    let dx = if need_dx { Some(flat.narrow(0, 0, dx_len)?.reshape(x.shape())?) } else { None };
+    let da = if need_da { Some(flat.narrow(0, dx_len, a.elem_count())?.reshape(a.shape())?) } else { None };
     Ok((dx, da))
 }
 
@@ -187,29 +211,13 @@ impl CustomOp3 for MaskedReluAdd {
             candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
         }
         let len = image_len(self.bcast, xl, a.len())?;
-        let y = par_vec(x.len(), len, |i, yi| {
-            let range = i * len..(i + 1) * len;
-            let (xi, ri) = (&x[range.clone()], &r[range]);
-            match self.bcast {
-                Bcast::Element => {
-                    for (((o, &u), &w), &m) in yi.iter_mut().zip(xi).zip(ri).zip(a) {
-                        let v = u + w;
-                        *o = v + (-v).max(0.0) * m;
-                    }
-                }
-                Bcast::Channel { plane } => {
-                    for (((oc, xc), rc), &m) in
-                        yi.chunks_mut(plane).zip(xi.chunks(plane)).zip(ri.chunks(plane)).zip(a)
-                    {
-                        for ((o, &u), &w) in oc.iter_mut().zip(xc).zip(rc) {
-                            let v = u + w;
-                            *o = v + (-v).max(0.0) * m;
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        // SAFETY: `forward_image` writes every element of its output.
+        let y = unsafe {
+            par_vec_uninit(x.len(), len, |i, yi| {
+                forward_image(self.bcast, a, &x[i * len..], &r[i * len..], yi);
+                Ok(())
+            })?
+        };
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
@@ -221,42 +229,10 @@ impl CustomOp3 for MaskedReluAdd {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let s = x.apply_op2_no_bwd(r, &Sum)?;
-        let (ds, da) = grads(self.bcast, &s, x.track_op() || r.track_op(), a, g)?;
+        let (ds, da) = grads(self.bcast, x, Some(r), x.track_op() || r.track_op(), a, g)?;
         let dx = ds.as_ref().filter(|_| x.track_op()).cloned();
         let dr = ds.filter(|_| r.track_op());
         Ok((dx, dr, da))
-    }
-}
-
-/// `(x, r) -> x + r` on all threads (candle's own add runs on one).
-struct Sum;
-
-impl CustomOp2 for Sum {
-    fn name(&self) -> &'static str {
-        "snl-fast-sum"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        rs: &CpuStorage,
-        rl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, r) = (f32_slice(xs, xl, WHAT)?, f32_slice(rs, rl, WHAT)?);
-        if x.len() != r.len() {
-            candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
-        }
-        let chunk: usize = xl.dims().get(1..).map_or(x.len(), |d| d.iter().product());
-        let s = par_vec(x.len(), chunk, |i, si| {
-            let range = i * chunk..i * chunk + si.len();
-            for ((o, &u), &w) in si.iter_mut().zip(&x[range.clone()]).zip(&r[range]) {
-                *o = u + w;
-            }
-            Ok(())
-        })?;
-        Ok((CpuStorage::F32(s), xl.shape().clone()))
     }
 }
 
@@ -268,102 +244,157 @@ fn gate(x: f32, a: f32) -> f32 {
     if x <= 0.0 { a } else { 0.0 }
 }
 
-/// Input gradient: `(x, alphas, g) -> g - g * alphas [x <= 0]`.
-struct MaskedReluInputGrad {
+/// The gradients of `s + a * relu(-s)`, `s = x (+ r)`: `(x, (r,) g) -> [dx | da]`, the
+/// activation gradient `g - g a [s <= 0]` (when `need_dx`) followed by the mask gradient,
+/// `g relu(-s)` summed over the broadcast axes (when `need_da`). One pass over the inputs
+/// for both, and the sum `s` is never stored.
+struct MaskedReluGrads {
     bcast: Bcast,
+    alphas: Vec<f32>,
+    need_dx: bool,
+    need_da: bool,
 }
 
-impl CustomOp3 for MaskedReluInputGrad {
-    fn name(&self) -> &'static str {
-        "snl-fast-masked-relu-input-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        as_: &CpuStorage,
-        al: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(xs, xl, WHAT)?;
-        let a = f32_slice(as_, al, WHAT)?;
-        let g = f32_slice(gs, gl, WHAT)?;
+impl MaskedReluGrads {
+    fn run(&self, x: &[f32], xl: &Layout, r: &[f32], g: &[f32], gl: &Layout) -> Result<(CpuStorage, Shape)> {
         if xl.dims() != gl.dims() {
             candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
         }
-        let len = image_len(self.bcast, xl, a.len())?;
-        let dx = par_vec(x.len(), len, |i, di| {
-            let (xi, gi) = (&x[i * len..(i + 1) * len], &g[i * len..(i + 1) * len]);
-            match self.bcast {
-                Bcast::Element => {
-                    for (((d, &v), &gv), &m) in di.iter_mut().zip(xi).zip(gi).zip(a) {
-                        *d = gv + -(gv * gate(v, m));
-                    }
+        let len = image_len(self.bcast, xl, self.alphas.len())?;
+        let (a, n, bcast) = (&self.alphas[..], xl.dims()[0], self.bcast);
+        let image = image_grads_fn(!r.is_empty(), self.need_dx, self.need_da);
+        let ri = |i: usize| if r.is_empty() { r } else { &r[i * len..(i + 1) * len] };
+        let flat = if self.need_da {
+            let dx_len = if self.need_dx { len } else { 0 };
+            let (mut flat, da) = ordered_sum_fill(n, dx_len, a.len(), a.len(), |items, dx, acc| {
+                let first = items.start;
+                for i in items {
+                    let dxi = &mut dx[(i - first) * dx_len..(i - first + 1) * dx_len];
+                    image(bcast, a, &x[i * len..(i + 1) * len], ri(i), &g[i * len..(i + 1) * len], dxi, acc);
                 }
-                Bcast::Channel { plane } => {
-                    for (((dc, xc), gc), &m) in
-                        di.chunks_mut(plane).zip(xi.chunks(plane)).zip(gi.chunks(plane)).zip(a)
-                    {
-                        for ((d, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                            *d = gv + -(gv * gate(v, m));
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        Ok((CpuStorage::F32(dx), xl.shape().clone()))
-    }
-}
-
-/// Mask gradient: `(x, g) -> sum over the broadcast axes of g * relu(-x)`, flat.
-struct MaskedReluMaskGrad {
-    bcast: Bcast,
-}
-
-impl CustomOp2 for MaskedReluMaskGrad {
-    fn name(&self) -> &'static str {
-        "snl-fast-masked-relu-mask-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(xs, xl, WHAT)?;
-        let g = f32_slice(gs, gl, WHAT)?;
-        if xl.dims() != gl.dims() {
-            candle::bail!("fast masked_relu grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
-        }
-        let len: usize = xl.dims()[1..].iter().product();
-        let out_len = match self.bcast {
-            Bcast::Element => len,
-            Bcast::Channel { plane } => len / plane.max(1),
+                Ok(())
+            })?;
+            flat.extend_from_slice(&da);
+            flat
+        } else {
+            par_vec(x.len(), len, |i, dxi| {
+                image(bcast, a, &x[i * len..(i + 1) * len], ri(i), &g[i * len..(i + 1) * len], dxi, &mut []);
+                Ok(())
+            })?
         };
-        let (bcast, images) = (self.bcast, xl.dims()[0]);
-        let da = ordered_sum(images, out_len, |range, acc| {
-            for i in range {
-                let (xi, gi) = (&x[i * len..(i + 1) * len], &g[i * len..(i + 1) * len]);
-                match bcast {
-                    Bcast::Element => {
-                        for ((s, &v), &gv) in acc.iter_mut().zip(xi).zip(gi) {
-                            *s += gv * (-v).max(0.0);
-                        }
-                    }
-                    Bcast::Channel { plane } => {
-                        for ((s, xc), gc) in acc.iter_mut().zip(xi.chunks(plane)).zip(gi.chunks(plane)) {
-                            *s += lane_sum(xc, gc, |v, gv| gv * (-v).max(0.0));
-                        }
-                    }
+        let total = flat.len();
+        Ok((CpuStorage::F32(flat), Shape::from(total)))
+    }
+}
+
+impl CustomOp2 for MaskedReluGrads {
+    fn name(&self) -> &'static str {
+        "snl-fast-masked-relu-grads"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run(f32_slice(xs, xl, WHAT)?, xl, &[], f32_slice(gs, gl, WHAT)?, gl)
+    }
+}
+
+impl CustomOp3 for MaskedReluGrads {
+    fn name(&self) -> &'static str {
+        "snl-fast-masked-relu-add-grads"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        rs: &CpuStorage,
+        rl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if xl.dims() != rl.dims() {
+            candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
+        }
+        self.run(f32_slice(xs, xl, WHAT)?, xl, f32_slice(rs, rl, WHAT)?, f32_slice(gs, gl, WHAT)?, gl)
+    }
+}
+
+/// One image's part of [`MaskedReluGrads`]: `x`, `r` (empty without a residual), `g` and
+/// `dx` (empty unless `DX`) are its activations, `da` the mask gradient it adds to.
+type ImageGrads = fn(Bcast, &[f32], &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+
+fn image_grads_fn(residual: bool, dx: bool, da: bool) -> ImageGrads {
+    match (residual, dx, da) {
+        (false, false, false) => image_grads::<false, false, false>,
+        (false, false, true) => image_grads::<false, false, true>,
+        (false, true, false) => image_grads::<false, true, false>,
+        (false, true, true) => image_grads::<false, true, true>,
+        (true, false, false) => image_grads::<true, false, false>,
+        (true, false, true) => image_grads::<true, false, true>,
+        (true, true, false) => image_grads::<true, true, false>,
+        (true, true, true) => image_grads::<true, true, true>,
+    }
+}
+
+/// See [`ImageGrads`]. A channel's mask gradient is summed in the eight lanes of
+/// [`super::lane_sum`], in its order.
+fn image_grads<const RES: bool, const DX: bool, const DA: bool>(
+    bcast: Bcast,
+    a: &[f32],
+    x: &[f32],
+    r: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    da: &mut [f32],
+) {
+    let n = x.len();
+    let (g, r) = (&g[..n], if RES { &r[..n] } else { r });
+    let dx = if DX { &mut dx[..n] } else { dx };
+    let s = |j: usize| if RES { x[j] + r[j] } else { x[j] };
+    match bcast {
+        Bcast::Element => {
+            let (a, da) = (&a[..n], if DA { &mut da[..n] } else { da });
+            for j in 0..n {
+                let (v, gv) = (s(j), g[j]);
+                if DX {
+                    dx[j] = gv + -(gv * gate(v, a[j]));
+                }
+                if DA {
+                    da[j] += gv * (-v).max(0.0);
                 }
             }
-            Ok(())
-        })?;
-        Ok((CpuStorage::F32(da), Shape::from(out_len)))
+        }
+        Bcast::Channel { plane } => {
+            const LANES: usize = 8;
+            for (ch, &m) in a.iter().enumerate().take(n / plane.max(1)) {
+                let (o, full) = (ch * plane, plane / LANES * LANES);
+                let mut lanes = [0f32; LANES];
+                for j0 in (o..o + full).step_by(LANES) {
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        let (v, gv) = (s(j0 + l), g[j0 + l]);
+                        if DX {
+                            dx[j0 + l] = gv + -(gv * gate(v, m));
+                        }
+                        *lane += gv * (-v).max(0.0);
+                    }
+                }
+                let mut sum = lanes.iter().fold(0f32, |t, &v| t + v);
+                for j in o + full..o + plane {
+                    let (v, gv) = (s(j), g[j]);
+                    if DX {
+                        dx[j] = gv + -(gv * gate(v, m));
+                    }
+                    sum += gv * (-v).max(0.0);
+                }
+                if DA {
+                    da[ch] += sum;
+                }
+            }
+        }
     }
 }
