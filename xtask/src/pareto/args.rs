@@ -198,8 +198,10 @@ pub struct Options {
     pub paper_points: PaperPoints,
     pub sites: bool,
     pub threads: Option<usize>,
-    /// Runs at once (local executor).
+    /// Runs at once (local executor), at most one per core.
     pub jobs: usize,
+    /// What was changed from the command line and why, to print (`--jobs` above the cores).
+    pub note: Option<String>,
 }
 
 impl Options {
@@ -291,11 +293,14 @@ impl Options {
                 "--jobs is for --executor local: Slurm runs the array tasks side by side itself".into()
             );
         }
-        // Runs side by side share the cores instead of each taking them all.
-        let threads = a.threads.or_else(|| {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (a.jobs > 1).then(|| (cores / a.jobs).max(1))
+        // More runs at once than cores only slows each down; side by side they share the cores
+        // instead of each taking them all.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let jobs = a.jobs.min(cores);
+        let note = (jobs < a.jobs).then(|| {
+            format!("--jobs {}: this machine has {cores} cores; running at most {jobs} runs at once", a.jobs)
         });
+        let threads = a.threads.or_else(|| (jobs > 1).then(|| (cores / jobs).max(1)));
         let paper_points = match (a.no_paper_points, a.paper_points) {
             (true, _) => PaperPoints::None,
             (false, Some(d)) => PaperPoints::Dataset(d),
@@ -316,7 +321,8 @@ impl Options {
             paper_points,
             sites: !a.no_sites,
             threads,
-            jobs: a.jobs,
+            jobs,
+            note,
         })
     }
 
@@ -372,6 +378,11 @@ mod tests {
         let two = opts("--jobs 2");
         assert!(two.threads.is_some_and(|t| t >= 1), "side by side, each gets its share of the cores");
         assert_eq!(opts("--jobs 2 --threads 3").threads, Some(3), "as given");
+        let many = opts("--jobs 100000");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!((many.jobs, many.threads), (cores, (cores > 1).then_some(1)), "one run per core");
+        assert!(many.note.is_some_and(|n| n.starts_with("--jobs 100000: this machine has")));
+        assert_eq!(opts("--jobs 1").note, None);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub fn main(argv: &[String]) -> i32 {
         }
         Err(code) => return code,
     };
+    if let Some(note) = &o.note {
+        eprintln!("xtask pareto: {note}");
+    }
     if let Mode::Status(out) = &o.mode {
         return match record::read_record(out) {
             Ok(runs) if runs.is_empty() => {
