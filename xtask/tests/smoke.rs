@@ -59,9 +59,11 @@ fn sweeps_collects_and_resumes(out: &Path, selections: &str, runs: usize) -> Str
     let svg = std::fs::read_to_string(out.join("pareto.svg")).unwrap();
     assert_eq!(svg.matches("<circle class=\"run").count(), runs);
     assert!(out.join("snl-30pct-s0/sites.svg").exists());
-    // Two runs at a time: each run's output is in its log.
-    let log = std::fs::read_to_string(out.join("logs/snl-30pct-s0.log")).unwrap();
-    assert!(log.contains("finetun"), "{log}");
+    // Two runs at a time (where there are two cores): each run's output is in its log.
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        let log = std::fs::read_to_string(out.join("logs/snl-30pct-s0.log")).unwrap();
+        assert!(log.contains("finetun"), "{log}");
+    }
     let (again, log) = sweep(out, selections);
     assert!(again.status.success(), "{log}");
     assert_eq!(log.matches("# skip").count(), runs, "{log}");
