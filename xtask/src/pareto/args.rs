@@ -73,7 +73,7 @@ pub struct Args {
     #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
     pub executor: String,
     /// Runs at once here (each then gets the cores / N threads unless --threads is given, and
-    /// writes its output to OUT/logs/<run>.log)
+    /// writes its output to OUT/logs/<run>.log; the baseline, which runs alone, keeps every core)
     #[arg(long, value_name = "N", default_value_t = 1, conflicts_with_all = ["task", "status", "collect_only"])]
     pub jobs: usize,
     /// Seconds per epoch for the estimate (default: measured in OUT's metrics.jsonl, else the preset's)
@@ -198,6 +198,9 @@ pub struct Options {
     pub paper_points: PaperPoints,
     pub sites: bool,
     pub threads: Option<usize>,
+    /// The baseline's threads: it always runs alone (every other run needs it), so when
+    /// `--jobs` split the cores it still gets them all.
+    pub baseline_threads: Option<usize>,
     /// Runs at once (local executor), at most one per core.
     pub jobs: usize,
     /// What was changed from the command line and why, to print (`--jobs` above the cores).
@@ -301,6 +304,7 @@ impl Options {
             format!("--jobs {}: this machine has {cores} cores; running at most {jobs} runs at once", a.jobs)
         });
         let threads = a.threads.or_else(|| (jobs > 1).then(|| (cores / jobs).max(1)));
+        let baseline_threads = a.threads.or_else(|| (jobs > 1).then_some(cores));
         let paper_points = match (a.no_paper_points, a.paper_points) {
             (true, _) => PaperPoints::None,
             (false, Some(d)) => PaperPoints::Dataset(d),
@@ -321,6 +325,7 @@ impl Options {
             paper_points,
             sites: !a.no_sites,
             threads,
+            baseline_threads,
             jobs,
             note,
         })
@@ -375,11 +380,14 @@ mod tests {
             (1, 1, None),
             "one run at a time, snl's threads"
         );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let two = opts("--jobs 2");
         assert!(two.threads.is_some_and(|t| t >= 1), "side by side, each gets its share of the cores");
+        let baseline_threads = (cores > 1).then_some(cores);
+        assert_eq!(two.baseline_threads, baseline_threads, "the baseline runs alone, on every core");
         assert_eq!(opts("--jobs 2 --threads 3").threads, Some(3), "as given");
+        assert_eq!(opts("--jobs 2 --threads 3").baseline_threads, Some(3), "as given");
         let many = opts("--jobs 100000");
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!((many.jobs, many.threads), (cores, (cores > 1).then_some(1)), "one run per core");
         assert!(many.note.is_some_and(|n| n.starts_with("--jobs 100000: this machine has")));
         assert_eq!(opts("--jobs 1").note, None);

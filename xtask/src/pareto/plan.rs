@@ -84,9 +84,9 @@ pub fn folder_name(dir: &Path) -> String {
     dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-fn global_args(o: &Options, seed: u64) -> Vec<String> {
+fn global_args(o: &Options, seed: u64, threads: Option<usize>) -> Vec<String> {
     let mut args = vec!["--seed".to_string(), seed.to_string()];
-    if let Some(t) = o.threads {
+    if let Some(t) = threads {
         args.extend(["--threads".into(), t.to_string()]);
     }
     o.preset.global.push_to(&mut args);
@@ -116,7 +116,7 @@ pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
         };
     let first_seed = p.seeds.first().copied().unwrap_or(0);
     if o.baseline.is_none() {
-        let mut args = global_args(o, first_seed);
+        let mut args = global_args(o, first_seed, o.baseline_threads);
         args.push("train".into());
         let fresh = |args: &mut Vec<String>| {
             p.model.push_to(args);
@@ -129,7 +129,7 @@ pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
     for &seed in &p.seeds {
         for budget in &p.budgets {
             for sel in &o.selections {
-                let mut args = global_args(o, seed);
+                let mut args = global_args(o, seed, o.threads);
                 args.push("linearize".into());
                 let fresh = |args: &mut Vec<String>| {
                     args.extend(["--model".into(), model.clone()]);
@@ -309,6 +309,31 @@ mod tests {
         assert!(
             text[3].ends_with("--search-epochs N  # N = search_epochs in /tmp/sw/snl-30pct-s0/result.json")
         );
+    }
+
+    #[test]
+    fn side_by_side_runs_share_the_cores_but_the_baseline_keeps_them() {
+        let threads = |line: &str| -> Vec<Option<String>> {
+            plan(&opts(line), &|_| RunState::Absent)
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Snl { args, .. } => {
+                        Some(args.iter().position(|a| a == "--threads").map(|i| args[i + 1].clone()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let given = threads("--preset smoke --out /s --snl /bin/snl --threads 3 --jobs 2");
+        assert!(given.iter().all(|t| t.as_deref() == Some("3")), "{given:?}");
+        assert!(threads("--preset smoke --out /s --snl /bin/snl").iter().all(Option::is_none));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores > 1 {
+            let shared = threads("--preset smoke --out /s --snl /bin/snl --jobs 2");
+            assert_eq!(shared[0], Some(cores.to_string()), "the baseline");
+            let share = Some((cores / 2).to_string());
+            assert!(shared[1..].iter().all(|t| *t == share), "{shared:?}");
+        }
     }
 
     #[test]
