@@ -246,3 +246,54 @@ pub fn torch_available(test: &str) -> bool {
 pub fn reference_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../snl-bench/scripts")
 }
+
+/// Runs `snl -q args`, checks the exit code and that stderr is one `error:` line (clap's usage
+/// errors add their usage hint; failures are that line alone) holding every `needle`.
+pub fn fails(args: &[&str], code: i32, needles: &[&str]) -> String {
+    let output = snl().arg("-q").args(args).output().unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(code), "snl {args:?}: {err}");
+    assert!(
+        output.stdout.is_empty(),
+        "snl {args:?} printed a result: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("error: "), "snl {args:?}: {err}");
+    assert_eq!(err.matches("error:").count(), 1, "snl {args:?}: more than one error line: {err}");
+    if code == 1 {
+        assert_eq!(lines.len(), 1, "snl {args:?}: more than one line: {err}");
+    }
+    for needle in needles {
+        assert!(err.contains(needle), "snl {args:?}: no `{needle}` in: {err}");
+    }
+    err
+}
+
+/// A path as an argument.
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Every file of a folder and its bytes.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+/// `train_args(2)` writing to `out`, then `extra`.
+pub fn train_to(out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = train_args(2);
+    args.extend(["--out".to_string(), s(out).to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Borrowed arguments, for [`fails`].
+pub fn refs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
