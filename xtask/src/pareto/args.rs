@@ -29,7 +29,8 @@ Presets:
   cifar10-w16  issue 15's study: CIFAR-10 from ../shared/data/cifar10-jpeg (--dataset folder),
                ResNet18 width 16 (122,880 ReLUs), baseline 80 epochs (SGD 0.1, cosine),
                budgets 3225,6250,12350,24975 (the paper's fractions), seeds 0,1, one search
-               schedule for every budget, 8 finetuning epochs
+               schedule for every budget (lambda0 1e-3, kappa 2 after 1 epoch, Adam 0.01),
+               8 finetuning epochs
   paper        ResNet18 width 64 on CIFAR-10, the authors' schedule (160 epochs, lambda 1e-5,
                Adam 1e-3, 100 finetuning epochs), budgets 12.9k..180k, --device cuda; builds
                the binary with --features cuda (needs nvcc)";

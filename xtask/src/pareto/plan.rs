@@ -407,10 +407,10 @@ mod tests {
     #[test]
     fn the_estimate_counts_epochs_still_to_run() {
         let o = opts("--preset cifar10-w16 --out /s --snl /bin/snl");
-        // Fresh: baseline 80, then 24 runs of 1..30 search + 8 finetuning epochs.
+        // Fresh: baseline 80, then 24 runs of 1..20 search + 8 finetuning epochs.
         let all = plan(&o, &|_| RunState::Absent);
         let e = epochs_to_run(&o, &all, &|_| None);
-        assert_eq!(e, Epochs { min: 80 + 24 * 9, max: 80 + 24 * 38 });
+        assert_eq!(e, Epochs { min: 80 + 24 * 9, max: 80 + 24 * 28 });
         // The baseline is done and snl-3225-s0 searched 5 epochs: its controls train 5 + 8.
         let state = |d: &Path| match folder_name(d).as_str() {
             "baseline" | "snl-3225-s0" => RunState::Finished,
@@ -419,7 +419,7 @@ mod tests {
         let steps = plan(&o, &state);
         let searched = |d: &Path| (folder_name(d) == "snl-3225-s0").then_some(5);
         let e = epochs_to_run(&o, &steps, &searched);
-        assert_eq!(e, Epochs { min: 2 * 13 + 21 * 9, max: 2 * 13 + 21 * 38 });
+        assert_eq!(e, Epochs { min: 2 * 13 + 21 * 9, max: 2 * 13 + 21 * 28 });
         let text = estimate_text(Epochs { min: 100, max: 200 }, Some((36.0, "preset".into())), 1);
         assert!(
             text.contains("100..200 epochs") && text.ends_with("x 36.0 s per epoch (preset) = 1.0..2.0 h"),
