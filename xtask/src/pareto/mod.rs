@@ -102,7 +102,8 @@ pub fn main(argv: &[String]) -> i32 {
             println!("{line}");
         }
         let searched = |d: &Path| run::search_epochs(d).ok();
-        let epochs = plan::epochs_to_run(&o, &steps, &searched);
+        let logged = |d: &Path| logged_epoch_seconds(d).len() as u64;
+        let epochs = plan::epochs_to_run(&o, &steps, &searched, &logged);
         println!("{}", plan::estimate_text(epochs, epoch_seconds(&o, &dirs), o.jobs));
     }
     if o.slurm.is_some() {
@@ -323,25 +324,31 @@ fn submit(
     }
 }
 
-/// Seconds per epoch for the estimate, and where the figure comes from.
+/// Seconds per epoch for the estimate, and where the figure comes from: the median of the
+/// epochs logged, since an epoch that ran while the sweep was paused or shared logs hours.
 fn epoch_seconds(o: &Options, dirs: &[PathBuf]) -> Option<(f64, String)> {
     if let Some(s) = o.epoch_seconds {
         return Some((s, "--epoch-seconds".into()));
     }
-    let logged: Vec<f64> = dirs
-        .iter()
-        .filter_map(|d| std::fs::read_to_string(d.join("metrics.jsonl")).ok())
-        .flat_map(|text| text.lines().filter_map(collect::epoch_seconds).collect::<Vec<_>>())
-        .collect();
+    let mut logged: Vec<f64> = dirs.iter().flat_map(|d| logged_epoch_seconds(d)).collect();
     if !logged.is_empty() {
-        let mean = logged.iter().sum::<f64>() / logged.len() as f64;
+        logged.sort_by(f64::total_cmp);
+        let n = logged.len();
+        let median = if n % 2 == 1 { logged[n / 2] } else { (logged[n / 2 - 1] + logged[n / 2]) / 2.0 };
         return Some((
-            mean,
-            format!("mean of the {} epochs logged in {}/*/metrics.jsonl", logged.len(), o.out.display()),
+            median,
+            format!("median of the {n} epochs logged in {}/*/metrics.jsonl", o.out.display()),
         ));
     }
     let s = o.preset.epoch_seconds?;
     Some((s, format!("preset {}'s figure; --epoch-seconds to change", o.preset.name)))
+}
+
+/// The seconds of each epoch a run folder's `metrics.jsonl` logged (none without the file).
+fn logged_epoch_seconds(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .map(|text| text.lines().filter_map(collect::epoch_seconds).collect())
+        .unwrap_or_default()
 }
 
 /// pareto.csv, pareto.json, pareto.svg (and .png), pareto.md in OUT, and the summary on stdout.

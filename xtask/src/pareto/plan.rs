@@ -180,8 +180,14 @@ pub struct Epochs {
 }
 
 /// The epochs of the runs `steps` will run. `searched` gives the search length of a
-/// finished SNL run; a run to resume is counted in full.
-pub fn epochs_to_run(o: &Options, steps: &[Step], searched: &dyn Fn(&Path) -> Option<u64>) -> Epochs {
+/// finished SNL run, `logged` the epochs a run folder has already logged (a run to resume
+/// has only the rest to go).
+pub fn epochs_to_run(
+    o: &Options,
+    steps: &[Step],
+    searched: &dyn Fn(&Path) -> Option<u64>,
+    logged: &dyn Fn(&Path) -> u64,
+) -> Epochs {
     let flag = |f: &super::preset::Flags, name: &str, default: u64| {
         f.get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(default)
     };
@@ -192,19 +198,17 @@ pub fn epochs_to_run(o: &Options, steps: &[Step], searched: &dyn Fn(&Path) -> Op
     let mut e = Epochs { min: 0, max: 0 };
     for step in steps {
         let Step::Snl { role, dir, search_epochs_of, .. } = step else { continue };
-        let search = match role {
-            Role::Baseline => {
-                e.min += train;
-                e.max += train;
-                continue;
-            }
+        let (min, max) = match role {
+            Role::Baseline => (train, train),
             Role::Linearize => {
                 let snl = search_epochs_of.as_deref().unwrap_or(dir);
-                searched(snl).map_or((1, max_search), |n| (n, n))
+                let (lo, hi) = searched(snl).map_or((1, max_search), |n| (n, n));
+                (lo + finetune, hi + finetune)
             }
         };
-        e.min += search.0 + finetune;
-        e.max += search.1 + finetune;
+        let done = logged(dir);
+        e.min += min.saturating_sub(done);
+        e.max += max.saturating_sub(done);
     }
     e
 }
@@ -409,7 +413,7 @@ mod tests {
         let o = opts("--preset cifar10-w16 --out /s --snl /bin/snl");
         // Fresh: baseline 80, then 24 runs of 1..20 search + 8 finetuning epochs.
         let all = plan(&o, &|_| RunState::Absent);
-        let e = epochs_to_run(&o, &all, &|_| None);
+        let e = epochs_to_run(&o, &all, &|_| None, &|_| 0);
         assert_eq!(e, Epochs { min: 80 + 24 * 9, max: 80 + 24 * 28 });
         // The baseline is done and snl-3225-s0 searched 5 epochs: its controls train 5 + 8.
         let state = |d: &Path| match folder_name(d).as_str() {
@@ -418,8 +422,16 @@ mod tests {
         };
         let steps = plan(&o, &state);
         let searched = |d: &Path| (folder_name(d) == "snl-3225-s0").then_some(5);
-        let e = epochs_to_run(&o, &steps, &searched);
+        let e = epochs_to_run(&o, &steps, &searched, &|_| 0);
         assert_eq!(e, Epochs { min: 2 * 13 + 21 * 9, max: 2 * 13 + 21 * 28 });
+        // A baseline killed after 30 epochs and an SNL run after 3 have only the rest to go.
+        let logged = |d: &Path| match folder_name(d).as_str() {
+            "baseline" => 30,
+            "snl-6250-s0" => 3,
+            _ => 0,
+        };
+        let e = epochs_to_run(&o, &all, &|_| None, &logged);
+        assert_eq!(e, Epochs { min: 50 + (9 - 3) + 23 * 9, max: 50 + (28 - 3) + 23 * 28 });
         let text = estimate_text(Epochs { min: 100, max: 200 }, Some((36.0, "preset".into())), 1);
         assert!(
             text.contains("100..200 epochs") && text.ends_with("x 36.0 s per epoch (preset) = 1.0..2.0 h"),
