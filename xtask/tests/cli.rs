@@ -77,10 +77,11 @@ fn dry_run_prints_every_command_and_an_estimate_and_runs_nothing() {
     let control =
         format!("--search-epochs N  # N = search_epochs in {}/snl-3225-s1/result.json", out.display());
     assert_eq!(t.matches(&control).count(), 2, "{t}");
-    assert!(t.contains("compute: 296..752 epochs still to run"), "{t}");
+    assert!(t.contains("compute: 80 baseline epochs and 216..672 linearize epochs still to run"), "{t}");
     assert!(
         t.contains(
-            "x 110.0 s per epoch (preset cifar10-w16's figure; --epoch-seconds to change) = 9.0..23.0 h"
+            "= 28.8..73.1 h wall: the baseline's at 350.0 s per epoch (preset cifar10-w16's figure; \
+             --epoch-seconds to change), then the linearize runs at 350.0 s per epoch"
         ),
         "{t}"
     );

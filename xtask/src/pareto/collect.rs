@@ -261,9 +261,11 @@ pub fn summary(groups: &[Group]) -> String {
     out
 }
 
-/// The `seconds` of one `metrics.jsonl` line (an epoch), if it has them.
-pub fn epoch_seconds(line: &str) -> Option<f64> {
-    serde_json::from_str::<Value>(line).ok()?.get("seconds")?.as_f64()
+/// The phase (`train`, `search`, `frozen_mask`, `finetune`) and seconds of one
+/// `metrics.jsonl` line, or `None` for a line that is not an epoch's.
+pub fn logged_epoch(line: &str) -> Option<(String, f64)> {
+    let v = serde_json::from_str::<Value>(line).ok()?;
+    Some((v.get("phase")?.as_str()?.to_string(), v.get("seconds")?.as_f64()?))
 }
 
 #[cfg(test)]
@@ -359,10 +361,12 @@ mod tests {
     }
 
     #[test]
-    fn epoch_seconds_from_metrics_lines() {
-        assert_eq!(epoch_seconds(r#"{"epoch":0,"phase":"search","seconds":12.5}"#), Some(12.5));
-        assert_eq!(epoch_seconds(r#"{"epoch":0}"#), None);
-        assert_eq!(epoch_seconds("not json"), None);
+    fn epochs_from_metrics_lines() {
+        let line = r#"{"epoch":0,"phase":"search","seconds":12.5}"#;
+        assert_eq!(logged_epoch(line), Some(("search".into(), 12.5)));
+        assert_eq!(logged_epoch(r#"{"epoch":0,"seconds":1.0}"#), None);
+        assert_eq!(logged_epoch(r#"{"epoch":0}"#), None);
+        assert_eq!(logged_epoch("not json"), None);
     }
 
     #[test]

@@ -102,7 +102,17 @@ pub fn main(argv: &[String]) -> i32 {
             println!("{line}");
         }
         let searched = |d: &Path| run::search_epochs(d).ok();
-        let logged = |d: &Path| logged_epoch_seconds(d).len() as u64;
+        let logged = |d: &Path| {
+            let mut n = plan::Logged::default();
+            for (phase, _) in logged_epochs(d) {
+                match phase.as_str() {
+                    "train" => n.train += 1,
+                    "finetune" => n.finetune += 1,
+                    _ => n.search += 1,
+                }
+            }
+            n
+        };
         let epochs = plan::epochs_to_run(&o, &steps, &searched, &logged);
         println!("{}", plan::estimate_text(epochs, epoch_seconds(&o, &dirs), o.jobs));
     }
@@ -324,30 +334,34 @@ fn submit(
     }
 }
 
-/// Seconds per epoch for the estimate, and where the figure comes from: the median of the
-/// epochs logged, since an epoch that ran while the sweep was paused or shared logs hours.
-fn epoch_seconds(o: &Options, dirs: &[PathBuf]) -> Option<(f64, String)> {
+/// Seconds per epoch for the estimate, the baseline's and a linearize run's, and where each
+/// figure comes from: the median of the epochs of that kind logged in OUT (an epoch that ran
+/// while the sweep was paused or shared logs hours), else the preset's figure.
+fn epoch_seconds(o: &Options, dirs: &[PathBuf]) -> [Option<(f64, String)>; 2] {
     if let Some(s) = o.epoch_seconds {
-        return Some((s, "--epoch-seconds".into()));
+        return [Some((s, "--epoch-seconds".into())), Some((s, "--epoch-seconds".into()))];
     }
-    let mut logged: Vec<f64> = dirs.iter().flat_map(|d| logged_epoch_seconds(d)).collect();
-    if !logged.is_empty() {
-        logged.sort_by(f64::total_cmp);
-        let n = logged.len();
-        let median = if n % 2 == 1 { logged[n / 2] } else { (logged[n / 2 - 1] + logged[n / 2]) / 2.0 };
-        return Some((
-            median,
-            format!("median of the {n} epochs logged in {}/*/metrics.jsonl", o.out.display()),
-        ));
-    }
-    let s = o.preset.epoch_seconds?;
-    Some((s, format!("preset {}'s figure; --epoch-seconds to change", o.preset.name)))
+    let epochs: Vec<(String, f64)> = dirs.iter().flat_map(|d| logged_epochs(d)).collect();
+    let median = |baseline: bool| {
+        let mut s: Vec<f64> =
+            epochs.iter().filter(|(phase, _)| (phase == "train") == baseline).map(|e| e.1).collect();
+        if s.is_empty() {
+            let p = o.preset.epoch_seconds?;
+            return Some((p, format!("preset {}'s figure; --epoch-seconds to change", o.preset.name)));
+        }
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        let m = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+        Some((m, format!("median of {n} logged in {}", o.out.display())))
+    };
+    [median(true), median(false)]
 }
 
-/// The seconds of each epoch a run folder's `metrics.jsonl` logged (none without the file).
-fn logged_epoch_seconds(run: &Path) -> Vec<f64> {
+/// The phase and seconds of each epoch a run folder's `metrics.jsonl` logged (none without
+/// the file).
+fn logged_epochs(run: &Path) -> Vec<(String, f64)> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
-        .map(|text| text.lines().filter_map(collect::epoch_seconds).collect())
+        .map(|text| text.lines().filter_map(collect::logged_epoch).collect())
         .unwrap_or_default()
 }
 

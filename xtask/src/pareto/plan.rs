@@ -179,15 +179,31 @@ pub struct Epochs {
     pub max: u64,
 }
 
+/// The epochs still to run: the baseline's (it runs alone) and the linearize runs'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compute {
+    pub baseline: u64,
+    pub linearize: Epochs,
+}
+
+/// The epochs a run folder has logged, by phase (a control's frozen-mask epochs count as
+/// search: they stand in for it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Logged {
+    pub train: u64,
+    pub search: u64,
+    pub finetune: u64,
+}
+
 /// The epochs of the runs `steps` will run. `searched` gives the search length of a
-/// finished SNL run, `logged` the epochs a run folder has already logged (a run to resume
-/// has only the rest to go).
+/// finished SNL run, `logged` what a run folder has already logged: a run to resume has
+/// only the rest to go, and once it finetunes its search is over.
 pub fn epochs_to_run(
     o: &Options,
     steps: &[Step],
     searched: &dyn Fn(&Path) -> Option<u64>,
-    logged: &dyn Fn(&Path) -> u64,
-) -> Epochs {
+    logged: &dyn Fn(&Path) -> Logged,
+) -> Compute {
     let flag = |f: &super::preset::Flags, name: &str, default: u64| {
         f.get(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(default)
     };
@@ -195,52 +211,63 @@ pub fn epochs_to_run(
     // `snl`'s own defaults where the preset leaves a flag out.
     let (train, finetune) = (flag(&p.train, "epochs", 160), flag(&p.linearize, "finetune-epochs", 100));
     let max_search = flag(&p.linearize, "max-search-epochs", 2000);
-    let mut e = Epochs { min: 0, max: 0 };
+    let mut c = Compute { baseline: 0, linearize: Epochs { min: 0, max: 0 } };
     for step in steps {
-        let Step::Snl { role, dir, search_epochs_of, .. } = step else { continue };
-        let (min, max) = match role {
-            Role::Baseline => (train, train),
-            Role::Linearize => {
-                let snl = search_epochs_of.as_deref().unwrap_or(dir);
-                let (lo, hi) = searched(snl).map_or((1, max_search), |n| (n, n));
-                (lo + finetune, hi + finetune)
-            }
-        };
+        let Step::Snl { role, dir, .. } = step else { continue };
         let done = logged(dir);
-        e.min += min.saturating_sub(done);
-        e.max += max.saturating_sub(done);
+        if *role == Role::Baseline {
+            c.baseline += train.saturating_sub(done.train);
+            continue;
+        }
+        let known = searched(&snl_run_of(dir));
+        let (lo, hi) = match (done.finetune, known) {
+            (1.., _) => (0, 0),
+            (0, Some(n)) => (n.saturating_sub(done.search), n.saturating_sub(done.search)),
+            // An unfinished search may have reached its budget in its last logged epoch.
+            (0, None) => ((done.search == 0).into(), max_search.saturating_sub(done.search)),
+        };
+        let rest = finetune.saturating_sub(done.finetune);
+        c.linearize.min += lo + rest;
+        c.linearize.max += hi + rest;
     }
-    e
+    c
 }
 
-/// `--dry-run`'s estimate, saying how it is computed.
-/// With `jobs` runs at once, the wall time is the run time over `jobs` (the epoch time
-/// given must be that of a run sharing the machine so).
-pub fn estimate_text(e: Epochs, seconds: Option<(f64, String)>, jobs: usize) -> String {
-    let range = |a: u64, b: u64, unit: &str| {
-        if a == b { format!("{a}{unit}") } else { format!("{a}..{b}{unit}") }
-    };
+/// The SNL run whose search a run's search length follows (`random-3225-s0` ->
+/// `snl-3225-s0`; an SNL run's is its own): see [`run_dir`].
+fn snl_run_of(dir: &Path) -> PathBuf {
+    let name = folder_name(dir);
+    let rest = name.split_once('-').map_or(name.as_str(), |(_, rest)| rest);
+    dir.with_file_name(format!("{}-{rest}", selection::SNL))
+}
+
+/// `--dry-run`'s estimate, saying how it is computed: the baseline alone, then the
+/// linearize runs `jobs` at a time. Each figure of `seconds` (baseline, linearize) is that
+/// of one run as it runs in the sweep, a linearize run beside the others.
+pub fn estimate_text(c: Compute, seconds: [Option<(f64, String)>; 2], jobs: usize) -> String {
+    let range = |a: u64, b: u64| if a == b { format!("{a}") } else { format!("{a}..{b}") };
+    let e = c.linearize;
     let mut text = format!(
-        "compute: {} epochs still to run (baseline epochs + per linearize run 1..max-search-epochs \
-         search epochs, known once its SNL run finished, + finetuning epochs)",
-        range(e.min, e.max, "")
+        "compute: {} baseline epochs and {} linearize epochs still to run (per linearize run \
+         1..max-search-epochs search epochs, known once its SNL run finished, + finetuning \
+         epochs; less what runs to resume have logged)",
+        c.baseline,
+        range(e.min, e.max)
     );
-    match seconds {
-        Some((s, source)) => {
-            let hours = |div: f64| {
-                let h = |n: u64| format!("{:.1}", n as f64 * s / 3600.0 / div);
-                if e.min == e.max { h(e.min) } else { format!("{}..{}", h(e.min), h(e.max)) }
-            };
-            text += &format!(" x {s:.1} s per epoch ({source}) = {} h", hours(1.0));
-            if jobs > 1 {
-                text += &format!(
-                    ", {jobs} runs at once: {} h wall if each keeps that epoch time (runs side by side \
-                     are each slower: expect more)",
-                    hours(jobs as f64)
-                );
-            }
-        }
-        None => text += "; seconds per epoch unknown (give --epoch-seconds S)",
+    let [Some((sb, source_b)), Some((sl, source_l))] = seconds else {
+        return text + "; seconds per epoch unknown (give --epoch-seconds S)";
+    };
+    let hours = |n: u64| (c.baseline as f64 * sb + n as f64 * sl / jobs as f64) / 3600.0;
+    let wall = if e.min == e.max {
+        format!("{:.1}", hours(e.min))
+    } else {
+        format!("{:.1}..{:.1}", hours(e.min), hours(e.max))
+    };
+    text += &format!(" = {wall} h wall: the baseline's at {sb:.1} s per epoch ({source_b}), then ");
+    if jobs > 1 {
+        text += &format!("{jobs} linearize runs at once at {sl:.1} s per epoch each ({source_l})");
+    } else {
+        text += &format!("the linearize runs at {sl:.1} s per epoch ({source_l})");
     }
     text
 }
@@ -411,34 +438,53 @@ mod tests {
     #[test]
     fn the_estimate_counts_epochs_still_to_run() {
         let o = opts("--preset cifar10-w16 --out /s --snl /bin/snl");
+        let none = |_: &Path| Logged::default();
+        let compute = |baseline, min, max| Compute { baseline, linearize: Epochs { min, max } };
         // Fresh: baseline 80, then 24 runs of 1..20 search + 8 finetuning epochs.
         let all = plan(&o, &|_| RunState::Absent);
-        let e = epochs_to_run(&o, &all, &|_| None, &|_| 0);
-        assert_eq!(e, Epochs { min: 80 + 24 * 9, max: 80 + 24 * 28 });
+        assert_eq!(epochs_to_run(&o, &all, &|_| None, &none), compute(80, 24 * 9, 24 * 28));
         // The baseline is done and snl-3225-s0 searched 5 epochs: its controls train 5 + 8.
         let state = |d: &Path| match folder_name(d).as_str() {
             "baseline" | "snl-3225-s0" => RunState::Finished,
+            "snl-6250-s0" | "random-3225-s0" | "uniform-3225-s0" => RunState::Unfinished,
             _ => RunState::Absent,
         };
         let steps = plan(&o, &state);
         let searched = |d: &Path| (folder_name(d) == "snl-3225-s0").then_some(5);
-        let e = epochs_to_run(&o, &steps, &searched, &|_| 0);
-        assert_eq!(e, Epochs { min: 2 * 13 + 21 * 9, max: 2 * 13 + 21 * 28 });
-        // A baseline killed after 30 epochs and an SNL run after 3 have only the rest to go.
-        let logged = |d: &Path| match folder_name(d).as_str() {
-            "baseline" => 30,
-            "snl-6250-s0" => 3,
-            _ => 0,
-        };
-        let e = epochs_to_run(&o, &all, &|_| None, &logged);
-        assert_eq!(e, Epochs { min: 50 + (9 - 3) + 23 * 9, max: 50 + (28 - 3) + 23 * 28 });
-        let text = estimate_text(Epochs { min: 100, max: 200 }, Some((36.0, "preset".into())), 1);
-        assert!(
-            text.contains("100..200 epochs") && text.ends_with("x 36.0 s per epoch (preset) = 1.0..2.0 h"),
-            "{text}"
+        assert_eq!(
+            epochs_to_run(&o, &steps, &searched, &none),
+            compute(0, 2 * 13 + 21 * 9, 2 * 13 + 21 * 28)
         );
-        let two = estimate_text(Epochs { min: 100, max: 100 }, Some((36.0, "preset".into())), 2);
-        assert!(two.contains("= 1.0 h, 2 runs at once: 0.5 h wall if each keeps that epoch time"), "{two}");
-        assert!(estimate_text(e, None, 1).contains("give --epoch-seconds"));
+        // Runs to resume have only the rest to go: a control 2 epochs into its 5, one into
+        // its finetuning, and an SNL run 3 epochs into a search of unknown length (which may
+        // have reached its budget in its last epoch).
+        let logged = |d: &Path| match folder_name(d).as_str() {
+            "random-3225-s0" => Logged { search: 2, ..Logged::default() },
+            "uniform-3225-s0" => Logged { search: 5, finetune: 1, ..Logged::default() },
+            "snl-6250-s0" => Logged { search: 3, ..Logged::default() },
+            _ => Logged::default(),
+        };
+        let c = epochs_to_run(&o, &steps, &searched, &logged);
+        let (min, max) = (3 + 8 + 7 + 8 + 20 * 9, 3 + 8 + 7 + (20 - 3) + 8 + 20 * 28);
+        assert_eq!(c, compute(0, min, max));
+        // A baseline 30 epochs in has 50 to go.
+        let baseline = |d: &Path| Logged {
+            train: if folder_name(d) == "baseline" { 30 } else { 0 },
+            ..Logged::default()
+        };
+        assert_eq!(epochs_to_run(&o, &all, &|_| None, &baseline).baseline, 50);
+
+        let secs = |s: f64, from: &str| Some((s, from.to_string()));
+        let one = estimate_text(compute(10, 100, 200), [secs(36.0, "b"), secs(72.0, "l")], 1);
+        assert!(one.starts_with("compute: 10 baseline epochs and 100..200 linearize epochs"), "{one}");
+        // 10 x 36 s + 100..200 x 72 s = 7,560..14,760 s.
+        assert!(one.contains("= 2.1..4.1 h wall: the baseline's at 36.0 s per epoch (b), then the linearize runs at 72.0 s per epoch (l)"), "{one}");
+        let two = estimate_text(compute(10, 100, 100), [secs(36.0, "b"), secs(72.0, "l")], 2);
+        assert!(
+            two.contains("= 1.1 h wall")
+                && two.ends_with("2 linearize runs at once at 72.0 s per epoch each (l)"),
+            "{two}"
+        );
+        assert!(estimate_text(compute(1, 1, 1), [None, None], 1).contains("give --epoch-seconds"));
     }
 }
