@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mask::{Masked, relu_count, relu_total};
 use crate::optim::{Adam, AdamConfig, Optimizer, OptimizerState};
-use crate::snl::{Batches, EpochReport, Observer, Phase, Plan, distill_epoch};
+use crate::snl::{Batches, EpochReport, Observer, Phase, Plan, Until, distill_epoch};
 use crate::{ConfigError, Error, Result};
 
 /// A drawn (not learned) selection.
@@ -170,6 +170,7 @@ impl FrozenMaskTraining {
             batches,
             observer,
             &mut self.adam,
+            Until::epoch_end(),
         )?;
         self.epoch += 1;
         let count = relu_count(student, self.plan.config.threshold)?;

@@ -472,7 +472,7 @@ fn finetune_stage(search_epochs: usize, lambda_final: Option<f64>) -> Stage {
 }
 
 fn fresh_search_state(plan: &Plan) -> SearchState {
-    SearchState { epoch: 0, schedule: snl_core::LassoSchedule::new(plan), count: plan.total }
+    SearchState { epoch: 0, steps: 0, schedule: snl_core::LassoSchedule::new(plan), count: plan.total }
 }
 
 /// A non-finite loss names the last good checkpoint.
