@@ -567,7 +567,7 @@ pub(crate) fn step_values(
 
 #[derive(Default)]
 pub(crate) struct EpochSums {
-    batches: usize,
+    pub(crate) batches: usize,
     loss: f64,
     terms: [f64; 3],
     correct: usize,
@@ -666,7 +666,10 @@ where
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Linearized {
     pub plan: Plan,
+    /// Search epochs, the last perhaps cut short at the budget.
     pub search_epochs: usize,
+    /// Optimizer steps of the search: what a control trains to match it.
+    pub search_steps: usize,
     /// Lambda when the search stopped.
     pub lambda: f64,
     /// ReLUs kept by the binarized, finetuned network.
@@ -703,6 +706,7 @@ where
     }
     Ok(Linearized {
         search_epochs: search.state().epoch,
+        search_steps: search.state().steps,
         lambda: search.state().schedule.lambda,
         relu_count: relu_count(student, plan.config.threshold)?,
         finetune_epochs: finetune.epoch(),
