@@ -218,8 +218,12 @@ pub struct LinearizeArgs {
     /// random/uniform only: epochs of the search's optimizer and loss (Adam at --search-lr on
     /// CE + KD) with the drawn mask frozen, before the finetuning, so that a control trains
     /// exactly as much as an SNL run whose search took this many epochs (default 0).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "search_steps")]
     pub search_epochs: Option<usize>,
+    /// random/uniform only: as --search-epochs, in optimizer steps: the `search_steps` of the
+    /// SNL run to match (its last search epoch may end early, at the budget)
+    #[arg(long)]
+    pub search_steps: Option<usize>,
     /// Distillation temperature.
     #[arg(long, default_value_t = 4.0)]
     pub temperature: f64,
@@ -238,7 +242,7 @@ pub struct LinearizeArgs {
     /// Continue a killed run from its folder, at its last finished epoch, with the run's own
     /// configuration (other settings are refused, except --max-search-epochs and
     /// --finish-at-cap).
-    #[arg(long, conflicts_with_all = ["out", "model", "budget", "selection", "lasso", "kappa", "warmup_epochs", "threshold", "search_lr", "search_epochs", "temperature", "finetune_epochs", "finetune_lr", "finetune_momentum", "finetune_weight_decay", "arch", "width", "classes", "image_size", "stem_stride", "granularity", "stem_relu", "final_relu", "dataset", "data_dir", "offline", "val_size", "batch_size"])]
+    #[arg(long, conflicts_with_all = ["out", "model", "budget", "selection", "lasso", "kappa", "warmup_epochs", "threshold", "search_lr", "search_epochs", "search_steps", "temperature", "finetune_epochs", "finetune_lr", "finetune_momentum", "finetune_weight_decay", "arch", "width", "classes", "image_size", "stem_stride", "granularity", "stem_relu", "final_relu", "dataset", "data_dir", "offline", "val_size", "batch_size"])]
     pub resume: Option<PathBuf>,
     /// For tests: exit with code 3 once N epochs (counted from the run's start) are checkpointed.
     #[arg(long, hide = true)]

@@ -74,6 +74,42 @@ fn a_control_trains_as_many_epochs_as_the_snl_run_and_resumes_exactly() {
     );
 }
 
+/// The `batches` of each logged epoch of a phase.
+fn batches_of(run: &Path, phase: &str) -> Vec<u64> {
+    metrics_without_time(run)
+        .iter()
+        .filter(|m| m["phase"] == phase)
+        .map(|m| m["batches"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_control_given_search_steps_takes_exactly_the_snl_runs_steps() {
+    let snl_run = linearized();
+    let snl_result = read_json(&snl_run.join("result.json"));
+    let steps = snl_result["search_steps"].as_u64().unwrap();
+    let searched = batches_of(snl_run, "search");
+    assert_eq!(searched.iter().sum::<u64>(), steps, "search_steps is the search epochs' batches");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = linearize_args(&baseline_model(), "10%", 1);
+    args.extend(["--selection", "uniform", "--search-steps", &steps.to_string()].map(String::from));
+    let full = tmp.path().join("uniform");
+    snl().args(&args).arg("--out").arg(&full).assert().success();
+    let result = read_json(&full.join("result.json"));
+    assert_eq!(batches_of(&full, "frozen_mask"), searched, "the same steps, epoch by epoch");
+    assert_eq!(
+        (&result["search_steps"], &result["epochs_trained"]),
+        (&snl_result["search_steps"], &snl_result["epochs_trained"])
+    );
+    // Stopped after its first epoch and resumed: the same run.
+    let stopped = tmp.path().join("stopped");
+    snl().args(&args).arg("--out").arg(&stopped).args(["--stop-after-epochs", "1"]).assert().code(3);
+    snl().args(["linearize", "--resume", stopped.to_str().unwrap(), "-q"]).assert().success();
+    assert_eq!(result_without_time(&full), result_without_time(&stopped));
+    assert_eq!(metrics_without_time(&full), metrics_without_time(&stopped));
+}
+
 #[test]
 fn search_epochs_are_for_controls_only() {
     let tmp = tempfile::tempdir().unwrap();
@@ -84,6 +120,13 @@ fn search_epochs_are_for_controls_only() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--search-epochs is for --selection random or uniform"));
+    let mut args = linearize_args(&baseline_model(), "10%", 1);
+    args.extend(["--search-steps", "2", "--out", tmp.path().join("x").to_str().unwrap()].map(String::from));
+    snl()
+        .args(&args)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--search-steps is for --selection random or uniform"));
     assert!(!tmp.path().join("x").exists());
 }
 

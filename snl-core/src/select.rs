@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mask::{Masked, relu_count, relu_total};
 use crate::optim::{Adam, AdamConfig, Optimizer, OptimizerState};
-use crate::snl::{Batches, EpochReport, Observer, Phase, Plan, distill_epoch};
+use crate::snl::{Batches, EpochReport, Observer, Phase, Plan, Until, distill_epoch};
 use crate::{ConfigError, Error, Result};
 
 /// A drawn (not learned) selection.
@@ -90,54 +90,62 @@ pub fn draw_masks<M: Masked + ?Sized>(
 }
 
 /// The control arm of a fair study: the mask search's optimizer (Adam at the search rate)
-/// and loss (CE + KD; the lasso of a frozen mask is a constant) for a given number of epochs,
+/// and loss (CE + KD; the lasso of a frozen mask is a constant) for a given number of steps,
 /// over a student whose masks are frozen at a drawn selection ([`crate::draw_masks`]). A
 /// random or uniform selection trained this way, then finetuned, has had exactly the weight
-/// updates of an SNL run whose search took as many epochs.
+/// updates of an SNL run whose search took as many steps (its last epoch may end early, at
+/// the budget: so may this training's).
 #[derive(Debug)]
 pub struct FrozenMaskTraining {
     plan: Plan,
     adam: Adam,
     epoch: usize,
-    epochs: usize,
+    steps_done: usize,
+    steps: usize,
 }
 
 impl FrozenMaskTraining {
-    /// `epochs` epochs over `vars` (in a fixed order if the state is to be resumed, as for
-    /// [`MaskSearch::new`]); errors when a mask of `student` is not frozen
+    /// `steps` optimizer steps over `vars` (in a fixed order if the state is to be resumed, as
+    /// for [`MaskSearch::new`]); errors when a mask of `student` is not frozen
     /// ([`Error::MaskNotFrozen`]) or `plan` does not fit `student`.
-    pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>, epochs: usize) -> Result<Self> {
+    pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>, steps: usize) -> Result<Self> {
         plan.verify(student)?;
         if let Some(mask) = student.masks().into_iter().find(|m| !m.is_frozen()) {
             return Err(Error::MaskNotFrozen { site: mask.site().to_string() });
         }
         let adam = Adam::new(vars, AdamConfig::with_lr(plan.config.search_lr));
-        Ok(Self { plan: plan.clone(), adam, epoch: 0, epochs })
+        Ok(Self { plan: plan.clone(), adam, epoch: 0, steps_done: 0, steps })
     }
 
-    /// Continues after `epoch` finished epochs with the saved optimizer state.
+    /// Continues after `epoch` finished epochs and `steps_done` steps with the saved
+    /// optimizer state.
     pub fn resume<M: Masked + ?Sized>(
         plan: &Plan,
         student: &M,
         vars: Vec<Var>,
-        epochs: usize,
-        epoch: usize,
+        steps: usize,
+        (epoch, steps_done): (usize, usize),
         optimizer: &OptimizerState,
     ) -> Result<Self> {
-        let mut training = Self::new(plan, student, vars, epochs)?;
+        let mut training = Self::new(plan, student, vars, steps)?;
         training.adam.load_state(optimizer)?;
-        training.epoch = epoch;
+        (training.epoch, training.steps_done) = (epoch, steps_done);
         Ok(training)
     }
 
-    /// Epochs finished.
+    /// Epochs finished (the last may have been cut short).
     pub fn epoch(&self) -> usize {
         self.epoch
     }
 
-    /// All its epochs have run.
+    /// Steps taken.
+    pub fn steps_done(&self) -> usize {
+        self.steps_done
+    }
+
+    /// All its steps have run.
     pub fn finished(&self) -> bool {
-        self.epoch >= self.epochs
+        self.steps_done >= self.steps
     }
 
     /// Adam's state, keyed by each variable's position in `vars`.
@@ -145,7 +153,8 @@ impl FrozenMaskTraining {
         Ok(self.adam.state()?)
     }
 
-    /// One epoch; the caller checks [`FrozenMaskTraining::finished`].
+    /// One epoch, or what is left of the steps; the caller checks
+    /// [`FrozenMaskTraining::finished`] first.
     pub fn run_epoch<M, T, B, O>(
         &mut self,
         student: &M,
@@ -170,8 +179,10 @@ impl FrozenMaskTraining {
             batches,
             observer,
             &mut self.adam,
+            Until { limit: self.steps - self.steps_done, stop: None },
         )?;
         self.epoch += 1;
+        self.steps_done += sums.batches;
         let count = relu_count(student, self.plan.config.threshold)?;
         let accuracy = observer.evaluate(student)?;
         let report =

@@ -256,8 +256,11 @@ pub struct EpochReport {
 /// weights and the optimizer state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchState {
-    /// Epochs finished.
+    /// Epochs finished; the last may have ended early, at the budget.
     pub epoch: usize,
+    /// Optimizer steps taken (0 in a state saved before steps were counted).
+    #[serde(default)]
+    pub steps: usize,
     pub schedule: LassoSchedule,
     /// Count after the last finished epoch (the total before the first).
     pub count: usize,
@@ -278,7 +281,7 @@ impl MaskSearch {
     /// its configuration gives for `student` ([`ConfigError::PlanMismatch`]), or when a mask
     /// cannot train ([`Error::FrozenMask`], [`Error::MaskNotInVars`]).
     pub fn new<M: Masked + ?Sized>(plan: &Plan, student: &M, vars: Vec<Var>) -> Result<Self> {
-        let state = SearchState { epoch: 0, schedule: LassoSchedule::new(plan), count: plan.total };
+        let state = SearchState { epoch: 0, steps: 0, schedule: LassoSchedule::new(plan), count: plan.total };
         Self::with_state(plan, student, vars, state)
     }
 
@@ -343,7 +346,12 @@ impl MaskSearch {
         let epoch = self.state.epoch;
         let lambda = self.state.schedule.lambda;
         let temperature = self.plan.config.temperature;
-        let sums = run_batches(Phase::Search, epoch, batches, observer, |x, y| {
+        let (budget, threshold) = (self.plan.budget, self.plan.config.threshold);
+        // The count is checked after every step, so that a search whose count falls fast
+        // (a large lambda) ends at its budget rather than far below it at the epoch's end.
+        let within_budget = move || Ok(relu_count(student, threshold)? <= budget);
+        let until = Until { limit: usize::MAX, stop: Some(Box::new(within_budget)) };
+        let sums = run_batches(Phase::Search, epoch, batches, observer, until, |x, y| {
             let logits = student.forward_t(x, true)?;
             let target = teacher.forward(x)?.detach();
             let terms =
@@ -358,6 +366,7 @@ impl MaskSearch {
         let count = relu_count(student, self.plan.config.threshold)?;
         let lambda_grew = self.state.schedule.after_epoch(epoch, count);
         self.state.epoch += 1;
+        self.state.steps += sums.batches;
         self.state.count = count;
         let accuracy = observer.evaluate(student)?;
         let report = sums.report(
@@ -486,6 +495,7 @@ impl Finetune {
             batches,
             observer,
             &mut self.sgd,
+            Until::epoch_end(),
         )?;
         self.epoch += 1;
         let count = relu_count(student, self.plan.config.threshold)?;
@@ -508,6 +518,7 @@ pub(crate) fn distill_epoch<M, T, B, O>(
     batches: &mut B,
     observer: &mut O,
     optimizer: &mut impl Optimizer,
+    until: Until<'_>,
 ) -> Result<EpochSums>
 where
     M: ModuleT + Masked,
@@ -515,7 +526,7 @@ where
     B: Batches + ?Sized,
     O: Observer<M> + ?Sized,
 {
-    run_batches(phase, epoch, batches, observer, |x, y| {
+    run_batches(phase, epoch, batches, observer, until, |x, y| {
         let logits = student.forward_t(x, true)?;
         let target = teacher.forward(x)?.detach();
         let terms = [cross_entropy(&logits, y)?, distillation(&logits, &target, temperature)?];
@@ -556,7 +567,7 @@ pub(crate) fn step_values(
 
 #[derive(Default)]
 pub(crate) struct EpochSums {
-    batches: usize,
+    pub(crate) batches: usize,
     loss: f64,
     terms: [f64; 3],
     correct: usize,
@@ -594,6 +605,20 @@ impl EpochSums {
     }
 }
 
+/// Where an epoch may end early: after `limit` batches, or after the first step at which
+/// `stop` says so (the search's count within its budget).
+pub(crate) struct Until<'a> {
+    pub(crate) limit: usize,
+    pub(crate) stop: Option<Box<dyn FnMut() -> Result<bool> + 'a>>,
+}
+
+impl Until<'_> {
+    /// The whole epoch.
+    pub(crate) fn epoch_end() -> Self {
+        Until { limit: usize::MAX, stop: None }
+    }
+}
+
 /// Runs `step` over an epoch's batches, stopping with a typed error at the first loss that
 /// is not finite (that batch's update is not applied).
 pub(crate) fn run_batches<M: ?Sized, B, O>(
@@ -601,14 +626,16 @@ pub(crate) fn run_batches<M: ?Sized, B, O>(
     epoch: usize,
     batches: &mut B,
     observer: &mut O,
+    until: Until<'_>,
     mut step: impl FnMut(&Tensor, &Tensor) -> candle::Result<StepValues>,
 ) -> Result<EpochSums>
 where
     B: Batches + ?Sized,
     O: Observer<M> + ?Sized,
 {
+    let Until { limit, mut stop } = until;
     let mut sums = EpochSums::default();
-    for (batch, item) in batches.epoch(epoch).enumerate() {
+    for (batch, item) in batches.epoch(epoch).take(limit).enumerate() {
         let (x, y) = item?;
         let v = step(&x, &y)?;
         if !v.loss.is_finite() {
@@ -623,6 +650,11 @@ where
         }
         sums.correct += v.correct;
         sums.samples += v.samples;
+        if let Some(stop) = stop.as_mut()
+            && stop()?
+        {
+            break;
+        }
     }
     if sums.batches == 0 {
         return Err(Error::NoBatches { phase, epoch });
@@ -634,7 +666,10 @@ where
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Linearized {
     pub plan: Plan,
+    /// Search epochs, the last perhaps cut short at the budget.
     pub search_epochs: usize,
+    /// Optimizer steps of the search: what a control trains to match it.
+    pub search_steps: usize,
     /// Lambda when the search stopped.
     pub lambda: f64,
     /// ReLUs kept by the binarized, finetuned network.
@@ -671,6 +706,7 @@ where
     }
     Ok(Linearized {
         search_epochs: search.state().epoch,
+        search_steps: search.state().steps,
         lambda: search.state().schedule.lambda,
         relu_count: relu_count(student, plan.config.threshold)?,
         finetune_epochs: finetune.epoch(),

@@ -311,6 +311,42 @@ fn without_finetuning_the_last_report_is_the_last_search_epochs() {
     assert_eq!(done.last.unwrap().phase, Phase::Search);
 }
 
+/// The student's count after every search step (`on_batch` comes after the step).
+struct CountsPerStep<'a> {
+    student: &'a TinyCnn,
+    counts: Vec<usize>,
+}
+
+impl<M> snl_core::Observer<M> for CountsPerStep<'_> {
+    fn on_batch(&mut self, phase: Phase, _epoch: usize, _batch: usize, _loss: f32) {
+        if phase == Phase::Search {
+            self.counts.push(snl_core::relu_count(self.student, 1e-2).unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_search_ends_at_the_first_step_within_its_budget_even_mid_epoch() {
+    let (model, vars) = student();
+    // A lambda this large takes most masks under the threshold within the first epoch.
+    let mut config = SnlConfig::paper(Budget::Absolute(600));
+    (config.lasso, config.search_lr, config.finetune_epochs) = (5e-2, 5e-2, 0);
+    let mut batches = tiny_cnn::synthetic_batches(40, 8, 3).unwrap();
+    let mut seen = CountsPerStep { student: &model, counts: Vec::new() };
+    let plan = config.check(768).unwrap();
+    let mut search = MaskSearch::new(&plan, &model, tiny_cnn::sorted_vars(&vars)).unwrap();
+    let last = search.run(&model, &teacher, &mut batches, &mut seen).unwrap().unwrap();
+    let counts = &seen.counts;
+    // It stopped at the first step whose count is within the budget, before the epoch's end.
+    assert!(counts.len() < 40, "the search ran {} steps of a 40-batch epoch: {counts:?}", counts.len());
+    assert!(
+        *counts.last().unwrap() <= 600 && counts[..counts.len() - 1].iter().all(|&c| c > 600),
+        "{counts:?}"
+    );
+    assert_eq!((last.epoch, last.batches, last.relu_count), (0, counts.len(), *counts.last().unwrap()));
+    assert_eq!((search.state().epoch, search.state().steps), (1, counts.len()));
+}
+
 struct Recorded(Vec<snl_core::EpochReport>);
 
 impl<M> snl_core::Observer<M> for Recorded {

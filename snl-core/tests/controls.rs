@@ -90,7 +90,7 @@ fn a_draw_depends_only_on_the_seed() {
 const PINNED_RANDOM_11: [[usize; 5]; 2] = [[0, 1, 4, 6, 7], [2, 3, 4, 15, 17]];
 
 #[test]
-fn frozen_mask_training_moves_weights_never_masks_and_resumes_exactly() {
+fn frozen_mask_training_takes_its_steps_moves_weights_never_masks_and_resumes_exactly() {
     let config = SnlConfig { search_lr: 1e-2, ..SnlConfig::paper(Budget::Absolute(200)) };
     let run = |stop_after: Option<usize>| {
         let (model, vars) = student();
@@ -99,15 +99,17 @@ fn frozen_mask_training_moves_weights_never_masks_and_resumes_exactly() {
         let masks = mask_values(&model);
         let mut batches = tiny_cnn::synthetic_batches(2, 8, 3).unwrap();
         let vars_list = tiny_cnn::sorted_vars(&vars);
-        let mut training = FrozenMaskTraining::new(&plan, &model, vars_list.clone(), 3).unwrap();
+        // 5 steps of 2-batch epochs: two whole epochs and one of a single step, as after an
+        // SNL search that reached its budget one step into its third epoch.
+        let mut training = FrozenMaskTraining::new(&plan, &model, vars_list.clone(), 5).unwrap();
         let mut reports = Vec::new();
         while !training.finished() {
             if Some(training.epoch()) == stop_after {
                 // Save and rebuild, as a killed run resumed from its checkpoint would.
                 let state = training.optimizer_state().unwrap();
+                let at = (training.epoch(), training.steps_done());
                 training =
-                    FrozenMaskTraining::resume(&plan, &model, vars_list.clone(), 3, training.epoch(), &state)
-                        .unwrap();
+                    FrozenMaskTraining::resume(&plan, &model, vars_list.clone(), 5, at, &state).unwrap();
             }
             reports.push(training.run_epoch(&model, &teacher, &mut batches, &mut ()).unwrap());
         }
@@ -119,16 +121,18 @@ fn frozen_mask_training_moves_weights_never_masks_and_resumes_exactly() {
     };
     let (_, start) = student();
     let (uninterrupted, reports) = run(None);
-    assert_eq!(reports.len(), 3);
+    assert_eq!(reports.iter().map(|r| r.batches).collect::<Vec<_>>(), [2, 2, 1]);
     let moved = values(&start)
         .iter()
         .zip(&uninterrupted)
         .filter(|((name, a), (_, b))| !name.contains("mask") && a != b)
         .count();
     assert!(moved > 0, "the weights trained");
-    let (resumed, resumed_reports) = run(Some(1));
-    assert_eq!(resumed, uninterrupted);
-    assert_eq!(resumed_reports, reports);
+    for stop_after in [1, 2] {
+        let (resumed, resumed_reports) = run(Some(stop_after));
+        assert_eq!(resumed, uninterrupted);
+        assert_eq!(resumed_reports, reports);
+    }
 }
 
 #[test]

@@ -75,7 +75,7 @@ fn dry_run_prints_every_command_and_an_estimate_and_runs_nothing() {
     assert_eq!(t.matches(" train ").count(), 1, "{t}");
     assert_eq!(t.matches(" linearize --model ").count(), 24, "4 budgets x 3 selections x 2 seeds: {t}");
     let control =
-        format!("--search-epochs N  # N = search_epochs in {}/snl-3225-s1/result.json", out.display());
+        format!("--search-steps N  # N = search_steps in {}/snl-3225-s1/result.json", out.display());
     assert_eq!(t.matches(&control).count(), 2, "{t}");
     assert!(t.contains("compute: 80 baseline epochs and 216..672 linearize epochs still to run"), "{t}");
     assert!(
@@ -106,7 +106,7 @@ fn sweep_with_a_stand_in_binary() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("uniform-60pct-s0 (exit code 3)"), "{t}");
-    assert!(t.contains("--selection random") && t.contains("--search-epochs 3"), "{t}");
+    assert!(t.contains("--selection random") && t.contains("--search-steps 27"), "{t}");
     let csv = read(out.join("pareto.csv"));
     assert_eq!(csv.lines().count(), 1 + 6, "header, baseline and 5 finished runs:\n{csv}");
     // Equal training: a control trains as many epochs as its SNL run.

@@ -1,7 +1,7 @@
 #!/bin/bash
 # fake snl: parse what xtask passes; write config.json (read back on --resume, as snl does),
-# then result.json. SNL searches 3 epochs; a control must get --search-epochs (refused with
-# snl, as snl does) and trains as long. A fresh uniform run at 60% fails after its config.json.
+# then result.json. SNL searches 3 epochs of 10 steps, the last cut short (27 steps); a control
+# must get --search-steps (refused with snl, as snl does) and trains as long. A fresh uniform run at 60% fails after its config.json.
 out=""; sel=snl; cmd=""; budget=""; resume=""; seed=0; search=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -11,7 +11,7 @@ while [ $# -gt 0 ]; do
     --selection) sel=$2; shift;;
     --budget) budget=$2; shift;;
     --seed) seed=$2; shift;;
-    --search-epochs) search=$2; shift;;
+    --search-steps) search=$2; shift;;
     --model|--threads|--dataset|--batch-size|--lasso|--search-lr|--warmup-epochs|--max-search-epochs|--finetune-epochs|--arch|--width|--epochs|--schedule) shift;;
     --json) ;;
     *) echo "fake snl: unexpected argument $1" >&2; exit 2;;
@@ -28,8 +28,8 @@ if [ -n "$resume" ]; then
   search=$(sed -n 's/.*"search":"\([^"]*\)".*/\1/p' "$out/config.json")
 else
   if [ "$cmd" = linearize ]; then
-    [ "$sel" = snl ] && [ -n "$search" ] && { echo "--search-epochs is refused with --selection snl" >&2; exit 2; }
-    [ "$sel" != snl ] && [ -z "$search" ] && { echo "fake snl: a control needs --search-epochs" >&2; exit 2; }
+    [ "$sel" = snl ] && [ -n "$search" ] && { echo "--search-steps is refused with --selection snl" >&2; exit 2; }
+    [ "$sel" != snl ] && [ -z "$search" ] && { echo "fake snl: a control needs --search-steps" >&2; exit 2; }
   fi
   mkdir -p "$out"
   echo "{\"command\":\"$cmd\",\"selection\":\"$sel\",\"budget\":\"$budget\",\"search\":\"$search\"}" > "$out/config.json"
@@ -43,7 +43,8 @@ if [ "$cmd" = train ]; then
   touch "$out/best.safetensors"
 else
   lambdas='"lambda0":null,"lambda_final":null'
-  [ "$sel" = snl ] && { search=3; lambdas='"lambda0":0.001,"lambda_final":0.0015'; }
-  echo "{\"command\":\"linearize\",\"selection\":\"$sel\",\"budget\":$((p*10)),\"relu_count\":$((p*10-3)),\"relu_total\":1000,\"val\":{\"samples\":100,\"top1\":$acc,\"top5\":99,\"loss\":0.3},\"test\":{\"samples\":100,\"top1\":$acc.5,\"top5\":99,\"loss\":0.3},\"wall_time_s\":1.5,\"seed\":$seed,\"search_epochs\":$search,\"epochs_trained\":$((search+1)),$lambdas}" > "$out/result.json"
+  [ "$sel" = snl ] && { search=27; lambdas='"lambda0":0.001,"lambda_final":0.0015'; }
+  epochs=$(( (search + 9) / 10 ))
+  echo "{\"command\":\"linearize\",\"selection\":\"$sel\",\"budget\":$((p*10)),\"relu_count\":$((p*10-3)),\"relu_total\":1000,\"val\":{\"samples\":100,\"top1\":$acc,\"top5\":99,\"loss\":0.3},\"test\":{\"samples\":100,\"top1\":$acc.5,\"top5\":99,\"loss\":0.3},\"wall_time_s\":1.5,\"seed\":$seed,\"search_epochs\":$epochs,\"search_steps\":$search,\"epochs_trained\":$((epochs+1)),$lambdas}" > "$out/result.json"
   touch "$out/model.safetensors"
 fi

@@ -71,7 +71,7 @@ fn sweeps_collects_and_resumes(out: &Path, selections: &str, runs: usize) -> Str
 }
 
 /// The whole sweep, twice; the controls run with `snl linearize --selection random|uniform
-/// --search-epochs N`, N read from their SNL run, and report `epochs_trained` in result.json.
+/// --search-steps N`, N read from their SNL run, and report `epochs_trained` in result.json.
 /// (One test: a sweep of SNL alone would only repeat a part of this one.)
 #[test]
 fn smoke_preset_sweeps_collects_resumes_and_controls_train_as_long_as_snl() {

@@ -72,6 +72,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
         seed: ctx.seed,
         split_seed: Some(ctx.seed),
         frozen_mask_epochs: 0,
+        frozen_mask_steps: None,
         finish_at_cap: false,
     };
     snl_dir.write_json(run::CONFIG, &snl_config)?;

@@ -39,6 +39,9 @@ pub struct LinearizeConfig {
     /// before finetuning, to match an SNL run's search.
     #[serde(default)]
     pub frozen_mask_epochs: usize,
+    /// random/uniform: the same in optimizer steps (`--search-steps`; replaces the epochs).
+    #[serde(default)]
+    pub frozen_mask_steps: Option<usize>,
     /// At the search-epoch cap above the budget: binarize and finetune anyway (else an error).
     #[serde(default)]
     pub finish_at_cap: bool,
@@ -58,10 +61,14 @@ enum Stage {
     /// A control's frozen-mask epochs finished (its masks are in the checkpoint).
     FrozenMask {
         epoch: usize,
+        #[serde(default)]
+        steps: usize,
     },
     Finetune {
-        /// Search or frozen-mask epochs before the finetuning.
+        /// Search or frozen-mask epochs before the finetuning, and their steps.
         search_epochs: usize,
+        #[serde(default)]
+        search_steps: usize,
         /// Lambda when the search stopped (snl only).
         #[serde(default)]
         lambda_final: Option<f64>,
@@ -117,14 +124,18 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
         None => {
             let model_path = args.model.as_ref().context("--model is required")?;
             let budget = args.budget.context("--budget is required")?;
-            let frozen_mask_epochs = match (args.selection, args.search_epochs) {
-                (Selection::Snl, Some(_)) => {
-                    return Err(usage(
-                        "--search-epochs is for --selection random or uniform: an snl search runs until the budget",
-                    ));
+            if args.selection == Selection::Snl {
+                for (flag, given) in
+                    [("--search-epochs", args.search_epochs), ("--search-steps", args.search_steps)]
+                {
+                    if given.is_some() {
+                        return Err(usage(format!(
+                            "{flag} is for --selection random or uniform: an snl search runs until the budget"
+                        )));
+                    }
                 }
-                (_, epochs) => epochs.unwrap_or(0),
-            };
+            }
+            let frozen_mask_epochs = args.search_epochs.unwrap_or(0);
             let teacher = model::load(model_path, &args.model_args, &ctx.device)?;
             let snl = SnlConfig {
                 budget,
@@ -172,6 +183,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                 seed,
                 split_seed: Some(split_seed),
                 frozen_mask_epochs,
+                frozen_mask_steps: args.search_steps,
                 finish_at_cap: args.finish_at_cap,
             };
             let out = args.out.as_ref().context("--out is required")?;
@@ -329,7 +341,7 @@ pub fn linearize(
                     )?;
                 }
                 lambda_final = Some(search.state().schedule.lambda);
-                state.stage = finetune_stage(search.state().epoch, lambda_final);
+                state.stage = finetune_stage(search.state().epoch, search.state().steps, lambda_final);
             }
             control => {
                 let selection = match control {
@@ -341,10 +353,10 @@ pub fn linearize(
                     "{selection:?} draw: {kept} of {} ReLUs kept (budget {})",
                     plan.total, plan.budget
                 ));
-                state.stage = if config.frozen_mask_epochs > 0 {
-                    Stage::FrozenMask { epoch: 0 }
+                state.stage = if frozen_mask_steps(config, batches.len()) > 0 {
+                    Stage::FrozenMask { epoch: 0, steps: 0 }
                 } else {
-                    finetune_stage(0, None)
+                    finetune_stage(0, 0, None)
                 };
             }
         }
@@ -352,12 +364,13 @@ pub fn linearize(
     }
 
     // A control's frozen-mask epochs: the search's training with the drawn masks.
-    if let Stage::FrozenMask { epoch } = state.stage {
+    if let Stage::FrozenMask { epoch, steps } = state.stage {
         // A resumed control's masks came back from the checkpoint as trainable variables.
         student.masks().iter().for_each(|m| m.set_frozen(true));
         let vars_list = params::trainable_vars(&vars);
-        let epochs = config.frozen_mask_epochs;
-        let mut training = FrozenMaskTraining::resume(&plan, &student, vars_list, epochs, epoch, &optimizer)?;
+        let total = frozen_mask_steps(config, batches.len());
+        let mut training =
+            FrozenMaskTraining::resume(&plan, &student, vars_list, total, (epoch, steps), &optimizer)?;
         while !training.finished() {
             let started = std::time::Instant::now();
             batches.set_bar(ctx.ui.bar(batches.len(), format!("frozen-mask epoch {}", training.epoch() + 1)));
@@ -366,9 +379,9 @@ pub fn linearize(
                 .map_err(|e| nan_context(e, run, state.records))?;
             batches.finish_bar();
             let stage = if training.finished() {
-                finetune_stage(epochs, None)
+                finetune_stage(training.epoch(), total, None)
             } else {
-                Stage::FrozenMask { epoch: training.epoch() }
+                Stage::FrozenMask { epoch: training.epoch(), steps: training.steps_done() }
             };
             let seconds = started.elapsed().as_secs_f64();
             finish_epoch(
@@ -387,6 +400,7 @@ pub fn linearize(
     // Binarize, then finetune with the masks frozen.
     let Stage::Finetune {
         search_epochs,
+        search_steps,
         lambda_final: saved_lambda,
         epoch: done,
         mut best_epoch,
@@ -423,6 +437,7 @@ pub fn linearize(
         }
         let stage = Stage::Finetune {
             search_epochs,
+            search_steps,
             lambda_final,
             epoch: finetune.epoch(),
             best_epoch,
@@ -456,6 +471,7 @@ pub fn linearize(
         best_epoch,
         epochs: plan.config.finetune_epochs,
         search_epochs: Some(search_epochs),
+        search_steps: Some(search_steps),
         epochs_trained: search_epochs + plan.config.finetune_epochs,
         lambda0: (config.selection == Selection::Snl).then_some(plan.config.lasso),
         lambda_final,
@@ -467,12 +483,27 @@ pub fn linearize(
     Ok(result)
 }
 
-fn finetune_stage(search_epochs: usize, lambda_final: Option<f64>) -> Stage {
-    Stage::Finetune { search_epochs, lambda_final, epoch: 0, best_epoch: None, best_val_top1: 0.0 }
+/// The finetuning's first stage, after a search (or a control's stand-in) of these epochs
+/// and steps.
+fn finetune_stage(search_epochs: usize, search_steps: usize, lambda_final: Option<f64>) -> Stage {
+    Stage::Finetune {
+        search_epochs,
+        search_steps,
+        lambda_final,
+        epoch: 0,
+        best_epoch: None,
+        best_val_top1: 0.0,
+    }
+}
+
+/// A control's frozen-mask steps: `--search-steps`, or `--search-epochs` whole epochs of
+/// `batches_per_epoch`.
+fn frozen_mask_steps(config: &LinearizeConfig, batches_per_epoch: usize) -> usize {
+    config.frozen_mask_steps.unwrap_or(config.frozen_mask_epochs * batches_per_epoch)
 }
 
 fn fresh_search_state(plan: &Plan) -> SearchState {
-    SearchState { epoch: 0, schedule: snl_core::LassoSchedule::new(plan), count: plan.total }
+    SearchState { epoch: 0, steps: 0, schedule: snl_core::LassoSchedule::new(plan), count: plan.total }
 }
 
 /// A non-finite loss names the last good checkpoint.

@@ -172,7 +172,11 @@ pub struct RunResult {
     pub epochs: usize,
     /// Search epochs (snl) or frozen-mask epochs (random, uniform) before the finetuning.
     pub search_epochs: Option<usize>,
-    /// Every epoch of this run that updated weights (all phases).
+    /// Optimizer steps of those epochs (the last may end early, at the budget): a control
+    /// given `--search-steps` this many trains exactly as long as the SNL run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_steps: Option<usize>,
+    /// Every epoch of this run that updated weights (all phases; one cut short counts).
     pub epochs_trained: usize,
     /// The search's initial and final lasso coefficient (snl only).
     pub lambda0: Option<f64>,

@@ -245,6 +245,7 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
         best_epoch: state.best_epoch,
         epochs: config.epochs,
         search_epochs: None,
+        search_steps: None,
         epochs_trained: config.epochs,
         lambda0: None,
         lambda_final: None,

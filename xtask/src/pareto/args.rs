@@ -16,8 +16,8 @@ is installed) and OUT/<run>/sites.svg.";
 
 const AFTER: &str = "\
 For each (budget, seed) the SNL run goes first; `random` and `uniform` then train as long: they get
-`--search-epochs N`, N being that SNL run's `search_epochs` (its result.json), so the controls'
-commands are completed when they run. Finished runs (result.json) are skipped, unfinished ones
+`--search-steps N`, N being that SNL run's `search_steps` (its result.json; its last search epoch
+may end early, at the budget), so the controls' commands are completed when they run. Finished runs (result.json) are skipped, unfinished ones
 (config.json) resumed with `snl linearize --resume`: re-running the same command continues a sweep.
 OUT/sweep.json records the settings of every run (all but --threads and --device): a re-run that
 changes one is refused, so is a run folder the record does not know. More budgets, seeds or

@@ -101,7 +101,7 @@ pub fn main(argv: &[String]) -> i32 {
         for line in plan::plan_text(&steps, &snl) {
             println!("{line}");
         }
-        let searched = |d: &Path| run::search_epochs(d).ok();
+        let searched = |d: &Path| run::search_count(d, "search_epochs").ok();
         let logged = |d: &Path| {
             let mut n = plan::Logged::default();
             for (phase, _) in logged_epochs(d) {

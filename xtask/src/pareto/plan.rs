@@ -45,8 +45,8 @@ pub enum Step {
         role: Role,
         dir: PathBuf,
         args: Vec<String>,
-        /// A control's SNL run: `--search-epochs` is its `search_epochs`, known once it ran.
-        search_epochs_of: Option<PathBuf>,
+        /// A control's SNL run: `--search-steps` is its `search_steps`, known once it ran.
+        search_of: Option<PathBuf>,
     },
     /// A finished run, left alone.
     Skip { role: Role, dir: PathBuf },
@@ -54,9 +54,9 @@ pub enum Step {
 
 impl Step {
     /// The full `snl` arguments of a control, given its SNL run's search length.
-    pub fn with_search_epochs(args: &[String], n: u64) -> Vec<String> {
+    pub fn with_search_steps(args: &[String], n: u64) -> Vec<String> {
         let mut args = args.to_vec();
-        args.extend(["--search-epochs".into(), n.to_string()]);
+        args.extend(["--search-steps".into(), n.to_string()]);
         args
     }
 }
@@ -106,12 +106,12 @@ pub fn plan(o: &Options, state: &dyn Fn(&Path) -> RunState) -> Vec<Step> {
             RunState::Finished => Step::Skip { role, dir },
             RunState::Unfinished => {
                 args.extend(["--resume".into(), dir.display().to_string()]);
-                Step::Snl { role, dir, args, search_epochs_of: None }
+                Step::Snl { role, dir, args, search_of: None }
             }
             RunState::Absent => {
                 fresh(&mut args);
                 args.extend(["--out".into(), dir.display().to_string()]);
-                Step::Snl { role, dir, args, search_epochs_of: of }
+                Step::Snl { role, dir, args, search_of: of }
             }
         };
     let first_seed = p.seeds.first().copied().unwrap_or(0);
@@ -160,9 +160,9 @@ pub fn plan_text(steps: &[Step], snl: &Path) -> Vec<String> {
                     shell_line(&cargo::program(), args)
                 )
             }
-            Step::Snl { args, search_epochs_of: None, .. } => format!("$ {}", shell_line(&snl, args)),
-            Step::Snl { args, search_epochs_of: Some(from), .. } => format!(
-                "$ {} --search-epochs N  # N = search_epochs in {}",
+            Step::Snl { args, search_of: None, .. } => format!("$ {}", shell_line(&snl, args)),
+            Step::Snl { args, search_of: Some(from), .. } => format!(
+                "$ {} --search-steps N  # N = search_steps in {}",
                 shell_line(&snl, args),
                 from.join("result.json").display()
             ),
@@ -327,18 +327,18 @@ mod tests {
         );
         // Controls wait for the SNL run of their budget and seed.
         match &steps[3] {
-            Step::Snl { search_epochs_of, args, .. } => {
-                assert_eq!(search_epochs_of.as_deref(), Some(Path::new("/tmp/sw/snl-30pct-s0")));
-                assert!(!args.contains(&"--search-epochs".to_string()));
-                let full = Step::with_search_epochs(args, 7);
-                assert_eq!(full[full.len() - 2..], ["--search-epochs", "7"]);
+            Step::Snl { search_of, args, .. } => {
+                assert_eq!(search_of.as_deref(), Some(Path::new("/tmp/sw/snl-30pct-s0")));
+                assert!(!args.contains(&"--search-steps".to_string()));
+                let full = Step::with_search_steps(args, 7);
+                assert_eq!(full[full.len() - 2..], ["--search-steps", "7"]);
             }
             s => panic!("{s:?}"),
         }
         let text = plan_text(&steps, Path::new("target/debug/snl"));
         assert!(text[1].starts_with("$ target/debug/snl --seed 0 train"));
         assert!(
-            text[3].ends_with("--search-epochs N  # N = search_epochs in /tmp/sw/snl-30pct-s0/result.json")
+            text[3].ends_with("--search-steps N  # N = search_steps in /tmp/sw/snl-30pct-s0/result.json")
         );
     }
 
@@ -391,8 +391,8 @@ mod tests {
                 .starts_with("snl --seed 1 linearize --model /s/baseline/best.safetensors --budget 3225")
         );
         match &steps[6] {
-            Step::Snl { search_epochs_of, .. } => {
-                assert_eq!(search_epochs_of.as_deref(), Some(Path::new("/s/snl-3225-s1")))
+            Step::Snl { search_of, .. } => {
+                assert_eq!(search_of.as_deref(), Some(Path::new("/s/snl-3225-s1")))
             }
             s => panic!("{s:?}"),
         }
@@ -419,7 +419,7 @@ mod tests {
                 args: ["--seed", "0", "linearize", "--resume", "/s/random-10pct-s0"]
                     .map(String::from)
                     .to_vec(),
-                search_epochs_of: None,
+                search_of: None,
             }
         );
     }

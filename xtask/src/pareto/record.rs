@@ -20,7 +20,7 @@ pub const RECORD: &str = "sweep.json";
 pub fn planned_settings(o: &Options) -> Settings {
     let mut runs = Settings::new();
     for step in plan(o, &|_| RunState::Absent) {
-        let Step::Snl { dir, args, search_epochs_of, .. } = step else { continue };
+        let Step::Snl { dir, args, search_of, .. } = step else { continue };
         let mut flags = BTreeMap::new();
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -35,8 +35,8 @@ pub fn planned_settings(o: &Options) -> Settings {
             };
             flags.insert(flag.to_string(), value);
         }
-        if let Some(snl) = search_epochs_of {
-            flags.insert("search-epochs".into(), format!("search_epochs of {}", folder_name(&snl)));
+        if let Some(snl) = search_of {
+            flags.insert("search-steps".into(), format!("search_steps of {}", folder_name(&snl)));
         }
         runs.insert(folder_name(&dir), flags);
     }
@@ -146,9 +146,9 @@ mod tests {
         assert_eq!(snl.get("lasso").map(String::as_str), Some("2e-3"));
         assert_eq!(snl.get("model").map(String::as_str), Some("/s/baseline/best.safetensors"));
         assert_eq!(snl.get("seed").map(String::as_str), Some("1"));
-        assert_eq!((snl.get("out"), snl.get("threads"), snl.get("search-epochs")), (None, None, None));
+        assert_eq!((snl.get("out"), snl.get("threads"), snl.get("search-steps")), (None, None, None));
         let control = &runs["uniform-10pct-s1"];
-        assert_eq!(control.get("search-epochs").map(String::as_str), Some("search_epochs of snl-10pct-s1"));
+        assert_eq!(control.get("search-steps").map(String::as_str), Some("search_steps of snl-10pct-s1"));
         assert_eq!(runs["baseline"].get("seed").map(String::as_str), Some("0"));
         assert_eq!(runs["baseline"].get("width").map(String::as_str), Some("4"));
     }

@@ -18,15 +18,14 @@ pub struct Failure {
     pub why: String,
 }
 
-/// The `search_epochs` an SNL run folder's `result.json` reports.
-pub fn search_epochs(snl_run: &Path) -> Result<u64, String> {
+/// A count an SNL run folder's `result.json` reports: `search_epochs` (the estimate's) or
+/// `search_steps` (what its controls train).
+pub fn search_count(snl_run: &Path, field: &str) -> Result<u64, String> {
     let path = snl_run.join("result.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("its SNL run is not finished ({}: {e})", path.display()))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON ({e})", path.display()))?;
-    v.get("search_epochs")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| format!("{}: no search_epochs", path.display()))
+    v.get(field).and_then(Value::as_u64).ok_or_else(|| format!("{}: no {field}", path.display()))
 }
 
 /// The sweep's lock file in OUT, held (`flock`) by the one process running the sweep.
@@ -78,7 +77,7 @@ struct Run<'a> {
     role: Role,
     dir: &'a Path,
     args: &'a [String],
-    search_epochs_of: Option<&'a Path>,
+    search_of: Option<&'a Path>,
 }
 
 /// Run every step, at most `jobs` runs at once: the baseline before any linearize run, a
@@ -103,8 +102,8 @@ pub fn execute(
                 }
             }
             Step::Skip { dir, .. } => println!("# skip {}: finished (result.json)", dir.display()),
-            Step::Snl { role, dir, args, search_epochs_of } => {
-                runs.push(Run { role: *role, dir, args, search_epochs_of: search_epochs_of.as_deref() })
+            Step::Snl { role, dir, args, search_of } => {
+                runs.push(Run { role: *role, dir, args, search_of: search_of.as_deref() })
             }
         }
     }
@@ -118,7 +117,7 @@ pub fn execute(
         .map(|r| match r.role {
             Role::Baseline => Vec::new(),
             Role::Linearize => {
-                let snl_run = r.search_epochs_of.and_then(|of| runs.iter().position(|s| s.dir == of));
+                let snl_run = r.search_of.and_then(|of| runs.iter().position(|s| s.dir == of));
                 baseline.into_iter().chain(snl_run).collect()
             }
         })
@@ -128,7 +127,7 @@ pub fn execute(
     let started = AtomicUsize::new(0);
     let total = runs.len();
     schedule(&after, jobs, &|i| {
-        let Run { role, dir, args, search_epochs_of } = &runs[i];
+        let Run { role, dir, args, search_of } = &runs[i];
         let n = started.fetch_add(1, Ordering::SeqCst) + 1;
         let name = super::plan::folder_name(dir);
         let fail = |why: String| {
@@ -139,10 +138,10 @@ pub fn execute(
             eprintln!("# [{n}/{total}] skip {}: the baseline failed", dir.display());
             return fail("skipped: the baseline failed".into());
         }
-        let args = match search_epochs_of {
+        let args = match search_of {
             None => args.to_vec(),
-            Some(from) => match search_epochs(from) {
-                Ok(e) => Step::with_search_epochs(args, e),
+            Some(from) => match search_count(from, "search_steps") {
+                Ok(n) => Step::with_search_steps(args, n),
                 Err(e) => {
                     eprintln!("# [{n}/{total}] skip {}: {e}", dir.display());
                     return fail(format!("skipped: {e}"));
@@ -244,11 +243,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-search-epochs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(search_epochs(&dir).unwrap_err().starts_with("its SNL run is not finished"));
-        std::fs::write(dir.join("result.json"), r#"{"search_epochs":null}"#).unwrap();
-        assert!(search_epochs(&dir).unwrap_err().ends_with("result.json: no search_epochs"));
-        std::fs::write(dir.join("result.json"), r#"{"search_epochs":7}"#).unwrap();
-        assert_eq!(search_epochs(&dir), Ok(7));
+        assert!(search_count(&dir, "search_steps").unwrap_err().starts_with("its SNL run is not finished"));
+        std::fs::write(dir.join("result.json"), r#"{"search_epochs":7,"search_steps":null}"#).unwrap();
+        assert!(search_count(&dir, "search_steps").unwrap_err().ends_with("result.json: no search_steps"));
+        std::fs::write(dir.join("result.json"), r#"{"search_epochs":7,"search_steps":66}"#).unwrap();
+        assert_eq!(
+            (search_count(&dir, "search_epochs"), search_count(&dir, "search_steps")),
+            (Ok(7), Ok(66))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
