@@ -111,22 +111,17 @@ fn a_control_given_search_steps_takes_exactly_the_snl_runs_steps() {
 }
 
 #[test]
-fn search_epochs_are_for_controls_only() {
+fn search_epochs_and_steps_are_for_controls_only() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut args = linearize_args(&baseline_model(), "10%", 1);
-    args.extend(["--search-epochs", "2", "--out", tmp.path().join("x").to_str().unwrap()].map(String::from));
-    snl()
-        .args(&args)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--search-epochs is for --selection random or uniform"));
-    let mut args = linearize_args(&baseline_model(), "10%", 1);
-    args.extend(["--search-steps", "2", "--out", tmp.path().join("x").to_str().unwrap()].map(String::from));
-    snl()
-        .args(&args)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--search-steps is for --selection random or uniform"));
+    for flag in ["--search-epochs", "--search-steps"] {
+        let mut args = linearize_args(&baseline_model(), "10%", 1);
+        args.extend([flag, "2", "--out", tmp.path().join("x").to_str().unwrap()].map(String::from));
+        snl()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!("{flag} is for --selection random or uniform")));
+    }
     assert!(!tmp.path().join("x").exists());
 }
 
