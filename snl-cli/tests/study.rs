@@ -90,6 +90,7 @@ fn a_control_given_search_steps_takes_exactly_the_snl_runs_steps() {
     let steps = snl_result["search_steps"].as_u64().unwrap();
     let searched = batches_of(snl_run, "search");
     assert_eq!(searched.iter().sum::<u64>(), steps, "search_steps is the search epochs' batches");
+    assert!(searched.last() < searched.first(), "the fixture's search ends mid-epoch: {searched:?}");
 
     let tmp = tempfile::tempdir().unwrap();
     let mut args = linearize_args(&baseline_model(), "10%", 1);

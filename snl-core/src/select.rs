@@ -179,7 +179,7 @@ impl FrozenMaskTraining {
             batches,
             observer,
             &mut self.adam,
-            Until { limit: self.steps - self.steps_done, stop: None },
+            Until { limit: self.steps.saturating_sub(self.steps_done), stop: None },
         )?;
         self.epoch += 1;
         self.steps_done += sums.batches;

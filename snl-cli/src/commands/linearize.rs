@@ -78,6 +78,21 @@ enum Stage {
     },
 }
 
+impl Stage {
+    /// A checkpoint written before steps were counted holds 0 steps; it ran whole epochs of
+    /// `per_epoch` steps only (an epoch has at least one step, so 0 after an epoch is old).
+    fn count_steps_of_old_checkpoints(&mut self, per_epoch: usize) {
+        match self {
+            Stage::Search(s) if s.steps == 0 => s.steps = s.epoch * per_epoch,
+            Stage::FrozenMask { epoch, steps } if *steps == 0 => *steps = *epoch * per_epoch,
+            Stage::Finetune { search_epochs, search_steps, .. } if *search_steps == 0 => {
+                *search_steps = *search_epochs * per_epoch
+            }
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LinearizeState {
     stage: Stage,
@@ -265,6 +280,7 @@ pub fn linearize(
         )
     };
     let mut batches = TrainBatches::new(&splits.train, config.data.batch_size, config.seed, &ctx.device)?;
+    state.stage.count_steps_of_old_checkpoints(batches.len());
     // One epoch of any phase: progress, the metrics line, the checkpoint, `--stop-after-epochs`.
     let finish_epoch = |state: &mut LinearizeState,
                         report: &EpochReport,
@@ -379,7 +395,7 @@ pub fn linearize(
                 .map_err(|e| nan_context(e, run, state.records))?;
             batches.finish_bar();
             let stage = if training.finished() {
-                finetune_stage(training.epoch(), total, None)
+                finetune_stage(training.epoch(), training.steps_done(), None)
             } else {
                 Stage::FrozenMask { epoch: training.epoch(), steps: training.steps_done() }
             };
@@ -557,4 +573,34 @@ fn log_epoch(
     }
     ctx.ui.detail(format!("  ce {:.4}, kd {:.4}, lasso {:.1}", report.ce, report.kd, report.lasso));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_checkpoints_count_whole_epochs_as_their_steps() {
+        let old = |json: &str| {
+            let mut stage: Stage = serde_json::from_str(json).unwrap();
+            stage.count_steps_of_old_checkpoints(10);
+            stage
+        };
+        let frozen = old(r#"{"FrozenMask":{"epoch":2}}"#);
+        assert!(matches!(frozen, Stage::FrozenMask { epoch: 2, steps: 20 }), "{frozen:?}");
+        let finetune = old(
+            r#"{"Finetune":{"search_epochs":3,"lambda_final":null,"epoch":1,"best_epoch":0,"best_val_top1":50.0}}"#,
+        );
+        assert!(
+            matches!(finetune, Stage::Finetune { search_epochs: 3, search_steps: 30, .. }),
+            "{finetune:?}"
+        );
+        let search = old(
+            r#"{"Search":{"epoch":4,"schedule":{"lambda":0.001,"lowest":9,"kappa":2.0,"warmup_epochs":1},"count":9}}"#,
+        );
+        assert!(matches!(&search, Stage::Search(s) if s.steps == 40), "{search:?}");
+        // A new checkpoint keeps its own count, a short last epoch included.
+        let new = old(r#"{"FrozenMask":{"epoch":2,"steps":17}}"#);
+        assert!(matches!(new, Stage::FrozenMask { epoch: 2, steps: 17 }), "{new:?}");
+    }
 }

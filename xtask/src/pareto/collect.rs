@@ -27,6 +27,8 @@ pub struct Row {
     pub val_top1: Option<f64>,
     /// Epochs that updated weights after the baseline (0 for the baseline itself).
     pub epochs_trained: Option<u64>,
+    /// Optimizer steps of the search (snl) or of the frozen-mask training (controls).
+    pub search_steps: Option<u64>,
     pub lambda0: Option<f64>,
     pub lambda_final: Option<f64>,
     pub wall_time_s: Option<f64>,
@@ -54,6 +56,7 @@ impl Row {
             test_top1: top1("test"),
             val_top1: top1("val"),
             epochs_trained: if baseline { Some(0) } else { u("epochs_trained") },
+            search_steps: u("search_steps"),
             lambda0: f("lambda0"),
             lambda_final: f("lambda_final"),
             wall_time_s: f("wall_time_s"),
@@ -206,7 +209,8 @@ pub fn to_json(rows: &[Row], groups: &[Group], paper: Option<&PaperSeries>) -> S
                 "run": r.name, "dir": r.dir.display().to_string(), "selection": r.selection,
                 "budget": r.budget, "seed": r.seed, "relu_count": r.relu_count, "relu_total": r.relu_total,
                 "relu_fraction": r.fraction(), "test_top1": r.test_top1, "val_top1": r.val_top1,
-                "epochs_trained": r.epochs_trained, "lambda0": r.lambda0, "lambda_final": r.lambda_final,
+                "epochs_trained": r.epochs_trained, "search_steps": r.search_steps,
+                "lambda0": r.lambda0, "lambda_final": r.lambda_final,
                 "wall_time_s": r.wall_time_s,
             })
         })

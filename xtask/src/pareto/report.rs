@@ -88,14 +88,14 @@ fn lead(rows: &[Row], groups: &[Group], budget: u64, control: &str) -> String {
     format!("{:+.2} ({seeds})", snl - other)
 }
 
-/// Issue 15's conditions on the finished linearize runs, each stated with what was found.
-pub fn checks(rows: &[Row]) -> Vec<String> {
-    let linearized: Vec<&Row> = rows.iter().filter(|r| r.selection != selection::BASELINE).collect();
-    // (budget, seed) -> the epochs_trained of its runs.
+/// Whether `value` is one value within each (budget, seed) cell of `runs`, stated with
+/// the cells where it is not.
+fn equal_within_cells(runs: &[&Row], name: &str, value: fn(&Row) -> Option<u64>) -> String {
+    // (budget, seed) -> the values of its runs.
     type Cells = BTreeMap<(Option<u64>, Option<u64>), BTreeSet<Option<u64>>>;
     let mut cells = Cells::new();
-    for r in &linearized {
-        cells.entry((r.budget, r.seed)).or_default().insert(r.epochs_trained);
+    for r in runs {
+        cells.entry((r.budget, r.seed)).or_default().insert(value(r));
     }
     let unequal: Vec<String> = cells
         .iter()
@@ -105,11 +105,23 @@ pub fn checks(rows: &[Row]) -> Vec<String> {
             format!("budget {} seed {}: {}", num(*b), num(*s), e.join(" vs "))
         })
         .collect();
-    let mut out = vec![if unequal.is_empty() {
-        format!("equal epochs_trained within each of the {} (budget, seed) cells", cells.len())
+    if unequal.is_empty() {
+        format!("equal {name} within each of the {} (budget, seed) cells", cells.len())
     } else {
-        format!("UNEQUAL epochs_trained: {}", unequal.join("; "))
-    }];
+        format!("UNEQUAL {name}: {}", unequal.join("; "))
+    }
+}
+
+/// Issue 15's conditions on the finished linearize runs, each stated with what was found.
+pub fn checks(rows: &[Row]) -> Vec<String> {
+    let linearized: Vec<&Row> = rows.iter().filter(|r| r.selection != selection::BASELINE).collect();
+    let mut out: Vec<String> = [
+        ("epochs_trained", (|r: &Row| r.epochs_trained) as fn(&Row) -> Option<u64>),
+        ("search_steps", |r: &Row| r.search_steps),
+    ]
+    .into_iter()
+    .map(|(name, value)| equal_within_cells(&linearized, name, value))
+    .collect();
     let snl: Vec<&&Row> = linearized.iter().filter(|r| r.selection == selection::SNL).collect();
     let lambda0: BTreeSet<String> = snl.iter().map(|r| num(r.lambda0)).collect();
     out.push(match lambda0.len() {
@@ -149,6 +161,7 @@ mod tests {
             relu_total: Some(1000),
             test_top1: Some(acc),
             epochs_trained: Some(epochs),
+            search_steps: Some(epochs * 10),
             lambda0: (sel == "snl").then_some(1e-4),
             lambda_final: (sel == "snl").then_some(if seed == 0 { 4e-4 } else { 1e-4 }),
             ..Row::default()
@@ -186,6 +199,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("- equal epochs_trained within each of the 2 (budget, seed) cells"), "{md}");
+        assert!(md.contains("- equal search_steps within each of the 2 (budget, seed) cells"), "{md}");
         assert!(md.contains("- one lambda0 for all 2 SNL runs: 0.0001"), "{md}");
         assert!(md.contains("- lambda grew (lambda_final > lambda0) in 1 of 2 SNL runs"), "{md}");
     }
@@ -194,10 +208,12 @@ mod tests {
     fn the_checks_name_what_fails() {
         let mut rows = study();
         rows[3].epochs_trained = Some(2);
+        rows[4].search_steps = Some(119);
         rows[2].lambda0 = Some(3e-4);
         let checks = checks(&rows);
         assert_eq!(checks[0], "UNEQUAL epochs_trained: budget 100 seed 0: 2 vs 12");
-        assert_eq!(checks[1], "SEVERAL lambda0 among the SNL runs: 0.0001, 0.0003");
+        assert_eq!(checks[1], "UNEQUAL search_steps: budget 100 seed 1: 119 vs 120");
+        assert_eq!(checks[2], "SEVERAL lambda0 among the SNL runs: 0.0001, 0.0003");
         // A missing control shows as a dash, not as a lead over nothing.
         let only_snl: Vec<Row> = rows.into_iter().filter(|r| r.selection != "uniform").collect();
         let md = to_markdown(&only_snl, &groups(&only_snl));
