@@ -329,7 +329,8 @@ impl MaskSearch {
         self.state.count <= self.plan.budget
     }
 
-    /// One search epoch, then the count and lambda's update.
+    /// One search epoch, ended early at the first step whose count is within the budget,
+    /// then the count and lambda's update.
     pub fn run_epoch<M, T, B, O>(
         &mut self,
         student: &M,
