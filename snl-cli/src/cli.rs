@@ -215,9 +215,10 @@ pub struct LinearizeArgs {
     /// instead of stopping with an error. Also accepted with --resume.
     #[arg(long)]
     pub finish_at_cap: bool,
-    /// random/uniform only: epochs of the search's optimizer and loss (Adam at --search-lr on
-    /// CE + KD) with the drawn mask frozen, before the finetuning, so that a control trains
-    /// exactly as much as an SNL run whose search took this many epochs (default 0).
+    /// random/uniform only: whole epochs of the search's optimizer and loss (Adam at
+    /// --search-lr on CE + KD) with the drawn mask frozen, before the finetuning (default 0).
+    /// An SNL search ends at the first step within its budget, so its last epoch may be
+    /// short: to train exactly as much as an SNL run, give --search-steps its `search_steps`.
     #[arg(long, conflicts_with = "search_steps")]
     pub search_epochs: Option<usize>,
     /// random/uniform only: as --search-epochs, in optimizer steps: the `search_steps` of the
