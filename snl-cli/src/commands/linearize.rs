@@ -83,10 +83,10 @@ impl Stage {
     /// `per_epoch` steps only (an epoch has at least one step, so 0 after an epoch is old).
     fn count_steps_of_old_checkpoints(&mut self, per_epoch: usize) {
         match self {
-            Stage::Search(s) if s.steps == 0 => s.steps = s.epoch * per_epoch,
-            Stage::FrozenMask { epoch, steps } if *steps == 0 => *steps = *epoch * per_epoch,
+            Stage::Search(s) if s.steps == 0 => s.steps = s.epoch.saturating_mul(per_epoch),
+            Stage::FrozenMask { epoch, steps } if *steps == 0 => *steps = epoch.saturating_mul(per_epoch),
             Stage::Finetune { search_epochs, search_steps, .. } if *search_steps == 0 => {
-                *search_steps = *search_epochs * per_epoch
+                *search_steps = search_epochs.saturating_mul(per_epoch)
             }
             _ => {}
         }
@@ -515,7 +515,7 @@ fn finetune_stage(search_epochs: usize, search_steps: usize, lambda_final: Optio
 /// A control's frozen-mask steps: `--search-steps`, or `--search-epochs` whole epochs of
 /// `batches_per_epoch`.
 fn frozen_mask_steps(config: &LinearizeConfig, batches_per_epoch: usize) -> usize {
-    config.frozen_mask_steps.unwrap_or(config.frozen_mask_epochs * batches_per_epoch)
+    config.frozen_mask_steps.unwrap_or(config.frozen_mask_epochs.saturating_mul(batches_per_epoch))
 }
 
 fn fresh_search_state(plan: &Plan) -> SearchState {
