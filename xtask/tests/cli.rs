@@ -2,7 +2,7 @@
 //! estimate, and a sweep driven through a stand-in script (`tests/fake-snl.sh`, which writes
 //! `result.json` files as `snl` would) collects, plots, gives controls their SNL run's search
 //! length, reports a failing run, resumes it, grows by a seed, and refuses to mix other
-//! settings into the sweep.
+//! settings into the sweep; `--publish` copies what a results folder holds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -122,6 +122,22 @@ fn sweep_with_a_stand_in_binary() {
     assert_eq!(json["points"].as_array().unwrap().len(), 6, "baseline, snl x2, random x2, uniform x1");
     assert!(out.join("snl-30pct-s0/sites.svg").exists());
     assert!(out.join("sweep.json").exists());
+
+    // Published: the tables and each finished run's small files; no checkpoint, no unfinished run.
+    let results = dir.join("results");
+    let mut publish = args.to_vec();
+    publish.extend(["--collect-only", "--publish", results.to_str().unwrap()]);
+    let o = xtask(&publish);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("published pareto.* and 6 finished runs (no checkpoints)"), "{}", text(&o));
+    assert_eq!(read(results.join("pareto.csv")), csv);
+    assert_eq!(read(results.join("snl-30pct-s0/result.json")), read(out.join("snl-30pct-s0/result.json")));
+    assert!(results.join("snl-30pct-s0/sites.svg").exists() && results.join("sweep.json").exists());
+    assert!(!results.join("snl-30pct-s0/model.safetensors").exists());
+    assert!(
+        !results.join("baseline/best.safetensors").exists() && results.join("baseline/result.json").exists()
+    );
+    assert!(!results.join("uniform-60pct-s0").exists(), "unfinished");
 
     // Again: finished runs are skipped, the unfinished one resumed (as the run it was).
     // A folder the sweep did not plan is not collected.

@@ -64,6 +64,10 @@ pub struct Args {
     /// Collect the finished runs into pareto.csv, pareto.json, pareto.svg, pareto.md; run nothing
     #[arg(long, conflicts_with = "dry_run")]
     pub collect_only: bool,
+    /// Also copy pareto.*, sweep.json and each finished run's config.json, metrics.jsonl,
+    /// result.json and sites.svg (never a checkpoint) into DIR/ and DIR/<run>/: a results folder
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["dry_run", "task", "status"])]
+    pub publish: Option<PathBuf>,
     /// Run only this planned run (a Slurm array task): skipped when finished, else resumed or started
     #[arg(long, value_name = "RUN", conflicts_with_all = ["dry_run", "collect_only"])]
     pub task: Option<String>,
@@ -198,6 +202,8 @@ pub struct Options {
     pub build: bool,
     pub paper_points: PaperPoints,
     pub sites: bool,
+    /// Where `--publish` copies the results.
+    pub publish: Option<PathBuf>,
     pub threads: Option<usize>,
     /// The baseline's threads: it always runs alone (every other run needs it), so when
     /// `--jobs` split the cores it still gets them all.
@@ -283,6 +289,11 @@ impl Options {
                     "--executor slurm submits a whole sweep: drop --task, --collect-only or --status".into(),
                 );
             }
+            "slurm" if a.publish.is_some() => {
+                return Err("--publish with --executor slurm: the jobs run later; publish with \
+                            --collect-only --publish DIR once they ended"
+                    .into());
+            }
             "slurm" => Some(a.slurm),
             _ => match a.slurm.first_given() {
                 Some(flag) => return Err(format!("{flag} is a Slurm flag: give --executor slurm")),
@@ -325,6 +336,7 @@ impl Options {
             build: !a.no_build,
             paper_points,
             sites: !a.no_sites,
+            publish: a.publish,
             threads,
             baseline_threads,
             jobs,
@@ -409,6 +421,7 @@ mod tests {
         assert!(err("--paper-points cifar10 --no-paper-points").contains("cannot be used with"));
         assert!(err("--partition gpu").contains("--partition is a Slurm flag: give --executor slurm"));
         assert!(err("--executor slurm --task snl-10pct-s0").contains("drop --task"));
+        assert!(err("--executor slurm --publish r").contains("publish with --collect-only --publish DIR"));
         assert!(err("--executor pbs").contains("'pbs'"));
         assert!(err("--jobs 0").contains("--jobs 0"));
         assert!(err("--jobs 2 --executor slurm").contains("--jobs is for --executor local"));

@@ -4,7 +4,7 @@
 //! `pareto.json`, and draw `pareto.svg`.
 //!
 //! `args` (command line, options), `preset`, `plan` (steps, dry-run text, estimate),
-//! `record` (sweep.json), `collect` (rows, groups over seeds, CSV, JSON), `paper`, `status`
+//! `record` (sweep.json), `publish` (a results folder), `collect` (rows, groups over seeds, CSV, JSON), `paper`, `status`
 //! and `slurm` (scripts and submissions) decide, as pure functions with tests; `run`,
 //! `slurm::submit` and this file touch the disk or start processes.
 
@@ -13,6 +13,7 @@ mod collect;
 mod paper;
 mod plan;
 mod preset;
+mod publish;
 mod record;
 mod report;
 mod run;
@@ -188,6 +189,17 @@ pub fn main(argv: &[String]) -> i32 {
                 && let Err(e) = crate::sites::draw(&snl, &r.dir, &model, &svg)
             {
                 eprintln!("xtask pareto: no per-site chart for {}: {e}", r.dir.display());
+            }
+        }
+    }
+    if let Some(dest) = &o.publish {
+        match publish::publish(&o.out, &rows, dest) {
+            Ok(n) => {
+                println!("published pareto.* and {n} finished runs (no checkpoints) to {}", dest.display())
+            }
+            Err(e) => {
+                eprintln!("xtask pareto: {e}");
+                return 1;
             }
         }
     }

@@ -1,0 +1,101 @@
+//! `--publish DIR`: the part of a sweep a results folder in a repository holds: the tables
+//! and figure, the sweep record, and each finished run's small files. Never a checkpoint:
+//! they are large, and the commands rebuild them.
+
+use std::path::Path;
+
+use super::collect::Row;
+use super::record::RECORD;
+
+/// Files of the sweep folder that are published when present.
+const SWEEP_FILES: [&str; 6] = ["pareto.csv", "pareto.json", "pareto.md", "pareto.svg", "pareto.png", RECORD];
+
+/// Files of a finished run's folder that are published when present.
+const RUN_FILES: [&str; 4] = ["config.json", "metrics.jsonl", "result.json", "sites.svg"];
+
+/// Copy the sweep files of `out` and the run files of every row (finished runs only: a row
+/// has a result.json) into `dest` and `dest/<run>/`; returns the number of runs published.
+/// Each file is written beside its target and renamed, so a killed xtask leaves the old
+/// file or the new one.
+pub fn publish(out: &Path, rows: &[Row], dest: &Path) -> Result<usize, String> {
+    std::fs::create_dir_all(dest).map_err(|e| format!("--publish {}: {e}", dest.display()))?;
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same(out, dest) {
+        return Err(format!("--publish {}: that is the sweep folder; give another folder", dest.display()));
+    }
+    for name in SWEEP_FILES {
+        copy_if_present(&out.join(name), &dest.join(name))?;
+    }
+    for row in rows {
+        let to = dest.join(&row.name);
+        if same(&row.dir, &to) {
+            continue;
+        }
+        std::fs::create_dir_all(&to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+        for name in RUN_FILES {
+            copy_if_present(&row.dir.join(name), &to.join(name))?;
+        }
+    }
+    Ok(rows.len())
+}
+
+fn copy_if_present(from: &Path, to: &Path) -> Result<(), String> {
+    if !from.is_file() {
+        return Ok(());
+    }
+    let mut tmp = to.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = Path::new(&tmp);
+    std::fs::copy(from, tmp)
+        .and_then(|_| std::fs::rename(tmp, to))
+        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_tables_record_and_small_run_files_but_no_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("xtask-publish-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (out, dest) = (dir.join("sweep"), dir.join("results"));
+        let run = out.join("snl-100-s0");
+        std::fs::create_dir_all(&run).unwrap();
+        for (path, text) in [
+            (out.join("pareto.csv"), "csv"),
+            (out.join(RECORD), "{}"),
+            (out.join(".pareto.lock"), ""),
+            (run.join("config.json"), "config"),
+            (run.join("metrics.jsonl"), "metrics"),
+            (run.join("result.json"), "result"),
+            (run.join("model.safetensors"), "weights"),
+            (run.join("checkpoint.safetensors"), "weights"),
+        ] {
+            std::fs::write(path, text).unwrap();
+        }
+        // A stale copy is replaced.
+        std::fs::create_dir_all(dest.join("snl-100-s0")).unwrap();
+        std::fs::write(dest.join("snl-100-s0/result.json"), "old").unwrap();
+        let row = Row { name: "snl-100-s0".into(), dir: run.clone(), ..Row::default() };
+        assert_eq!(publish(&out, std::slice::from_ref(&row), &dest), Ok(1));
+        let read = |p: &str| std::fs::read_to_string(dest.join(p)).unwrap();
+        assert_eq!(read("pareto.csv"), "csv");
+        assert_eq!(read(RECORD), "{}");
+        assert_eq!(read("snl-100-s0/result.json"), "result");
+        assert_eq!(read("snl-100-s0/metrics.jsonl"), "metrics");
+        let mut published: Vec<String> = std::fs::read_dir(dest.join("snl-100-s0"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        published.sort();
+        assert_eq!(published, ["config.json", "metrics.jsonl", "result.json"]);
+        assert!(!dest.join(".pareto.lock").exists() && !dest.join("pareto.svg").exists());
+
+        // Publishing into the sweep folder itself is refused and changes nothing.
+        let e = publish(&out, &[row], &out.join(".")).unwrap_err();
+        assert!(e.contains("that is the sweep folder"), "{e}");
+        assert_eq!(std::fs::read_to_string(out.join("pareto.csv")).unwrap(), "csv");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
