@@ -5,6 +5,7 @@
 //! budget, the rest become identities, and the network is finetuned with the masks frozen.
 //! This crate knows nothing about files, datasets or command lines, and never prints.
 
+mod epoch;
 mod error;
 pub mod fast;
 pub mod loss;

@@ -12,9 +12,10 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::epoch::{Until, distill_epoch};
 use crate::mask::{Masked, relu_count, relu_total};
 use crate::optim::{Adam, AdamConfig, Optimizer, OptimizerState};
-use crate::snl::{Batches, EpochReport, Observer, Phase, Plan, Until, distill_epoch};
+use crate::snl::{Batches, EpochReport, Observer, Phase, Plan};
 use crate::{ConfigError, Error, Result};
 
 /// A drawn (not learned) selection.
