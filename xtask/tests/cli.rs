@@ -138,6 +138,23 @@ fn sweep_with_a_stand_in_binary() {
         !results.join("baseline/best.safetensors").exists() && results.join("baseline/result.json").exists()
     );
     assert!(!results.join("uniform-60pct-s0").exists(), "unfinished");
+    // Another sweep's folder, or a file, is refused before anything runs.
+    let mut other = publish.clone();
+    *other.last_mut().unwrap() = fake.to_str().unwrap();
+    let o = xtask(&other);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("snl: not a folder; nothing was run"), "{}", text(&o));
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut into_sweep = args.to_vec();
+    into_sweep[4] = empty.to_str().unwrap();
+    into_sweep.extend(["--collect-only", "--publish", out.to_str().unwrap()]);
+    let o = xtask(&into_sweep);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("a sweep folder (it has .pareto.lock)"), "{}", text(&o));
+    let o = xtask(&["pareto", "--out", dir.join("none").to_str().unwrap(), "--collect-only"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("none: no such folder, so no sweep to collect"), "{}", text(&o));
 
     // Again: finished runs are skipped, the unfinished one resumed (as the run it was).
     // A folder the sweep did not plan is not collected.

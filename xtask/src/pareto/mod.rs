@@ -83,6 +83,12 @@ pub fn main(argv: &[String]) -> i32 {
             return 2;
         }
     };
+    if let Some(dest) = &o.publish
+        && let Err(e) = publish::check(dest, &o.out, &record)
+    {
+        eprintln!("xtask pareto: {e}; nothing was run");
+        return 2;
+    }
     let steps = plan::plan(&o, &|d| run_state(d));
     // The planned runs only, and the given baseline's folder (its result.json, if any).
     let mut dirs: Vec<PathBuf> = planned.keys().map(|run| o.out.join(run)).collect();
@@ -130,7 +136,19 @@ pub fn main(argv: &[String]) -> i32 {
         return 0;
     }
     let failures = match &o.mode {
-        Mode::CollectOnly => Vec::new(),
+        Mode::CollectOnly => {
+            if !o.out.is_dir() {
+                eprintln!("xtask pareto: --out {}: no such folder, so no sweep to collect", o.out.display());
+                return 2;
+            }
+            if run::sweep_running(&o.out) {
+                println!(
+                    "note: a sweep is running in {}: collecting the runs finished so far",
+                    o.out.display()
+                );
+            }
+            Vec::new()
+        }
         Mode::Task(run) => {
             let Some(step) = steps.iter().find(|s| step_run(s) == Some(run.as_str())) else {
                 let runs: Vec<&String> = planned.keys().collect();

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use super::collect::Row;
-use super::record::RECORD;
+use super::record::{RECORD, Settings, read_record};
+use super::run::LOCK;
 
 /// Files of the sweep folder that are published when present.
 const SWEEP_FILES: [&str; 6] = ["pareto.csv", "pareto.json", "pareto.md", "pareto.svg", "pareto.png", RECORD];
@@ -13,16 +14,37 @@ const SWEEP_FILES: [&str; 6] = ["pareto.csv", "pareto.json", "pareto.md", "paret
 /// Files of a finished run's folder that are published when present.
 const RUN_FILES: [&str; 4] = ["config.json", "metrics.jsonl", "result.json", "sites.svg"];
 
+/// Refuses, before anything runs, a `--publish` folder that would lose something: a file,
+/// the sweep folder itself, another sweep's folder (its lock), or a results folder of
+/// another sweep (a `sweep.json` recording a run that `record`, this sweep's, records
+/// otherwise or not at all). A results folder of this sweep, or one without a record (a
+/// folder of other results), is fine.
+pub fn check(dest: &Path, out: &Path, record: &Settings) -> Result<(), String> {
+    let refuse = |why: String| Err(format!("--publish {}: {why}", dest.display()));
+    if dest.exists() && !dest.is_dir() {
+        return refuse("not a folder".into());
+    }
+    if same(out, dest) {
+        return refuse("that is the sweep folder; give another folder".into());
+    }
+    if dest.join(LOCK).exists() {
+        return refuse(format!("a sweep folder (it has {LOCK}), not a results folder"));
+    }
+    let other = read_record(dest)?.into_iter().find(|(run, settings)| record.get(run) != Some(settings));
+    if let Some((run, _)) = other {
+        return refuse(format!(
+            "its {RECORD} is another sweep's (it records run {run} otherwise); publish into another folder"
+        ));
+    }
+    Ok(())
+}
+
 /// Copy the sweep files of `out` and the run files of every row (finished runs only: a row
 /// has a result.json) into `dest` and `dest/<run>/`; returns the number of runs published.
 /// Each file is written beside its target and renamed, so a killed xtask leaves the old
-/// file or the new one.
+/// file or the new one. [`check`] has vetted `dest`.
 pub fn publish(out: &Path, rows: &[Row], dest: &Path) -> Result<usize, String> {
     std::fs::create_dir_all(dest).map_err(|e| format!("--publish {}: {e}", dest.display()))?;
-    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
-    if same(out, dest) {
-        return Err(format!("--publish {}: that is the sweep folder; give another folder", dest.display()));
-    }
     for name in SWEEP_FILES {
         copy_if_present(&out.join(name), &dest.join(name))?;
     }
@@ -39,6 +61,11 @@ pub fn publish(out: &Path, rows: &[Row], dest: &Path) -> Result<usize, String> {
     Ok(rows.len())
 }
 
+/// Whether both paths exist and are one folder, however spelled.
+fn same(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
 fn copy_if_present(from: &Path, to: &Path) -> Result<(), String> {
     if !from.is_file() {
         return Ok(());
@@ -53,6 +80,9 @@ fn copy_if_present(from: &Path, to: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::record::write_record;
     use super::*;
 
     #[test]
@@ -92,10 +122,39 @@ mod tests {
         assert_eq!(published, ["config.json", "metrics.jsonl", "result.json"]);
         assert!(!dest.join(".pareto.lock").exists() && !dest.join("pareto.svg").exists());
 
-        // Publishing into the sweep folder itself is refused and changes nothing.
-        let e = publish(&out, &[row], &out.join(".")).unwrap_err();
-        assert!(e.contains("that is the sweep folder"), "{e}");
-        assert_eq!(std::fs::read_to_string(out.join("pareto.csv")).unwrap(), "csv");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_folder_that_would_lose_something() {
+        let dir = std::env::temp_dir().join(format!("xtask-publish-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (out, dest) = (dir.join("sweep"), dir.join("results"));
+        std::fs::create_dir_all(&out).unwrap();
+        let flags = |seed: &str| BTreeMap::from([("seed".to_string(), seed.to_string())]);
+        let record: Settings = BTreeMap::from([("snl-100-s0".to_string(), flags("0"))]);
+        let err = |dest: &Path| check(dest, &out, &record).unwrap_err();
+
+        assert_eq!(check(&dest, &out, &record), Ok(()), "a folder to be made");
+        assert!(err(&out.join(".")).ends_with("that is the sweep folder; give another folder"));
+        std::fs::write(dir.join("file"), "").unwrap();
+        assert!(err(&dir.join("file")).ends_with("not a folder"));
+        std::fs::create_dir_all(&dest).unwrap();
+        std::fs::write(dest.join(LOCK), "").unwrap();
+        assert!(err(&dest).contains("a sweep folder (it has .pareto.lock)"));
+        std::fs::remove_file(dest.join(LOCK)).unwrap();
+
+        // This sweep's earlier record (a subset) is fine; another sweep's is refused.
+        write_record(&dest, &BTreeMap::new()).unwrap();
+        assert_eq!(check(&dest, &out, &record), Ok(()));
+        write_record(&dest, &record).unwrap();
+        assert_eq!(check(&dest, &out, &record), Ok(()));
+        write_record(&dest, &BTreeMap::from([("snl-100-s0".to_string(), flags("1"))])).unwrap();
+        assert!(
+            err(&dest).contains("its sweep.json is another sweep's (it records run snl-100-s0 otherwise)")
+        );
+        write_record(&dest, &BTreeMap::from([("random-5-s0".to_string(), flags("0"))])).unwrap();
+        assert!(err(&dest).contains("records run random-5-s0 otherwise"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

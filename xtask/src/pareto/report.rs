@@ -8,7 +8,8 @@ use crate::selection;
 
 /// The baseline, then per budget each selection's test top-1 (mean, min-max, runs), ReLUs
 /// kept and epochs trained, SNL's lead over each control (of the means, and per seed), then
-/// the checks: equal training within each (budget, seed), one lambda0, lambda growing.
+/// the checks: equal training within each (budget, seed), budgets kept, one lambda0, lambda
+/// growing.
 pub fn to_markdown(rows: &[Row], groups: &[Group]) -> String {
     let mut out = String::new();
     for b in rows.iter().filter(|r| r.selection == selection::BASELINE) {
@@ -122,6 +123,19 @@ pub fn checks(rows: &[Row]) -> Vec<String> {
     .into_iter()
     .map(|(name, value)| equal_within_cells(&linearized, name, value))
     .collect();
+    // A search that reached its cap with `--finish-at-cap` keeps more ReLUs than allowed;
+    // its accuracy is then not comparable with the controls', which draw exactly the budget.
+    let over: Vec<String> = linearized
+        .iter()
+        .filter(|r| matches!((r.relu_count, r.budget), (Some(c), Some(b)) if c > b))
+        .map(|r| format!("{} ({} > {})", r.name, num(r.relu_count), num(r.budget)))
+        .collect();
+    let unknown = linearized.iter().filter(|r| r.relu_count.is_none() || r.budget.is_none()).count();
+    out.push(match (over.is_empty(), unknown) {
+        (true, 0) => format!("all {} linearize runs keep at most their budget of ReLUs", linearized.len()),
+        (true, n) => format!("{n} linearize runs do not say their ReLU count or budget"),
+        (false, _) => format!("OVER BUDGET: {}", over.join("; ")),
+    });
     let snl: Vec<&&Row> = linearized.iter().filter(|r| r.selection == selection::SNL).collect();
     let lambda0: BTreeSet<String> = snl.iter().map(|r| num(r.lambda0)).collect();
     out.push(match lambda0.len() {
@@ -200,6 +214,7 @@ mod tests {
         );
         assert!(md.contains("- equal epochs_trained within each of the 2 (budget, seed) cells"), "{md}");
         assert!(md.contains("- equal search_steps within each of the 2 (budget, seed) cells"), "{md}");
+        assert!(md.contains("- all 6 linearize runs keep at most their budget of ReLUs"), "{md}");
         assert!(md.contains("- one lambda0 for all 2 SNL runs: 0.0001"), "{md}");
         assert!(md.contains("- lambda grew (lambda_final > lambda0) in 1 of 2 SNL runs"), "{md}");
     }
@@ -210,10 +225,14 @@ mod tests {
         rows[3].epochs_trained = Some(2);
         rows[4].search_steps = Some(119);
         rows[2].lambda0 = Some(3e-4);
+        rows[2].relu_count = Some(130);
         let checks = checks(&rows);
         assert_eq!(checks[0], "UNEQUAL epochs_trained: budget 100 seed 0: 2 vs 12");
         assert_eq!(checks[1], "UNEQUAL search_steps: budget 100 seed 1: 119 vs 120");
-        assert_eq!(checks[2], "SEVERAL lambda0 among the SNL runs: 0.0001, 0.0003");
+        assert_eq!(checks[2], "OVER BUDGET: snl-100-s1 (130 > 100)");
+        assert_eq!(checks[3], "SEVERAL lambda0 among the SNL runs: 0.0001, 0.0003");
+        rows[2].relu_count = None;
+        assert_eq!(super::checks(&rows)[2], "1 linearize runs do not say their ReLU count or budget");
         // A missing control shows as a dash, not as a lead over nothing.
         let only_snl: Vec<Row> = rows.into_iter().filter(|r| r.selection != "uniform").collect();
         let md = to_markdown(&only_snl, &groups(&only_snl));

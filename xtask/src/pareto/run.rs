@@ -52,6 +52,12 @@ pub fn lock_sweep(out: &Path) -> Result<std::fs::File, String> {
     }
 }
 
+/// Whether another process holds the lock of the sweep in `out` (it is running).
+pub fn sweep_running(out: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(out.join(LOCK)) else { return false };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 /// Where a run's output goes: this terminal, or (several runs at once) a log file.
 fn run_child(program: &Path, args: &[String], log: Option<&Path>) -> Result<(), String> {
     let mut cmd = Command::new(program);
@@ -278,13 +284,16 @@ mod tests {
     }
 
     #[test]
-    fn a_second_sweep_of_one_folder_is_refused_until_the_first_ends() {
+    fn a_second_sweep_of_one_folder_is_refused_until_the_first_ends_and_is_seen_running() {
         let dir = std::env::temp_dir().join(format!("xtask-sweep-lock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        assert!(!sweep_running(&dir), "no lock file yet");
         let first = lock_sweep(&dir).unwrap();
+        assert!(sweep_running(&dir));
         let err = lock_sweep(&dir).unwrap_err();
         assert!(err.starts_with("another `xtask pareto` is running the sweep in"), "{err}");
         drop(first);
+        assert!(!sweep_running(&dir), "the lock file stays, unlocked");
         assert!(lock_sweep(&dir).is_ok(), "free again");
         std::fs::remove_dir_all(&dir).unwrap();
     }
