@@ -207,7 +207,8 @@ pub struct LinearizeArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = 1e-3)]
     pub search_lr: f64,
     /// Search epochs after which a count still above the budget stops the run (default 2000;
-    /// may be raised on --resume to continue a search that reached it).
+    /// may be raised on --resume to continue a search that reached it). A control's
+    /// --search-epochs/--search-steps may not need more epochs.
     #[arg(long, allow_negative_numbers = true)]
     pub max_search_epochs: Option<usize>,
     /// At --max-search-epochs with the count still above the budget, binarize and finetune

@@ -118,7 +118,8 @@ mod tests {
     fn each_bad_value_names_its_flag() {
         let model = Path::new("base.safetensors");
         let paper = SnlConfig::paper(Budget::Fraction(0.1));
-        let cases: [(&str, fn(&mut SnlConfig)); 11] = [
+        type Edit = fn(&mut SnlConfig);
+        let cases: [(&str, Edit); 11] = [
             ("--lasso NaN", |c| c.lasso = f64::NAN),
             ("--lasso -1", |c| c.lasso = -1.0),
             ("--lasso inf", |c| c.lasso = f64::INFINITY),
