@@ -86,3 +86,26 @@ fn times_lambda(lambda: Option<f64>) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_non_finite_loss_shows_lambda_only_when_it_weighed_the_lasso() {
+        let err = |lambda| Error::NonFiniteLoss {
+            phase: crate::Phase::Search,
+            epoch: 0,
+            batch: 2,
+            value: f32::INFINITY,
+            ce: 1.5,
+            kd: 9.25,
+            lasso: 7680.0,
+            lambda,
+        };
+        let text = err(Some(1e38)).to_string();
+        assert!(text.ends_with("(ce 1.5, kd 9.25, lasso 7680 x lambda 1e38)"), "{text}");
+        let text = err(None).to_string();
+        assert!(text.ends_with("(ce 1.5, kd 9.25, lasso 7680)"), "{text}");
+    }
+}
