@@ -145,11 +145,11 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 160)]
     pub epochs: usize,
     /// SGD learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
     pub lr: f64,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub momentum: f64,
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5e-4)]
     pub weight_decay: f64,
     #[arg(long, value_enum, default_value_t = ScheduleKind::Multistep)]
     pub schedule: ScheduleKind,
@@ -182,7 +182,7 @@ pub struct LinearizeArgs {
     #[arg(long, required_unless_present = "resume")]
     pub model: Option<PathBuf>,
     /// ReLUs to keep: a count (50000, 50k, 1.5m) or a fraction (10%, 0.1).
-    #[arg(long, required_unless_present = "resume", value_parser = crate::commands::parse_budget)]
+    #[arg(long, allow_hyphen_values = true, required_unless_present = "resume", value_parser = crate::commands::parse_budget)]
     pub budget: Option<snl_core::Budget>,
     #[command(flatten)]
     pub model_args: ModelArgs,
@@ -192,23 +192,24 @@ pub struct LinearizeArgs {
     #[arg(long, value_enum, default_value_t = Selection::Snl)]
     pub selection: Selection,
     /// Initial lasso coefficient lambda.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-5)]
     pub lasso: f64,
     /// Lambda's growth factor when the count stalls.
-    #[arg(long, default_value_t = 1.1)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.1)]
     pub kappa: f64,
     /// Search epochs before lambda may grow.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5)]
     pub warmup_epochs: usize,
     /// A mask element counts as a ReLU when alphas > threshold.
-    #[arg(long, default_value_t = 1e-2)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-2)]
     pub threshold: f64,
     /// Adam learning rate of the mask search.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-3)]
     pub search_lr: f64,
     /// Search epochs after which a count still above the budget stops the run (default 2000;
-    /// may be raised on --resume to continue a search that reached it).
-    #[arg(long)]
+    /// may be raised on --resume to continue a search that reached it). A control's
+    /// --search-epochs/--search-steps may not need more epochs.
+    #[arg(long, allow_negative_numbers = true)]
     pub max_search_epochs: Option<usize>,
     /// At --max-search-epochs with the count still above the budget, binarize and finetune
     /// anyway (the authors' behaviour; the model then keeps more ReLUs than the budget)
@@ -219,23 +220,23 @@ pub struct LinearizeArgs {
     /// --search-lr on CE + KD) with the drawn mask frozen, before the finetuning (default 0).
     /// An SNL search ends at the first step within its budget, so its last epoch may be
     /// short: to train exactly as much as an SNL run, give --search-steps its `search_steps`.
-    #[arg(long, conflicts_with = "search_steps")]
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "search_steps")]
     pub search_epochs: Option<usize>,
     /// random/uniform only: as --search-epochs, in optimizer steps: the `search_steps` of the
     /// SNL run to match (its last search epoch may end early, at the budget)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub search_steps: Option<usize>,
     /// Distillation temperature.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4.0)]
     pub temperature: f64,
     /// Finetuning epochs after binarizing (0 stops after binarizing).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 100)]
     pub finetune_epochs: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-3)]
     pub finetune_lr: f64,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub finetune_momentum: f64,
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5e-4)]
     pub finetune_weight_decay: f64,
     /// Run folder (created; must not hold a finished run).
     #[arg(long, required_unless_present = "resume")]

@@ -95,6 +95,22 @@ struct Lock {
 impl Lock {
     /// Takes the lock of `root` or says which process holds it.
     fn take(root: &Path) -> Result<Self> {
+        match Self::try_take(root)? {
+            Ok(lock) => Ok(lock),
+            Err(pid) => {
+                bail!("{} is in use by another snl process (pid {pid}); wait for it to end", root.display())
+            }
+        }
+    }
+
+    /// The pid of the process holding the lock of the existing folder `root`, if any (the
+    /// lock is taken and released at once when free).
+    fn holder(root: &Path) -> Result<Option<String>> {
+        Ok(Self::try_take(root)?.err())
+    }
+
+    /// The lock, or the pid (as its lock file says) of the process that holds it.
+    fn try_take(root: &Path) -> Result<std::result::Result<Self, String>> {
         use std::os::unix::fs::MetadataExt;
         let path = root.join(LOCK);
         loop {
@@ -109,7 +125,7 @@ impl Lock {
                 let mut pid = String::new();
                 file.read_to_string(&mut pid).ok();
                 let pid = if pid.trim().is_empty() { "unknown" } else { pid.trim() };
-                bail!("{} is in use by another snl process (pid {pid}); wait for it to end", root.display());
+                return Ok(Err(pid.to_string()));
             }
             // The owner before us may have removed the file after we opened it: then this lock
             // is on a file nobody else will open, and we try again.
@@ -121,7 +137,7 @@ impl Lock {
             file.set_len(0)?;
             file.rewind()?;
             write!(file, "{}", std::process::id())?;
-            return Ok(Self { _file: file, path });
+            return Ok(Ok(Self { _file: file, path }));
         }
     }
 }
@@ -163,6 +179,13 @@ impl RunDir {
             bail!("{} holds a finished run; choose another --out (nothing was overwritten)", root.display());
         }
         if root.join(CHECKPOINT).exists() || root.join(CONFIG).exists() {
+            // A run another process is working on cannot be resumed now: say so, not --resume.
+            if let Some(pid) = Lock::holder(root)? {
+                bail!(
+                    "{} holds a run that another snl process (pid {pid}) is working on; wait for it to end, or choose another --out",
+                    root.display()
+                );
+            }
             if !root.join(CHECKPOINT).exists() && !root.join(METRICS).exists() && !is_snl_config(root) {
                 bail!(
                     "{} holds a {CONFIG} that is not an snl run's; choose another --out (nothing was overwritten)",
@@ -196,8 +219,10 @@ impl RunDir {
         })
     }
 
-    /// An unfinished run to resume.
-    pub fn open(root: &Path) -> Result<Self> {
+    /// An unfinished run to resume. `may_change` names the `config.json` keys (dotted paths)
+    /// that a resume may change (and write before its next checkpoint): they are not checked
+    /// against the checkpoint.
+    pub fn open(root: &Path, may_change: &[&str]) -> Result<Self> {
         if !root.join(CONFIG).exists() {
             bail!("{}: not a run folder (no {CONFIG})", root.display());
         }
@@ -211,17 +236,43 @@ impl RunDir {
             resumed: true,
             config: Arc::new(Mutex::new(None)),
         };
-        run.check_config()?;
+        run.check_config(may_change)?;
         Ok(run)
     }
 
     /// Refuses a `config.json` that differs from the one the checkpoint (if any) was made
-    /// with, naming the changed keys. Reads only the checkpoint's header: a resume with an
-    /// edited configuration fails before any data is read.
-    fn check_config(&self) -> Result<()> {
+    /// with, naming the changed keys (but those in `may_change`). Reads only the checkpoint's
+    /// header: a resume with an edited configuration fails before any data is read.
+    fn check_config(&self, may_change: &[&str]) -> Result<()> {
         let config = self.config()?;
+        let Some(saved) = self.checkpoint_metadata(CONFIG_KEY)? else { return Ok(()) };
+        let mut changed = changed_keys(&saved, &config);
+        changed.retain(|key| !may_change.contains(&key.as_str()));
+        if !changed.is_empty() {
+            bail!(
+                "{} was edited since the run's checkpoint (changed: {}); a run continues with the \
+                 configuration it started with: put the values back, or start a new run with the new ones",
+                self.path(CONFIG).display(),
+                list_some(&changed)
+            );
+        }
+        Ok(())
+    }
+
+    /// The resume state of the checkpoint, if there is one, read from its header alone.
+    pub fn saved_state<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         let path = self.path(CHECKPOINT);
-        let Ok(mut file) = File::open(&path) else { return Ok(()) };
+        self.checkpoint_metadata(STATE_KEY)?
+            .map(|state| {
+                serde_json::from_value(state).with_context(|| format!("{}: bad resume state", path.display()))
+            })
+            .transpose()
+    }
+
+    /// The JSON value stored under `key` in the checkpoint's header; None without a checkpoint.
+    fn checkpoint_metadata(&self, key: &str) -> Result<Option<Value>> {
+        let path = self.path(CHECKPOINT);
+        let Ok(mut file) = File::open(&path) else { return Ok(None) };
         let bad = || format!("{}: not a checkpoint snl wrote (bad header)", path.display());
         let mut len = [0u8; 8];
         file.read_exact(&mut len).with_context(bad)?;
@@ -233,21 +284,34 @@ impl RunDir {
         let mut header = vec![0u8; len as usize];
         file.read_exact(&mut header).with_context(bad)?;
         let header: Value = serde_json::from_slice(&header).with_context(bad)?;
-        let saved = header["__metadata__"][CONFIG_KEY]
+        let text = header["__metadata__"][key]
             .as_str()
-            .with_context(|| format!("{}: no resume state ({CONFIG_KEY})", path.display()))?;
-        let saved: Value = serde_json::from_str(saved)
-            .with_context(|| format!("{}: bad resume state ({CONFIG_KEY})", path.display()))?;
-        let changed = changed_keys(&saved, &config);
-        if !changed.is_empty() {
+            .with_context(|| format!("{}: no resume state ({key})", path.display()))?;
+        let value = serde_json::from_str(text)
+            .with_context(|| format!("{}: bad resume state ({key})", path.display()))?;
+        Ok(Some(value))
+    }
+
+    /// The run's `config.json` as `command`'s configuration; a run of the other command
+    /// (train or linearize, told apart by its keys) is named, with the command that resumes it.
+    pub fn read_config<T: DeserializeOwned>(&self, command: &str) -> Result<T> {
+        let value = self.config()?;
+        let made_by = if value.get("teacher").is_some() {
+            Some("linearize")
+        } else if value.get("epochs").is_some() && value.get("sgd").is_some() {
+            Some("train")
+        } else {
+            None
+        };
+        if let Some(other) = made_by.filter(|&other| other != command) {
             bail!(
-                "{} was edited since the run's checkpoint (changed: {}); a run continues with the \
-                 configuration it started with: put the values back, or start a new run with the new ones",
-                self.path(CONFIG).display(),
-                list_some(&changed)
+                "{} is a `snl {other}` run, not a `snl {command}` one; continue it with `snl {other} --resume {}`",
+                self.root.display(),
+                self.root.display()
             );
         }
-        Ok(())
+        let path = self.path(CONFIG);
+        serde_json::from_value(value).with_context(|| format!("{}: not a valid snl file", path.display()))
     }
 
     /// Whether this run was opened to resume.
@@ -426,18 +490,24 @@ mod tests {
         let run = RunDir::create(&root).unwrap();
         run.write_json(super::CONFIG, &json!({"seed": 0, "data": {}})).unwrap();
         // flock locks belong to an open file: a second open, even in this process, is refused.
-        let err = RunDir::open(&root).unwrap_err().to_string();
+        let err = RunDir::open(&root, &[]).unwrap_err().to_string();
         let pid = std::process::id();
         assert_eq!(
             err,
             format!("{} is in use by another snl process (pid {pid}); wait for it to end", root.display())
         );
+        // A new run there is told who works on it, not to resume it.
         let err = RunDir::create(&root).unwrap_err().to_string();
-        assert!(err.contains("unfinished run"), "{err}");
+        assert!(err.contains(&format!("another snl process (pid {pid}) is working on")), "{err}");
+        assert!(!err.contains("--resume"), "{err}");
         assert!(root.join(LOCK).exists());
         drop(run);
         assert!(!root.join(LOCK).exists(), "the lock file outlived its run");
-        let reopened = RunDir::open(&root).unwrap();
+        // Once free, the unfinished run is named, and asking left no lock behind.
+        let err = RunDir::create(&root).unwrap_err().to_string();
+        assert!(err.contains("unfinished run") && err.contains("--resume"), "{err}");
+        assert!(!root.join(LOCK).exists(), "a refused create left a lock file");
+        let reopened = RunDir::open(&root, &[]).unwrap();
         assert!(reopened.resumed());
     }
 

@@ -503,20 +503,6 @@ fn far_too_many_threads_are_capped_with_a_warning() {
     assert!(stderr(&output).contains(&needle), "{}", stderr(&output));
 }
 
-/// An image folder `<root>/<split>/<class>/<i>.png` of 16x16 images, `per_class` per class.
-fn image_folder(root: &Path, split: &str, classes: &[&str], per_class: usize) {
-    for (k, class) in classes.iter().enumerate() {
-        let dir = root.join(split).join(class);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..per_class {
-            let img = image::RgbImage::from_fn(16, 16, |x, y| {
-                image::Rgb([(x * 16) as u8, (y * 16) as u8, (k * 60 + i) as u8])
-            });
-            img.save(dir.join(format!("{i}.png"))).unwrap();
-        }
-    }
-}
-
 #[test]
 fn train_and_test_folders_must_name_the_same_classes() {
     let folder_train = |data: &Path, out: &Path| -> Vec<String> {
@@ -546,4 +532,72 @@ fn train_and_test_folders_must_name_the_same_classes() {
     let output = snl().args(folder_train(&data, &out)).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("warning: the folder data has a single class"), "{}", stderr(&output));
+}
+
+#[test]
+fn bad_linearize_values_are_refused_naming_their_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let model = baseline_model();
+    // Each value as given, negative ones included (clap takes them as values, not flags).
+    let bad = [
+        ("--max-search-epochs", "0"),
+        ("--lasso", "NaN"),
+        ("--lasso", "inf"),
+        ("--lasso", "0"),
+        ("--lasso", "-1"),
+        ("--kappa", "-1"),
+        ("--threshold", "1"),
+        ("--temperature", "0"),
+        ("--search-lr", "-1"),
+        ("--finetune-lr", "0"),
+        ("--finetune-weight-decay", "-1"),
+        ("--budget", "-5"),
+        ("--budget", "-5%"),
+    ];
+    for (flag, value) in bad {
+        let mut args = with_flag(linearize_args(&model, "10%", 1), flag, value);
+        args.extend(["--out".into(), s(&out).into()]);
+        let err = fails(&refs(&args), 2, &[&format!("{flag} {value}: ")]);
+        assert!(!err.contains(s(&model)), "blames the model: {err}");
+    }
+    assert!(!out.exists(), "a refused command created its run folder");
+}
+
+#[test]
+fn a_control_longer_than_the_search_epoch_cap_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    // linearize_args caps the search at 30 epochs; the synthetic set has 10 batches of 100.
+    // (Without the check the first trains 31 epochs, the last until killed.)
+    for (flag, value, needle) in [
+        ("--search-steps", "301", "needs 31 epochs of 10 batches"),
+        ("--search-epochs", "31", "needs 31 epochs"),
+        ("--search-steps", "18446744073709551615", "needs 1844674407370955162 epochs of 10 batches"),
+    ] {
+        let mut args = linearize_args(&baseline_model(), "10%", 1);
+        args.extend([flag, value, "--selection", "random", "--out", s(&out)].map(String::from));
+        fails(&refs(&args), 2, &[&format!("{flag} {value} "), needle, "--max-search-epochs 30"]);
+    }
+    assert!(!out.exists(), "a refused command created its run folder");
+}
+
+#[test]
+fn a_resume_of_the_other_commands_run_names_the_command_that_resumes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trained = tmp.path().join("train");
+    snl().args(train_to(&trained, &["--stop-after-epochs", "1"])).assert().code(3);
+    let linearized = tmp.path().join("linearize");
+    let mut args = linearize_args(&baseline_model(), "10%", 1);
+    args.extend(["--out", s(&linearized), "--stop-after-epochs", "1"].map(String::from));
+    snl().args(&args).assert().code(3);
+    for (command, run, made_by) in [("linearize", &trained, "train"), ("train", &linearized, "linearize")] {
+        let before = snapshot(run);
+        let needles = [
+            &format!("is a `snl {made_by}` run") as &str,
+            &format!("`snl {made_by} --resume {}`", run.display()),
+        ];
+        fails(&[command, "--resume", s(run)], 1, &needles);
+        assert_eq!(snapshot(run), before, "a refused resume changed the run");
+    }
 }

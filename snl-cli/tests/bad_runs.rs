@@ -206,9 +206,116 @@ fn a_run_folder_is_worked_on_by_one_process_at_a_time() {
         1,
         &[&format!("{} is in use by another snl process (pid {pid})", out.display())],
     );
+    // A new run there is told the same, not to resume what another process is running.
+    let err =
+        fails(&refs(&train_to(&out, &[])), 1, &[&format!("another snl process (pid {pid}) is working on")]);
+    assert!(!err.contains("--resume"), "{err}");
     first.kill().unwrap();
     first.wait().unwrap();
     // A killed run's lock file is left behind, and is no obstacle.
     assert!(lock.exists(), "{second}");
     snl().args(["train", "--resume", s(&out), "-q", "--stop-after-epochs", "1"]).assert().code(3);
+}
+
+#[test]
+fn a_resume_that_changed_the_cap_and_failed_can_still_be_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let capped = |cap: &str, extra: &[&str]| {
+        let mut args = with_flag(linearize_args(&baseline_model(), "10%", 1), "--max-search-epochs", cap);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let run = tmp.path().join("run");
+    fails(&refs(&capped("2", &["--out", s(&run)])), 1, &["gave up after 2 epochs"]);
+    // A cap below the epochs searched is refused before anything changes.
+    let before = snapshot(&run);
+    fails(
+        &["linearize", "--resume", s(&run), "--max-search-epochs", "1"],
+        2,
+        &["--max-search-epochs 1 is below the 2 search epochs", "--finish-at-cap"],
+    );
+    assert_eq!(snapshot(&run), before, "a refused resume changed the run");
+    // A resume raising the cap writes config.json, then fails before its next checkpoint...
+    let good = poison_checkpoint(&run);
+    fails(&["linearize", "--resume", s(&run), "--max-search-epochs", "3"], 1, &["non-finite in epoch 3"]);
+    assert_eq!(read_json(&run.join("config.json"))["snl"]["max_search_epochs"], 3);
+    std::fs::write(run.join("checkpoint.safetensors"), good).unwrap();
+    // ...and the run still resumes, ending as a run given that cap from the start.
+    let output = snl().args(["linearize", "--resume", s(&run), "-q", "--finish-at-cap"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let full = tmp.path().join("full");
+    snl().args(capped("3", &["--finish-at-cap", "--out", s(&full)])).assert().success();
+    assert_eq!(result_without_time(&run), result_without_time(&full));
+    assert_eq!(metrics_without_time(&run), metrics_without_time(&full));
+    // The search ended above its budget: result.json and a warning say so.
+    let result = read_json(&run.join("result.json"));
+    assert!(result["relu_count"].as_u64() > result["budget"].as_u64(), "{result}");
+    assert_eq!(result["within_budget"], false);
+    let err = stderr(&output);
+    assert!(err.contains(&format!("warning: {} keeps ", run.display())), "{err}");
+    assert!(err.contains("over its budget of 768") && err.contains("within_budget: false"), "{err}");
+    // A run within its budget says so.
+    assert_eq!(read_json(&linearized().join("result.json"))["within_budget"], true);
+}
+
+/// Removes the top-level `key` from the run's config.json and from the copy its checkpoint holds.
+fn remove_config_key(run: &Path, key: &str) {
+    let mut config = read_json(&run.join("config.json"));
+    config.as_object_mut().unwrap().remove(key).unwrap_or_else(|| panic!("no {key} in config.json"));
+    std::fs::write(run.join("config.json"), serde_json::to_string(&config).unwrap()).unwrap();
+    let path = run.join("checkpoint.safetensors");
+    let mut metadata = read_metadata(&path);
+    let mut config: serde_json::Value = serde_json::from_str(&metadata["snl_config"]).unwrap();
+    config.as_object_mut().unwrap().remove(key);
+    metadata.insert("snl_config".into(), config.to_string());
+    write_tensors(&path, &read_tensors(&path), Some(metadata));
+}
+
+#[test]
+fn a_control_resumed_on_fewer_training_images_is_refused_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    image_folder(&data, "train", &["ant", "bee"], 12);
+    image_folder(&data, "test", &["ant", "bee"], 2);
+    let folder = ["--dataset", "folder", "--data-dir", s(&data), "--batch-size", "4"];
+    let teacher = tmp.path().join("teacher");
+    snl()
+        .args(["train", "--arch", "resnet18", "--width", "4", "--epochs", "1", "--val-size", "0", "-q"])
+        .args(folder)
+        .args(["--out", s(&teacher)])
+        .assert()
+        .success();
+    let run = tmp.path().join("random");
+    snl()
+        .args(["linearize", "--model", s(&teacher.join("model.safetensors")), "--budget", "10%", "-q"])
+        .args(folder)
+        .args(["--selection", "random", "--search-epochs", "2", "--finetune-epochs", "1"])
+        .args(["--out", s(&run), "--stop-after-epochs", "1"])
+        .assert()
+        .code(3);
+    assert_eq!(read_json(&run.join("config.json"))["train_size"], 24);
+    // 10 images left: the 6 steps done are all the 2 epochs of 3 batches would now take.
+    for class in ["ant", "bee"] {
+        for i in 5..12 {
+            std::fs::remove_file(data.join("train").join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let before = snapshot(&run);
+    let needles = [
+        &format!("{}: the run started on 24 training images", run.display()) as &str,
+        &format!("the folder data in {} now gives 10", data.display()),
+    ];
+    fails(&["linearize", "--resume", s(&run)], 1, &needles);
+    assert_eq!(snapshot(&run), before, "a refused resume changed the run");
+    // A run made before the size was recorded: its steps no longer fit, and it says so.
+    remove_config_key(&run, "train_size");
+    fails(&["linearize", "--resume", s(&run)], 1, &["6 frozen-mask steps done", "asks for 6 in all"]);
+}
+
+#[test]
+fn an_overflowing_lasso_weight_is_shown_with_the_terms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = with_flag(linearize_args(&baseline_model(), "10%", 1), "--lasso", "1e38");
+    args.extend(["--out".into(), s(&tmp.path().join("run")).into()]);
+    fails(&refs(&args), 1, &["loss became inf", &format!("lasso {W4_TOTAL} x lambda 1e38)")]);
 }

@@ -144,7 +144,8 @@ where
         let v = step(&x, &y)?;
         if !v.loss.is_finite() {
             let [ce, kd, lasso] = v.terms;
-            return Err(Error::NonFiniteLoss { phase, epoch, batch, value: v.loss, ce, kd, lasso });
+            let lambda = None; // the search adds its own
+            return Err(Error::NonFiniteLoss { phase, epoch, batch, value: v.loss, ce, kd, lasso, lambda });
         }
         observer.on_batch(phase, epoch, batch, v.loss);
         sums.batches += 1;

@@ -42,7 +42,12 @@ pub enum Error {
     Candle(#[from] candle::Error),
     #[error("invalid SNL configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("{phase} loss became {value} at epoch {epoch}, batch {batch} (ce {ce}, kd {kd}, lasso {lasso})")]
+    /// The terms are shown as computed: finite terms with a non-finite loss mean that
+    /// `lambda * lasso` (the search's `lambda`) overflowed.
+    #[error(
+        "{phase} loss became {value} at epoch {epoch}, batch {batch} (ce {ce}, kd {kd}, lasso {lasso}{})",
+        times_lambda(*.lambda)
+    )]
     NonFiniteLoss {
         phase: crate::Phase,
         epoch: usize,
@@ -51,6 +56,8 @@ pub enum Error {
         ce: f32,
         kd: f32,
         lasso: f32,
+        /// The lasso's coefficient (the search only).
+        lambda: Option<f64>,
     },
     #[error(
         "mask search gave up after {epochs} epochs: {count} ReLUs left, budget {budget}, lambda {lambda:.3e}"
@@ -73,4 +80,32 @@ pub enum Error {
     MaskNotInVars { site: String },
 }
 
+/// ` x lambda 1e38` after the lasso term, when it was weighted.
+fn times_lambda(lambda: Option<f64>) -> String {
+    lambda.map_or(String::new(), |l| format!(" x lambda {l:e}"))
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_non_finite_loss_shows_lambda_only_when_it_weighed_the_lasso() {
+        let err = |lambda| Error::NonFiniteLoss {
+            phase: crate::Phase::Search,
+            epoch: 0,
+            batch: 2,
+            value: f32::INFINITY,
+            ce: 1.5,
+            kd: 9.25,
+            lasso: 7680.0,
+            lambda,
+        };
+        let text = err(Some(1e38)).to_string();
+        assert!(text.ends_with("(ce 1.5, kd 9.25, lasso 7680 x lambda 1e38)"), "{text}");
+        let text = err(None).to_string();
+        assert!(text.ends_with("(ce 1.5, kd 9.25, lasso 7680)"), "{text}");
+    }
+}

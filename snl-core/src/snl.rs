@@ -364,6 +364,13 @@ impl MaskSearch {
                 self.adam.step(&loss.backward()?)?;
             }
             Ok(values)
+        })
+        .map_err(|mut err| {
+            // The terms alone may be finite: the loss weighs the lasso by lambda.
+            if let Error::NonFiniteLoss { lambda: weight, .. } = &mut err {
+                *weight = Some(lambda);
+            }
+            err
         })?;
         let count = relu_count(student, self.plan.config.threshold)?;
         let lambda_grew = self.state.schedule.after_epoch(epoch, count);

@@ -74,6 +74,7 @@ pub fn run(ctx: &Context, args: DemoArgs) -> Result<()> {
         frozen_mask_epochs: 0,
         frozen_mask_steps: None,
         finish_at_cap: false,
+        train_size: Some(splits.train.len()),
     };
     snl_dir.write_json(run::CONFIG, &snl_config)?;
     let after = linearize(ctx, &snl_config, &splits, &snl_dir)?;

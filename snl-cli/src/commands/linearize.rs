@@ -2,9 +2,11 @@
 //! the frozen teacher, or a baseline selection (random, uniform per site) with the same
 //! finetuning. Checkpoints after every epoch; `--resume` continues exactly.
 
+mod checks;
+
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use candle::Tensor;
 use serde::{Deserialize, Serialize};
 use snl_core::{
@@ -19,6 +21,7 @@ use crate::data::{self, DataConfig, Metrics, Splits, TrainBatches};
 use crate::model::{self, keys, metadata};
 use crate::run::{self, RunDir};
 use crate::setup::usage;
+use checks::{check_frozen_mask_epochs, check_new_cap, check_train_size, config_error};
 
 /// Everything a linearization depends on: written to `config.json`, read back on resume.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,7 +48,18 @@ pub struct LinearizeConfig {
     /// At the search-epoch cap above the budget: binarize and finetune anyway (else an error).
     #[serde(default)]
     pub finish_at_cap: bool,
+    /// Images of the training split the run started with: a resume on another training set
+    /// is refused (its epochs, and a control's steps, would not be the run's). Absent in runs
+    /// made before it was recorded (then unchecked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_size: Option<usize>,
 }
+
+/// The `config.json` keys a resume may change (`--max-search-epochs`, `--finish-at-cap`): a
+/// resume writes them before its next checkpoint, so the checkpoint's copy of the
+/// configuration may hold the old values, which must not make the run unresumable. They only
+/// say how a search at its cap ends, so the run continues exactly either way.
+const RESUME_MAY_CHANGE: &[&str] = &["snl.max_search_epochs", "finish_at_cap"];
 
 impl LinearizeConfig {
     fn split_seed(&self) -> u64 {
@@ -118,22 +132,22 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
     let ctx = &ctx.stopping_after(args.stop_after_epochs);
     let (config, run, splits) = match &args.resume {
         Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let mut config = run.read_json::<LinearizeConfig>(run::CONFIG)?;
+            let run = RunDir::open(dir, RESUME_MAY_CHANGE)?;
+            let mut config = run.read_config::<LinearizeConfig>("linearize")?;
             ctx.recorded_seed(config.seed, dir, "a resumed run keeps its own")?;
             // The two settings a resume may change: how a search that reached its cap ends.
             let before = (config.snl.max_search_epochs, config.finish_at_cap);
             if let Some(cap) = args.max_search_epochs {
+                check_new_cap(&run, cap)?;
                 config.snl.max_search_epochs = cap;
             }
             config.finish_at_cap |= args.finish_at_cap;
+            let splits = Splits::load(&config.data, config.split_seed(), &ctx.ui)?;
+            check_train_size(&config, &splits, dir)?;
+            check_frozen_mask_epochs(&config, &splits, &ctx.device)?;
             if (config.snl.max_search_epochs, config.finish_at_cap) != before {
-                if config.snl.max_search_epochs == 0 {
-                    return Err(usage("--max-search-epochs must be at least 1"));
-                }
                 run.write_json(run::CONFIG, &config)?;
             }
-            let splits = Splits::load(&config.data, config.split_seed(), &ctx.ui)?;
             (config, run, splits)
         }
         None => {
@@ -173,7 +187,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             };
             // Every value is checked before any data is read.
             let total = snl_core::relu_total(&teacher.frozen(&ctx.device)?);
-            snl.clone().check(total).map_err(|e| usage(format!("{}: {e}", model_path.display())))?;
+            snl.clone().check(total).map_err(|e| config_error(&e, &snl, model_path))?;
             let mut data = DataConfig::from_args(&args.data, 128)?;
             // The validation split is the teacher's own (on its data); --seed moves only
             // this run's data order and draws.
@@ -200,7 +214,9 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                 frozen_mask_epochs,
                 frozen_mask_steps: args.search_steps,
                 finish_at_cap: args.finish_at_cap,
+                train_size: Some(splits.train.len()),
             };
+            check_frozen_mask_epochs(&config, &splits, &ctx.device)?;
             let out = args.out.as_ref().context("--out is required")?;
             let run = RunDir::create(out)?;
             run.write_json(run::CONFIG, &config)?;
@@ -385,6 +401,15 @@ pub fn linearize(
         student.masks().iter().for_each(|m| m.set_frozen(true));
         let vars_list = params::trainable_vars(&vars);
         let total = frozen_mask_steps(config, batches.len());
+        // A checkpoint in this stage has steps left (the last frozen-mask epoch writes the
+        // finetuning's): not so after an edit of the configuration and the checkpoint.
+        if steps >= total {
+            bail!(
+                "{}: its checkpoint has {steps} frozen-mask steps done, but the run's configuration asks for {total} \
+                 in all (edited?); start a new run",
+                run.root().display()
+            );
+        }
         let mut training =
             FrozenMaskTraining::resume(&plan, &student, vars_list, total, (epoch, steps), &optimizer)?;
         while !training.finished() {
@@ -423,7 +448,10 @@ pub fn linearize(
         mut best_val_top1,
     } = state.stage.clone()
     else {
-        unreachable!("the stages before end in finetuning");
+        bail!(
+            "{}: the run's phases ended before its finetuning (a bug, or an edited checkpoint)",
+            run.root().display()
+        );
     };
     let lambda_final = lambda_final.or(saved_lambda);
     let mut finetune = Finetune::resume(&plan, &student, params::trainable_vars(&vars), done, &optimizer)?;
@@ -472,6 +500,17 @@ pub fn linearize(
     }
     run.save_model(run::MODEL, &vars, &meta(count))?;
 
+    // Only a search ended at its cap by --finish-at-cap keeps more than the budget.
+    let within_budget = count <= plan.budget;
+    if !within_budget {
+        ctx.ui.warn(format!(
+            "{} keeps {count} ReLUs, over its budget of {}: --finish-at-cap ended the search at its cap \
+             (--max-search-epochs {}); result.json records within_budget: false",
+            run.root().display(),
+            plan.budget,
+            plan.config.max_search_epochs
+        ));
+    }
     let best = model::load(&run.path(run::BEST), &Default::default(), &ctx.device)?.frozen(&ctx.device)?;
     let result = RunResult {
         command: "linearize".into(),
@@ -479,6 +518,7 @@ pub fn linearize(
         dataset: config.data.dataset.to_string(),
         selection: Some(config.selection),
         budget: Some(plan.budget),
+        within_budget: Some(within_budget),
         relu_count: count,
         relu_total: plan.total,
         val: splits.evaluate_val(&best, config.data.batch_size, &ctx.device)?,

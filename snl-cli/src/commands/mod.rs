@@ -158,6 +158,10 @@ pub struct RunResult {
     pub selection: Option<crate::cli::Selection>,
     /// ReLUs allowed (linearize only).
     pub budget: Option<usize>,
+    /// `relu_count <= budget` (linearize only): false when `--finish-at-cap` ended a search
+    /// above its budget. Absent in runs made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_budget: Option<bool>,
     /// ReLUs the saved model keeps.
     pub relu_count: usize,
     pub relu_total: usize,

@@ -68,8 +68,8 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
     let ctx = &ctx.stopping_after(args.stop_after_epochs);
     let (config, run, splits) = match &args.resume {
         Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let config = run.read_json::<TrainConfig>(run::CONFIG)?;
+            let run = RunDir::open(dir, &[])?;
+            let config = run.read_config::<TrainConfig>("train")?;
             ctx.recorded_seed(config.seed, dir, "a resumed run keeps its own")?;
             let splits = Splits::load(&config.data, config.seed, &ctx.ui)?;
             (config, run, splits)
@@ -237,6 +237,7 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
         dataset: config.data.dataset.to_string(),
         selection: None,
         budget: None,
+        within_budget: None,
         relu_count: snl_core::relu_total(&model),
         relu_total: snl_core::relu_total(&model),
         val: splits.evaluate_val(&best, config.data.batch_size, &ctx.device)?,

@@ -297,3 +297,26 @@ pub fn train_to(out: &Path, extra: &[&str]) -> Vec<String> {
 pub fn refs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
+
+/// An image folder `<root>/<split>/<class>/<i>.png` of 16x16 images, `per_class` per class.
+pub fn image_folder(root: &Path, split: &str, classes: &[&str], per_class: usize) {
+    for (k, class) in classes.iter().enumerate() {
+        let dir = root.join(split).join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                image::Rgb([(x * 16) as u8, (y * 16) as u8, (k * 60 + i) as u8])
+            });
+            img.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+/// `args` with `flag` set to `value`: replaced where given, else appended.
+pub fn with_flag(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args[i + 1] = value.to_string(),
+        None => args.extend([flag.to_string(), value.to_string()]),
+    }
+    args
+}
