@@ -27,7 +27,7 @@ Presets:
   smoke        synthetic data, ResNet18 width 4, 2 training epochs, budgets 30%,60%, seed 0,
                1 finetuning epoch: about a minute on 2 cores (CI)
   cifar10-w16  issue 15's study: CIFAR-10 from ../shared/data/cifar10-jpeg (--dataset folder),
-               ResNet18 width 16 (122,880 ReLUs), baseline 80 epochs (SGD 0.1, cosine),
+               ResNet18 width 16 (122,880 ReLUs), baseline 160 epochs (SGD 0.1, cosine),
                budgets 3225,6250,12350,24975 (the paper's fractions), seeds 0,1, one search
                schedule for every budget (lambda0 1e-3, kappa 2 after 1 epoch, Adam 0.01),
                8 finetuning epochs
