@@ -25,6 +25,10 @@ struct Args {
     /// Only these workloads (comma-separated: snl_step,train_step,inference).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Print only the FMA throughput these cores reach (`--threads` of them), one line per
+    /// instruction set, and no workload.
+    #[arg(long)]
+    fma_peak: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,10 @@ fn main() -> anyhow::Result<()> {
     let names = Workload::ALL.map(|w| w.name());
     if let Some(unknown) = args.only.iter().find(|o| !names.contains(&o.as_str())) {
         anyhow::bail!("--only {unknown}: no such workload (one of {})", names.join(", "));
+    }
+    if args.fma_peak {
+        println!("{}", snl_bench::MeasuredPeak::measure(args.flags.threads).describe());
+        return Ok(());
     }
     let tuned = !args.no_tune_alloc && snl_core::fast::tune_allocator();
     // candle sizes its gemm parallelism from RAYON_NUM_THREADS, the pool from the builder.

@@ -168,6 +168,8 @@ fn main() -> anyhow::Result<()> {
     // The share of the CPU's FMA peak means nothing for a GPU run: no share, no peak line.
     let on_cpu = a.flags.device == "cpu";
     let peak = snl_bench::Peak::detect(a.flags.threads, a.fma_units as usize, a.clock_ghz);
+    // Measured after both sides ran, so neither competes with it.
+    let measured = on_cpu.then(|| snl_bench::MeasuredPeak::measure(a.flags.threads));
     println!(
         "\n{:<11} {:>10} {:>12} {:>7} {:>9} {:>10} {:>16}   ({what}, batch {}, {} threads)",
         "workload",
@@ -205,8 +207,14 @@ fn main() -> anyhow::Result<()> {
             .into_iter()
             .find(|w| workload.as_str() == Some(w.name()))
             .map_or(f64::NAN, |w| median(&snl) * snl_bench::flops_per_image(w, macs) / 1e9);
-        let share =
-            if on_cpu { format!("({:>4.1}%)", 100.0 * gflops / peak.gflops()) } else { String::new() };
+        let share = match &measured {
+            Some(m) => format!(
+                "({:>4.1}% nominal, {:>4.1}% measured)",
+                100.0 * gflops / peak.gflops(),
+                100.0 * gflops / m.gflops()
+            ),
+            None => String::new(),
+        };
         println!(
             "{:<11} {:>10.1} {:>12.1} {:>6.2}x {:>9} {:>10} {:>7.1} {share}{range}",
             workload.as_str().unwrap_or("?"),
@@ -218,8 +226,9 @@ fn main() -> anyhow::Result<()> {
             gflops,
         );
     }
-    if on_cpu {
+    if let Some(m) = &measured {
         println!("{}", peak.describe());
+        println!("{}", m.describe());
     }
     println!(
         "(snl / PyTorch images/s{}; peak RSS is the process's high-water mark after each workload)",

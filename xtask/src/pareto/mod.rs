@@ -373,10 +373,11 @@ fn epoch_seconds(o: &Options, dirs: &[PathBuf]) -> [Option<(f64, String)>; 2] {
     }
     let epochs: Vec<(String, f64)> = dirs.iter().flat_map(|d| logged_epochs(d)).collect();
     let median = |baseline: bool| {
+        let kind = usize::from(!baseline);
         let mut s: Vec<f64> =
             epochs.iter().filter(|(phase, _)| (phase == "train") == baseline).map(|e| e.1).collect();
         if s.is_empty() {
-            let p = o.preset.epoch_seconds?;
+            let p = o.preset.epoch_seconds?[kind];
             return Some((p, format!("preset {}'s figure; --epoch-seconds to change", o.preset.name)));
         }
         s.sort_by(f64::total_cmp);

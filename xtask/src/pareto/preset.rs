@@ -56,8 +56,9 @@ pub struct Preset {
     /// Cargo features the binary needs (`cuda` for `paper`).
     pub features: Option<String>,
     /// Seconds one epoch takes where the preset is meant to run, for `--dry-run`'s estimate
-    /// when OUT has logged none (a linearize run's, beside the others with `--jobs`).
-    pub epoch_seconds: Option<f64>,
+    /// when OUT has logged none: `[baseline, linearize]`, the baseline alone on every
+    /// thread, a linearize run beside the others with `--jobs`.
+    pub epoch_seconds: Option<[f64; 2]>,
 }
 
 pub const NAMES: [&str; 3] = ["smoke", "cifar10-w16", "paper"];
@@ -120,10 +121,10 @@ pub fn preset(name: &str, root: &Path) -> Result<Preset, String> {
                 budgets: budgets("3225,6250,12350,24975"),
                 seeds: vec![0, 1],
                 features: None,
-                // A linearize epoch of one of two runs side by side (--jobs 2) on an AVX2 EPYC:
-                // the pilot's logged 326-423 s, median 351. A training epoch alone took 207 s
-                // (issue 15 measured 110 s on its AVX-512 machine).
-                epoch_seconds: Some(350.0),
+                // On AVX2 EPYCs: a training epoch alone took 207 s on slow days and 95-115 s on
+                // fast ones (issue 15 measured 110 s on its AVX-512 machine); a linearize epoch
+                // of one of two runs side by side (--jobs 2), the pilot's 326-423 s, median 351.
+                epoch_seconds: Some([150.0, 350.0]),
             }
         }
         "paper" => Preset {
