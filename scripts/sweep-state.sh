@@ -24,6 +24,20 @@ case "$cmd" in
 save)
     out=$2 state=$3
     [ -d "$out" ] || die "$out: no such sweep folder"
+    # STATE is replaced: it must not be OUT, inside it or around it, nor hold anything but runs.
+    real_out=$(realpath -m "$out") real_state=$(realpath -m "$state")
+    case "$real_state/" in "$real_out/"*) die "$state is inside the sweep folder $out";; esac
+    case "$real_out/" in "$real_state/"*) die "the sweep folder $out is inside $state";; esac
+    if [ -e "$state" ]; then
+        [ -d "$state" ] || die "$state exists and is not a folder"
+        for entry in "$state"/* "$state"/.[!.]*; do
+            [ -e "$entry" ] || continue
+            case "$(basename "$entry")" in
+                baseline|snl-*|random-*|uniform-*) [ -d "$entry" ] || die "$entry is not a run folder; not replacing $state" ;;
+                *) die "$entry is not a run folder; not replacing $state" ;;
+            esac
+        done
+    fi
     for run in "$out"/*/; do
         run=${run%/}
         is_run "$run" || continue
