@@ -95,7 +95,7 @@ pub struct MeasuredPeak {
 }
 
 impl MeasuredPeak {
-    /// Runs each loop for about 0.2 s per instruction set (`threads` at once).
+    /// Runs each loop for 0.1-0.5 s per instruction set (`threads` at once).
     pub fn measure(threads: usize) -> Self {
         let threads = threads.max(1);
         let by_isa = fma_loops()
@@ -221,7 +221,12 @@ mod tests {
     fn measured_peak_covers_the_cpus_instruction_sets() {
         let m = MeasuredPeak::measure(1);
         assert_eq!(m.by_isa.len(), fma_loops().len());
-        assert!(m.by_isa.iter().all(|(_, g)| g.is_finite() && *g > 0.0), "{m:?}");
+        // At most 2 FMA units x 16 lanes x 2 FLOP at 6 GHz: a loop the compiler folded away
+        // would claim more.
+        assert!(
+            m.by_isa.iter().all(|(_, g)| g.is_finite() && *g > 0.0 && *g < 2.0 * 16.0 * 2.0 * 6.0),
+            "{m:?}"
+        );
         assert!(m.describe().contains("with 1 threads"));
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {

@@ -77,10 +77,11 @@ fn dry_run_prints_every_command_and_an_estimate_and_runs_nothing() {
     let control =
         format!("--search-steps N  # N = search_steps in {}/snl-3225-s1/result.json", out.display());
     assert_eq!(t.matches(&control).count(), 2, "{t}");
-    assert!(t.contains("compute: 80 baseline epochs and 216..672 linearize epochs still to run"), "{t}");
+    assert!(t.contains("compute: 160 baseline epochs and 216..672 linearize epochs still to run"), "{t}");
+    // 160 x 150 + 216 x 350 = 99,600 s; 160 x 150 + 672 x 350 = 259,200 s.
     assert!(
         t.contains(
-            "= 28.8..73.1 h wall: the baseline's at 350.0 s per epoch (preset cifar10-w16's figure; \
+            "= 27.7..72.0 h wall: the baseline's at 150.0 s per epoch (preset cifar10-w16's figure; \
              --epoch-seconds to change), then the linearize runs at 350.0 s per epoch"
         ),
         "{t}"

@@ -1,6 +1,7 @@
-//! `scripts/sweep-state.sh`, which carries a sweep's unfinished runs and its teacher to the
-//! next machine: a save and restore round trip keeps exactly what the sweep needs, and the
-//! refusals protect the sweep folder and anything that is not a saved state.
+//! `scripts/sweep-state.sh`, which carries a sweep to the next machine: a sweep saved,
+//! restored in place of its folder and run again goes on where it stopped; the refusals
+//! protect the sweep folder, running runs and anything that is not a saved state.
+#![cfg(unix)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,20 +11,26 @@ fn script(args: &[&Path]) -> Output {
     Command::new("bash").arg(path).args(args).output().expect("run bash")
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sweep-state-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, removed when the value drops.
+struct Temp(PathBuf);
+
+impl Temp {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sweep-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
 }
 
-fn write(path: PathBuf, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -35,130 +42,143 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// A sweep folder with a finished baseline, a finished and an unfinished linearize run, a
-/// log folder and a stale lock.
-fn sweep(root: &Path) -> PathBuf {
-    let out = root.join("out");
-    for f in ["config.json", "metrics.jsonl", "result.json", "best.safetensors", "checkpoint.safetensors"] {
-        write(out.join("baseline").join(f), &format!("baseline {f}"));
-    }
-    for f in ["config.json", "metrics.jsonl", "result.json", "model.safetensors"] {
-        write(out.join("snl-10-s0").join(f), &format!("finished {f}"));
-    }
-    for f in ["config.json", "metrics.jsonl", "checkpoint.safetensors", "best.safetensors", ".snl.lock"] {
-        write(out.join("random-10-s0").join(f), &format!("unfinished {f}"));
-    }
-    write(out.join("logs/baseline.log"), "log");
-    out
+/// A sweep run by the stand-in `snl` of `tests/fake-snl.sh` in `root/sweep`: 6 runs finish,
+/// `uniform-60pct-s0` fails after writing its config.json (unfinished). Returns the xtask
+/// arguments that run it.
+fn fake_sweep(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = root.join("snl");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-snl.sh"), &fake).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args: Vec<String> = ["pareto", "--snl", fake.to_str().unwrap(), "--out"]
+        .into_iter()
+        .map(String::from)
+        .chain([root.join("sweep").display().to_string(), "--budgets".into(), "30%,60%".into()])
+        .collect();
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    args
 }
 
 #[test]
-fn save_then_restore_rebuilds_what_the_sweep_resumes_from() {
-    let root = temp("round-trip");
-    let out = sweep(&root);
-    // The results folder as `--publish` leaves it: finished runs without checkpoints.
-    let results = root.join("results");
-    for run in ["baseline", "snl-10-s0"] {
-        for f in ["config.json", "metrics.jsonl", "result.json"] {
-            write(results.join(run).join(f), &std::fs::read_to_string(out.join(run).join(f)).unwrap());
-        }
-    }
-    write(results.join("README.md"), "not a run");
-    let state = results.join("sweep-state");
+fn a_sweep_saved_and_restored_in_place_goes_on_where_it_stopped() {
+    let root = Temp::new("round-trip");
+    let args = fake_sweep(&root.0);
+    let out = root.0.join("sweep");
+    let state = root.0.join("results/sweep-state");
 
     let o = script(&[Path::new("save"), &out, &state]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(names(&state), ["baseline", "random-10-s0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let runs = [
+        "baseline",
+        "random-30pct-s0",
+        "random-60pct-s0",
+        "snl-30pct-s0",
+        "snl-60pct-s0",
+        "sweep.json",
+        "uniform-30pct-s0",
+        "uniform-60pct-s0",
+    ];
+    assert_eq!(names(&state), runs, "the record and every run; no lock, log or table");
     assert_eq!(
         names(&state.join("baseline")),
-        ["best.safetensors"],
-        "only the teacher of a finished baseline"
+        ["best.safetensors", "config.json", "metrics.jsonl", "result.json"],
+        "the finished baseline keeps its best model, the teacher"
     );
+    assert!(
+        !state.join("snl-30pct-s0/model.safetensors").exists()
+            && state.join("snl-30pct-s0/result.json").exists(),
+        "a finished linearize run without its model"
+    );
+    assert_eq!(names(&state.join("uniform-60pct-s0")), ["config.json"], "the unfinished run whole");
+
+    // A new machine: the sweep folder is gone; restored at the same path, the sweep resumes.
+    std::fs::rename(&out, root.0.join("lost")).unwrap();
+    let o = script(&[Path::new("restore"), &state, &out]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&args).output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert_eq!(t.matches("# skip").count(), 6, "the finished runs are not run again: {t}");
+    assert!(t.contains("linearize --resume") && t.contains("uniform-60pct-s0"), "{t}");
+    let csv = std::fs::read_to_string(out.join("pareto.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 7, "{csv}");
+
+    // Restoring over a sweep is refused; saving again replaces the state.
+    let o = script(&[Path::new("restore"), &state, &out]);
+    assert!(!o.status.success() && text(&o).contains("already holds a sweep"), "{}", text(&o));
+    let o = script(&[Path::new("save"), &out, &state]);
+    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
-        names(&state.join("random-10-s0")),
-        ["best.safetensors", "checkpoint.safetensors", "config.json", "metrics.jsonl"],
-        "an unfinished run whole, without its lock"
+        std::fs::read_dir(state.parent().unwrap()).unwrap().count(),
+        1,
+        "no old or temporary copy left"
     );
-
-    // Saving again replaces the state.
-    std::fs::remove_dir_all(out.join("random-10-s0")).unwrap();
-    let o = script(&[Path::new("save"), &out, &state]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(names(&state), ["baseline"]);
-    let out = sweep(&root.join("again"));
-    let o = script(&[Path::new("save"), &out, &state]);
-    assert!(o.status.success(), "{}", stderr(&o));
-
-    let fresh = root.join("fresh");
-    let o = script(&[Path::new("restore"), &state, &fresh]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(names(&fresh), ["baseline", "random-10-s0", "snl-10-s0"]);
-    for (run, f) in [
-        ("baseline", "best.safetensors"),
-        ("baseline", "result.json"),
-        ("snl-10-s0", "result.json"),
-        ("random-10-s0", "checkpoint.safetensors"),
-    ] {
-        assert_eq!(
-            std::fs::read(fresh.join(run).join(f)).unwrap(),
-            std::fs::read(out.join(run).join(f)).unwrap(),
-            "{run}/{f}"
-        );
-    }
-    // A folder that already holds runs is not restored into.
-    let o = script(&[Path::new("restore"), &state, &fresh]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("already holds runs"), "{}", stderr(&o));
+    assert!(state.join("uniform-60pct-s0/result.json").exists(), "now finished");
 }
 
 #[test]
 fn save_refuses_to_replace_what_is_not_a_saved_state() {
-    let root = temp("refusals");
-    let out = sweep(&root);
+    let root = Temp::new("refusals");
+    fake_sweep(&root.0);
+    let out = root.0.join("sweep");
     let refused = |state: &Path, why: &str| {
         let o = script(&[Path::new("save"), &out, state]);
         assert!(!o.status.success(), "{} was accepted", state.display());
-        let e = stderr(&o);
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(e.contains(why) && e.lines().count() == 1, "{}: {e}", state.display());
     };
     refused(&out, "inside the sweep folder");
     refused(&out.join("state"), "inside the sweep folder");
-    refused(&root, "sweep folder");
-    let file = root.join("file");
-    write(file.clone(), "keep");
+    refused(&root.0, "sweep folder");
+    let file = root.0.join("file");
+    std::fs::write(&file, "keep").unwrap();
     refused(&file, "not a folder");
-    let notes = root.join("notes");
-    write(notes.join("todo.txt"), "keep");
-    refused(&notes, "not a run folder");
+    let notes = root.0.join("notes");
+    std::fs::create_dir_all(&notes).unwrap();
+    std::fs::write(notes.join("todo.txt"), "keep").unwrap();
+    refused(&notes, "not part of a saved state");
+    let link = root.0.join("link");
+    std::os::unix::fs::symlink(&notes, &link).unwrap();
+    refused(&link, "symbolic link");
     assert_eq!(std::fs::read_to_string(notes.join("todo.txt")).unwrap(), "keep");
-    assert_eq!(std::fs::read_to_string(file).unwrap(), "keep");
-    assert!(out.join("baseline/checkpoint.safetensors").exists(), "the sweep folder is untouched");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
 
-    let o = script(&[Path::new("save"), &root.join("nosuch"), &root.join("state")]);
-    assert!(!o.status.success() && stderr(&o).contains("no such sweep folder"), "{}", stderr(&o));
+    // Not a sweep, or a sweep with no run yet: nothing to save, and a saved state stays.
+    let state = root.0.join("state");
+    let o = script(&[Path::new("save"), &out, &state]);
+    assert!(o.status.success(), "{}", text(&o));
+    let empty = root.0.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = script(&[Path::new("save"), &empty, &state]);
+    assert!(!o.status.success() && text(&o).contains("no sweep.json"), "{}", text(&o));
+    std::fs::copy(out.join("sweep.json"), empty.join("sweep.json")).unwrap();
+    let o = script(&[Path::new("save"), &empty, &state]);
+    assert!(!o.status.success() && text(&o).contains("holds no run folder"), "{}", text(&o));
+    assert!(state.join("baseline/best.safetensors").exists(), "the saved state is kept");
 }
 
-/// A run whose process holds its lock and is not paused is not copied mid-write.
+/// A run, or the sweep, whose process holds its lock is not copied mid-write.
 #[test]
-fn save_refuses_a_running_run() {
-    let root = temp("running");
-    let out = sweep(&root);
-    let lock = out.join("random-10-s0/.snl.lock");
-    // `flock` holds the lock for the life of the `sleep` it runs.
-    let mut holder = Command::new("flock").arg(&lock).args(["sleep", "30"]).spawn().expect("run flock");
-    std::fs::write(&lock, holder.id().to_string()).unwrap();
-    // Wait until the lock is really held.
-    for _ in 0..100 {
-        let free = Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().unwrap().success();
-        if !free {
-            break;
+fn save_refuses_while_a_run_or_the_sweep_holds_its_lock() {
+    let root = Temp::new("running");
+    fake_sweep(&root.0);
+    let out = root.0.join("sweep");
+    for lock in [out.join("uniform-60pct-s0/.snl.lock"), out.join(".pareto.lock")] {
+        // `flock` holds the lock for the life of the `sleep` it runs.
+        let mut holder = Command::new("flock").arg(&lock).args(["sleep", "30"]).spawn().expect("run flock");
+        let held = || !Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap().success();
+        for _ in 0..250 {
+            if held() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        let o = script(&[Path::new("save"), &out, &root.0.join("state")]);
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(!o.status.success(), "saved while {} was held", lock.display());
+        assert!(text(&o).contains("is running"), "{}", text(&o));
+        assert!(!root.0.join("state").exists());
     }
-    let o = script(&[Path::new("save"), &out, &root.join("state")]);
-    holder.kill().unwrap();
-    holder.wait().unwrap();
-    assert!(!o.status.success(), "saved a running run");
-    assert!(stderr(&o).contains("is running"), "{}", stderr(&o));
-    assert!(!root.join("state").exists());
 }

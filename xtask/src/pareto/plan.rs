@@ -440,9 +440,9 @@ mod tests {
         let o = opts("--preset cifar10-w16 --out /s --snl /bin/snl");
         let none = |_: &Path| Logged::default();
         let compute = |baseline, min, max| Compute { baseline, linearize: Epochs { min, max } };
-        // Fresh: baseline 80, then 24 runs of 1..20 search + 8 finetuning epochs.
+        // Fresh: baseline 160, then 24 runs of 1..20 search + 8 finetuning epochs.
         let all = plan(&o, &|_| RunState::Absent);
-        assert_eq!(epochs_to_run(&o, &all, &|_| None, &none), compute(80, 24 * 9, 24 * 28));
+        assert_eq!(epochs_to_run(&o, &all, &|_| None, &none), compute(160, 24 * 9, 24 * 28));
         // The baseline is done and snl-3225-s0 searched 5 epochs: its controls train 5 + 8.
         let state = |d: &Path| match folder_name(d).as_str() {
             "baseline" | "snl-3225-s0" => RunState::Finished,
@@ -467,12 +467,12 @@ mod tests {
         let c = epochs_to_run(&o, &steps, &searched, &logged);
         let (min, max) = (3 + 8 + 7 + 8 + 20 * 9, 3 + 8 + 7 + (20 - 3) + 8 + 20 * 28);
         assert_eq!(c, compute(0, min, max));
-        // A baseline 30 epochs in has 50 to go.
+        // A baseline 30 epochs in has 130 to go.
         let baseline = |d: &Path| Logged {
             train: if folder_name(d) == "baseline" { 30 } else { 0 },
             ..Logged::default()
         };
-        assert_eq!(epochs_to_run(&o, &all, &|_| None, &baseline).baseline, 50);
+        assert_eq!(epochs_to_run(&o, &all, &|_| None, &baseline).baseline, 130);
 
         let secs = |s: f64, from: &str| Some((s, from.to_string()));
         let one = estimate_text(compute(10, 100, 200), [secs(36.0, "b"), secs(72.0, "l")], 1);

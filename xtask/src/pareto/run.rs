@@ -1,6 +1,7 @@
 //! Running a plan: child processes, a control's search length read from its SNL run, and
 //! the failures reported at the end. The only part of the sweep that starts processes.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,7 +29,8 @@ pub fn search_count(snl_run: &Path, field: &str) -> Result<u64, String> {
     v.get(field).and_then(Value::as_u64).ok_or_else(|| format!("{}: no {field}", path.display()))
 }
 
-/// The sweep's lock file in OUT, held (`flock`) by the one process running the sweep.
+/// The sweep's lock file in OUT, held (`flock`) by the one process running the sweep, which
+/// writes its pid in it.
 pub const LOCK: &str = ".pareto.lock";
 
 /// Locks `out` for this process, or says that another sweep holds it. The lock goes with
@@ -42,7 +44,14 @@ pub fn lock_sweep(out: &Path) -> Result<std::fs::File, String> {
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            // The holder's pid, so a script can stop the sweep (`kill $(cat OUT/.pareto.lock)`).
+            let mut f = &file;
+            f.set_len(0)
+                .and_then(|()| write!(f, "{}", std::process::id()))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(file)
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(format!(
             "another `xtask pareto` is running the sweep in {} ({} is locked): let it finish or stop it",
             out.display(),
@@ -288,9 +297,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-sweep-lock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         assert!(!sweep_running(&dir), "no lock file yet");
+        std::fs::write(dir.join(LOCK), "a longer stale pid").unwrap();
         let first = lock_sweep(&dir).unwrap();
         assert!(sweep_running(&dir));
+        let pid = std::process::id().to_string();
+        assert_eq!(std::fs::read_to_string(dir.join(LOCK)).unwrap(), pid, "the holder's pid, alone");
         let err = lock_sweep(&dir).unwrap_err();
+        assert_eq!(std::fs::read_to_string(dir.join(LOCK)).unwrap(), pid, "a refused sweep leaves it");
         assert!(err.starts_with("another `xtask pareto` is running the sweep in"), "{err}");
         drop(first);
         assert!(!sweep_running(&dir), "the lock file stays, unlocked");
