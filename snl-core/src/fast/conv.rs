@@ -12,14 +12,15 @@
 //! the other with a parallel gemm instead. The column buffer is recomputed in backward
 //! rather than kept alive from forward.
 //!
-//! Where the [`direct`] kernel applies (3x3, padding 1, AVX2), the forward, the weight
-//! gradient and the stride-1 input gradient skip im2col altogether.
+//! Where a direct kernel applies (3x3, padding 1; AVX2 or AVX-512F, see
+//! [`Forward`]), the forward, the weight gradient and the stride-1 input gradient skip
+//! im2col altogether.
 
 use std::cell::RefCell;
 
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use super::direct::{self, Direct};
+use super::direct::{Direct, Forward};
 use super::gemm::{Mat, sgemm};
 use super::{f32_slice, ordered_sum, par_vec, par_vec_uninit};
 
@@ -124,18 +125,25 @@ impl Geom {
         Ok(Self { n, c, h, w, k, r, s, stride, pad, oh, ow })
     }
 
-    /// The [`Direct`] kernel of this convolution, where it applies.
-    fn direct(&self) -> Option<Direct> {
-        Direct::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
+    /// The direct kernel of this convolution's forward, where one applies.
+    fn direct(&self) -> Option<Forward> {
+        Forward::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
     }
 
-    /// The [`Direct`] kernel of this convolution's input gradient, where it applies: for
+    /// The AVX2 [`Direct`] kernel, whose weight gradient [`Conv2dWeightGrad`] runs where it
+    /// applies.
+    fn direct_weight_grad(&self) -> Option<Direct> {
+        Direct::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
+            .filter(|d| d.has_weight_grad(self.k))
+    }
+
+    /// The direct kernel of this convolution's input gradient, where one applies: for
     /// stride 1, the gradient is itself a "same" convolution of the output gradient.
-    fn direct_input_grad(&self) -> Option<Direct> {
+    fn direct_input_grad(&self) -> Option<Forward> {
         if self.stride != 1 {
             return None;
         }
-        Direct::new(self.k, (self.oh, self.ow), (self.r, self.s), 1, self.pad)
+        Forward::new(self.k, (self.oh, self.ow), (self.r, self.s), 1, self.pad)
     }
 
     /// Rows of the column matrix.
@@ -382,7 +390,7 @@ fn col2im(g: &Geom, col: &mut [f32], ld: usize, off: usize, img: &mut [f32]) {
 /// `k` output channels.
 #[allow(clippy::too_many_arguments)]
 fn direct_batch(
-    d: &Direct,
+    d: &Forward,
     x: &[f32],
     n: usize,
     x_len: usize,
@@ -398,8 +406,8 @@ fn direct_batch(
     // here all of each chunk, or panics.
     unsafe {
         par_vec_uninit(n * y_len, y_len, |i, yi| {
-            with_scratch(d.padded_len(), |padded| {
-                d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, padded, yi)
+            with_scratch(d.scratch_len(), |scratch| {
+                d.image(&x[i * x_len..(i + 1) * x_len], packed, k, shift, scratch, yi)
             });
             Ok(())
         })
@@ -477,7 +485,7 @@ impl CustomOp2 for Conv2dOp {
         let x = f32_slice(xs, xl, "conv2d")?;
         let w = f32_slice(ws, wl, "conv2d")?;
         if let Some(d) = g.direct() {
-            let packed = direct::pack(g.k, g.c, |ko, ci, r, s| w[((ko * g.c + ci) * 3 + r) * 3 + s]);
+            let packed = d.pack(g.k, g.c, |ko, ci, r, s| w[((ko * g.c + ci) * 3 + r) * 3 + s]);
             let y =
                 direct_batch(&d, x, g.n, g.input_len(), &packed, g.k, g.output_len(), self.shift.as_deref())?;
             return Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))));
@@ -560,7 +568,7 @@ impl CustomOp2 for Conv2dInputGrad {
         if let Some(d) = g.direct_input_grad() {
             // A "same" convolution's input gradient convolves dy with the weights
             // transposed (input and output channels swapped) and flipped.
-            let packed = direct::pack(g.c, g.k, |ci, ko, r, s| w[((ko * g.c + ci) * 3 + 2 - r) * 3 + 2 - s]);
+            let packed = d.pack(g.c, g.k, |ci, ko, r, s| w[((ko * g.c + ci) * 3 + 2 - r) * 3 + 2 - s]);
             let dx = direct_batch(&d, dy, g.n, g.output_len(), &packed, g.c, g.input_len(), None)?;
             return Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))));
         }
@@ -646,7 +654,7 @@ impl CustomOp2 for Conv2dWeightGrad {
         let x = f32_slice(xs, xl, "conv2d weight grad")?;
         let dy = f32_slice(ds, dl, "conv2d weight grad")?;
         let len = g.k * g.crs();
-        if let Some(d) = g.direct().filter(|d| d.has_weight_grad(g.k)) {
+        if let Some(d) = g.direct_weight_grad() {
             // Groups of images wide enough (in output pixels) that the kernel's final sums
             // are a small part of its work.
             let group = DIRECT_GROUP_PIXELS.div_ceil(g.p().max(1));

@@ -212,6 +212,67 @@ impl Direct {
     }
 }
 
+/// The direct kernel a convolution's forward (or stride-1 input gradient) runs: the AVX-512
+/// one where the CPU has AVX-512F and the output maps suit it, else the AVX2 one. A rule,
+/// not a timing, so that the same CPU always makes the same choice and a run repeats bit
+/// for bit.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Forward {
+    Avx512(Direct512),
+    Avx2(Direct),
+}
+
+impl Forward {
+    /// A direct kernel for this convolution on this CPU, if one applies (see
+    /// [`Direct512::new`] and [`Direct::new`]).
+    pub fn new(c: usize, hw: (usize, usize), rs: (usize, usize), stride: usize, pad: usize) -> Option<Self> {
+        Direct512::new(c, hw, rs, stride, pad)
+            .map(Self::Avx512)
+            .or_else(|| Direct::new(c, hw, rs, stride, pad).map(Self::Avx2))
+    }
+
+    /// Floats of scratch one image needs.
+    pub fn scratch_len(&self) -> usize {
+        match self {
+            Self::Avx512(d) => d.planes_len(),
+            Self::Avx2(d) => d.padded_len(),
+        }
+    }
+
+    /// Floats of one image's output of `k` channels.
+    pub fn out_len(&self, k: usize) -> usize {
+        match self {
+            Self::Avx512(d) => d.out_len(k),
+            Self::Avx2(d) => d.out_len(k),
+        }
+    }
+
+    /// The weights as this kernel reads them (see [`pack`]).
+    pub fn pack(&self, k: usize, c: usize, tap: impl Fn(usize, usize, usize, usize) -> f32) -> Vec<f32> {
+        match self {
+            Self::Avx512(d) => d.pack(k, c, tap),
+            Self::Avx2(_) => pack(k, c, tap),
+        }
+    }
+
+    /// One image, as [`Direct::image`] says, with weights from [`Self::pack`] and
+    /// [`Self::scratch_len`] floats of scratch.
+    pub fn image(
+        &self,
+        x: &[f32],
+        packed: &[f32],
+        k: usize,
+        shift: Option<&[f32]>,
+        scratch: &mut [f32],
+        y: &mut [MaybeUninit<f32>],
+    ) {
+        match self {
+            Self::Avx512(d) => d.image(x, packed, k, shift, scratch, y),
+            Self::Avx2(d) => d.image(x, packed, k, shift, scratch, y),
+        }
+    }
+}
+
 /// The forward kernel of one stride, row width (`half`: 4 pixels) and block size.
 type BlockKernel = unsafe fn(&Direct, &[f32], &[f32], &dyn Fn(usize) -> f32, &mut [MaybeUninit<f32>]);
 
@@ -259,6 +320,8 @@ fn wgrad_kernel(stride: usize, nk: usize, nc: usize) -> WgradKernel {
 
 use std::mem::MaybeUninit;
 
+use super::direct512::Direct512;
+
 #[cfg(target_arch = "x86_64")]
 fn cpu_has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -274,9 +337,19 @@ fn cpu_has_avx2_fma() -> bool {
 /// adjacent. `tap(ko, ci, r, s)` gives the weight of output channel `ko`, input channel
 /// `ci`, kernel row `r`, column `s`.
 pub(super) fn pack(k: usize, c: usize, tap: impl Fn(usize, usize, usize, usize) -> f32) -> Vec<f32> {
+    pack_blocks(k, c, KB, tap)
+}
+
+/// [`pack`] with blocks of `kb` output channels.
+pub(super) fn pack_blocks(
+    k: usize,
+    c: usize,
+    kb: usize,
+    tap: impl Fn(usize, usize, usize, usize) -> f32,
+) -> Vec<f32> {
     let mut packed = Vec::with_capacity(k * c * 9);
-    for k0 in (0..k).step_by(KB) {
-        let nk = KB.min(k - k0);
+    for k0 in (0..k).step_by(kb) {
+        let nk = kb.min(k - k0);
         for ci in 0..c {
             for r in 0..3 {
                 for s in 0..3 {
