@@ -136,7 +136,8 @@ fn matches_candle_when_images_share_a_gemm() {
 /// stride 2 on even maps with such output rows): every block size of output channels, one
 /// input channel, batch 1, rows of one and of several registers, the phase split of stride 2,
 /// rows of 4 pixels (two to a register), and weight gradients summed over several groups of
-/// images, and tall images.
+/// images, and tall images. On a CPU with AVX-512F the forward and input gradient run the
+/// AVX-512 kernel here instead; its unit tests check the AVX2 one against it bit for bit.
 #[test]
 fn matches_candle_on_direct_kernel_shapes() {
     for (seed, k) in (30..).zip([1, 2, 3, 4, 5, 6, 7, 13]) {

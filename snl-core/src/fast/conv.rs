@@ -12,9 +12,9 @@
 //! the other with a parallel gemm instead. The column buffer is recomputed in backward
 //! rather than kept alive from forward.
 //!
-//! Where a direct kernel applies (3x3, padding 1; AVX2 or AVX-512F, see
-//! [`Forward`]), the forward, the weight gradient and the stride-1 input gradient skip
-//! im2col altogether.
+//! Where a direct kernel applies (3x3, padding 1; AVX2 or AVX-512F, see [`Forward`]), the
+//! forward and the stride-1 input gradient skip im2col altogether, and so does the weight
+//! gradient where the AVX2 kernel's applies.
 
 use std::cell::RefCell;
 
@@ -402,7 +402,7 @@ fn direct_batch(
     if y_len != d.out_len(k) {
         candle::bail!("fast conv2d: {y_len} outputs per image for {}", d.out_len(k))
     }
-    // SAFETY: `Direct::image` writes every element of its output of `d.out_len(k)` floats,
+    // SAFETY: `Forward::image` writes every element of its output of `d.out_len(k)` floats,
     // here all of each chunk, or panics.
     unsafe {
         par_vec_uninit(n * y_len, y_len, |i, yi| {

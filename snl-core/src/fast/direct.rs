@@ -8,7 +8,8 @@
 //! weight per channel.
 //!
 //! The same kernel computes the input gradient of a stride-1 convolution, which is the
-//! convolution of the output gradient with the weights transposed and flipped. A second
+//! convolution of the output gradient with the weights transposed and flipped (both are
+//! [`Forward`]'s, which runs `direct512.rs` instead on CPUs with AVX-512F). A second
 //! kernel computes the weight gradient from the same padded copy: each weight is a sum over
 //! pixels, kept in eight lanes per register and added up once per group of images.
 

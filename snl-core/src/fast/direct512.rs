@@ -309,7 +309,8 @@ mod tests {
 
     /// Every stride, run count and block size the kernel has, against the definition:
     /// maps from 4x4 (one run, 24 channels a block) to 32x32 (four runs, 6 a block), wide
-    /// and tall ones, and channel counts that leave every partial block.
+    /// and tall ones, rows of 1 and 12 pixels (runs that start mid-row), one-row maps, odd
+    /// heights, and channel counts that leave every partial block.
     #[test]
     fn matches_the_definition_on_every_kernel() {
         if !cpu_has_avx512f() {
@@ -318,14 +319,27 @@ mod tests {
         }
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut cases = Vec::new();
-        for (hw, st) in [((32, 32), 1), ((16, 16), 1), ((8, 8), 1), ((4, 4), 1), ((8, 32), 1), ((2, 8), 1)] {
-            cases.push((hw, st));
+        for hw in [
+            (32, 32),
+            (16, 16),
+            (8, 8),
+            (4, 4),
+            (8, 32),
+            (2, 8),
+            (16, 1),
+            (1, 16),
+            (3, 16),
+            (4, 12),
+            (16, 12),
+            (12, 4),
+        ] {
+            cases.push((hw, 1));
         }
-        for (hw, st) in [((32, 32), 2), ((16, 16), 2), ((8, 8), 2), ((8, 32), 2), ((4, 16), 2)] {
-            cases.push((hw, st));
+        for hw in [(32, 32), (16, 16), (8, 8), (8, 32), (4, 16), (32, 2), (2, 32), (8, 24)] {
+            cases.push((hw, 2));
         }
         for ((h, w), st) in cases {
-            let c = rng.random_range(1..6);
+            let c = rng.random_range(2..6);
             let d = Direct512::new(c, (h, w), (3, 3), st, 1).expect("applies");
             let nks: Vec<usize> =
                 if d.runs == 4 { (1..=13).collect() } else { (1..=25).chain([49]).collect() };
@@ -352,8 +366,9 @@ mod tests {
 
     /// Both kernels add the same products in the same order (input channel, then kernel
     /// row, then column, one FMA each, from the shift), so where both apply they agree to
-    /// the bit, and a run moved between CPUs with and without AVX-512 computes the same
-    /// convolutions.
+    /// the bit. Every block size of the AVX2 kernel (1 to 6 channels) runs here, with rows
+    /// of 8 or more pixels and of 4, at both strides: on a CPU with AVX-512F this is the
+    /// AVX2 kernel's only test, since `tests/fast_conv.rs` then runs the AVX-512 one.
     #[test]
     fn agrees_with_the_avx2_kernel_to_the_bit() {
         if !cpu_has_avx512f() {
@@ -361,13 +376,10 @@ mod tests {
             return;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        for ((h, w), st, c, k) in [
-            ((32, 32), 1, 5, 13),
-            ((8, 8), 1, 16, 7),
-            ((4, 4), 1, 9, 30),
-            ((16, 16), 2, 4, 8),
-            ((8, 8), 2, 6, 25),
-        ] {
+        let shapes = [((32, 32), 1, 5), ((8, 8), 1, 16), ((4, 4), 1, 9), ((16, 16), 2, 4), ((8, 8), 2, 6)];
+        for ((h, w), st, c, k) in
+            shapes.into_iter().flat_map(|(hw, st, c)| (1..=7).chain([13, 30]).map(move |k| (hw, st, c, k)))
+        {
             let avx2 =
                 super::super::direct::Direct::new(c, (h, w), (3, 3), st, 1).expect("AVX2 kernel applies");
             let avx512 = Direct512::new(c, (h, w), (3, 3), st, 1).expect("AVX-512 kernel applies");
@@ -408,14 +420,25 @@ mod tests {
             return;
         }
         let new = |hw, r, stride, pad| Direct512::new(3, hw, (r, r), stride, pad);
-        for (hw, stride, runs) in
-            [((32, 32), 1, 4), ((8, 8), 1, 4), ((4, 4), 1, 1), ((2, 8), 1, 1), ((8, 8), 2, 1)]
-        {
+        for (hw, stride, runs) in [
+            ((32, 32), 1, 4),
+            ((8, 8), 1, 4),
+            ((16, 12), 1, 4),
+            ((4, 4), 1, 1),
+            ((2, 8), 1, 1),
+            ((16, 1), 1, 1),
+            ((3, 16), 1, 1),
+            ((8, 8), 2, 1),
+            ((32, 2), 2, 1),
+            ((8, 24), 2, 1),
+        ] {
             assert_eq!(new(hw, 3, stride, 1).map(|d| d.runs), Some(runs), "{hw:?} stride {stride}");
         }
         for (hw, r, stride, pad) in [
             ((2, 2), 3, 1, 1),
             ((3, 4), 3, 1, 1),
+            ((5, 5), 3, 1, 1),
+            ((16, 1), 3, 2, 1),
             ((4, 4), 3, 2, 1),
             ((17, 16), 3, 2, 1),
             ((8, 8), 1, 1, 0),

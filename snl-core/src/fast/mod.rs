@@ -12,7 +12,8 @@
 //!   forward of a 3x3 convolution with padding 1 (stride 1, or 2 on even maps), the input
 //!   gradient of the stride-1 one and, where one image's data fits half an L2 cache, the
 //!   weight gradient run a direct kernel instead, without im2col; with AVX-512F the forward
-//!   and the input gradient run a 512-bit one (`direct512.rs`) that gives the same bits. With `--features cudnn`
+//!   and the input gradient run a 512-bit one (`direct512.rs`) where the output maps have a
+//!   multiple of 16 pixels, which gives the same bits as the AVX2 one where both apply. With `--features cudnn`
 //!   it runs on CUDA through cuDNN (forward, backward-data, backward-filter; `cudnn.rs`,
 //!   not yet run on a GPU).
 //! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
