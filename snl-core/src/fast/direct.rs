@@ -54,15 +54,7 @@ impl Direct {
         stride: usize,
         pad: usize,
     ) -> Option<Self> {
-        let shape_fits = match stride {
-            1 => true,
-            2 => h % 2 == 0 && w % 2 == 0,
-            _ => false,
-        };
-        if (r, s, pad) != (3, 3, 1) || !shape_fits || h == 0 || w == 0 || !cpu_has_avx2_fma() {
-            return None;
-        }
-        let (oh, ow) = (h / stride, w / stride);
+        let (oh, ow) = three_by_three((h, w), (r, s), stride, pad).filter(|_| cpu_has_avx2_fma())?;
         if !(ow % LANES == 0 || ow == LANES / 2) || (oh * ow) % (2 * LANES) != 0 {
             return None;
         }
@@ -211,6 +203,22 @@ impl Direct {
             }
         }
     }
+}
+
+/// The output size of a convolution both direct kernels can compute: 3x3, padding 1, stride
+/// 1, or 2 on even maps (whose output is then half as large each way), nonempty.
+pub(super) fn three_by_three(
+    (h, w): (usize, usize),
+    (r, s): (usize, usize),
+    stride: usize,
+    pad: usize,
+) -> Option<(usize, usize)> {
+    let shape_fits = match stride {
+        1 => true,
+        2 => h % 2 == 0 && w % 2 == 0,
+        _ => false,
+    };
+    ((r, s, pad) == (3, 3, 1) && shape_fits && h > 0 && w > 0).then_some((h / stride, w / stride))
 }
 
 /// The direct kernel a convolution's forward (or stride-1 input gradient) runs: the AVX-512

@@ -47,15 +47,8 @@ impl Direct512 {
         stride: usize,
         pad: usize,
     ) -> Option<Self> {
-        let shape_fits = match stride {
-            1 => true,
-            2 => h % 2 == 0 && w % 2 == 0,
-            _ => false,
-        };
-        if (r, s, pad) != (3, 3, 1) || !shape_fits || h == 0 || w == 0 || !cpu_has_avx512f() {
-            return None;
-        }
-        let (oh, ow) = (h / stride, w / stride);
+        let (oh, ow) =
+            super::direct::three_by_three((h, w), (r, s), stride, pad).filter(|_| cpu_has_avx512f())?;
         let o = oh * ow;
         let runs = match o {
             _ if o % (4 * LANES) == 0 => 4,
