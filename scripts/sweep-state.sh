@@ -7,7 +7,7 @@
 # `save` copies what the sweep needs to go on: OUT/sweep.json, every run folder without its
 # lock or temporary files, and of a finished run no checkpoint (safetensors), except the
 # baseline's best.safetensors, the teacher of every linearize run. The sweep must be stopped
-# first (`kill $(cat OUT/.pareto.lock OUT/*/.snl.lock)`; re-running it resumes): a run that
+# first (`for f in OUT/.pareto.lock OUT/*/.snl.lock; do kill "$(cat "$f")"; done`; re-running it resumes): a run that
 # is still writing is refused. STATE is replaced only once the new copy is complete, and
 # only if it holds nothing but a saved state. OUT is never changed.
 #

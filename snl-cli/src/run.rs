@@ -136,7 +136,8 @@ impl Lock {
             }
             file.set_len(0)?;
             file.rewind()?;
-            write!(file, "{}", std::process::id())?;
+            // A line, so `cat` of several lock files gives one pid per line.
+            writeln!(file, "{}", std::process::id())?;
             return Ok(Ok(Self { _file: file, path }));
         }
     }

@@ -194,7 +194,8 @@ fn a_run_folder_is_worked_on_by_one_process_at_a_time() {
         .unwrap();
     let pid = first.id().to_string();
     let mut polls = 0;
-    while std::fs::read_to_string(&lock).unwrap_or_default() != pid {
+    // The lock file holds the pid as a line of its own.
+    while std::fs::read_to_string(&lock).unwrap_or_default() != format!("{pid}\n") {
         assert!(first.try_wait().unwrap().is_none(), "the first resume ended early");
         polls += 1;
         assert!(polls < 6000, "the first resume never took the lock");

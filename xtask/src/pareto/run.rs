@@ -48,7 +48,7 @@ pub fn lock_sweep(out: &Path) -> Result<std::fs::File, String> {
             // The holder's pid, so a script can stop the sweep (`kill $(cat OUT/.pareto.lock)`).
             let mut f = &file;
             f.set_len(0)
-                .and_then(|()| write!(f, "{}", std::process::id()))
+                .and_then(|()| writeln!(f, "{}", std::process::id()))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             Ok(file)
         }
@@ -300,7 +300,8 @@ mod tests {
         std::fs::write(dir.join(LOCK), "a longer stale pid").unwrap();
         let first = lock_sweep(&dir).unwrap();
         assert!(sweep_running(&dir));
-        let pid = std::process::id().to_string();
+        // A line, so `cat` of several lock files gives one pid per line.
+        let pid = format!("{}\n", std::process::id());
         assert_eq!(std::fs::read_to_string(dir.join(LOCK)).unwrap(), pid, "the holder's pid, alone");
         let err = lock_sweep(&dir).unwrap_err();
         assert_eq!(std::fs::read_to_string(dir.join(LOCK)).unwrap(), pid, "a refused sweep leaves it");
