@@ -82,8 +82,29 @@ impl Direct {
         self.c * self.stride * self.stride * self.phase
     }
 
+    /// Floats of one input channel in the padded copy.
+    pub(super) fn chan_len(&self) -> usize {
+        self.stride * self.stride * self.phase
+    }
+
+    /// Where in a channel of the padded copy the nine taps `(r, s)` (row-major) of an output
+    /// pixel are, from the pixel's [`Self::pixel_offset`].
+    pub(super) fn tap_offsets(&self) -> [usize; 9] {
+        let (st, phase, pitch) = (self.stride, self.phase, self.pitch);
+        std::array::from_fn(|i| {
+            let (r, s) = (i / 3, i % 3);
+            ((r % st) * st + s % st) * phase + r / st * pitch + s / st
+        })
+    }
+
+    /// Where output pixel `p` (raster order) reads its top-left tap in a channel of the
+    /// padded copy.
+    pub(super) fn pixel_offset(&self, p: usize) -> usize {
+        p / self.ow * self.pitch + p % self.ow
+    }
+
     /// Zero-padded (and for stride 2 phase-split) copy of one image `x` into `dst`.
-    fn pad_into(&self, x: &[f32], dst: &mut [f32]) {
+    pub(super) fn pad_into(&self, x: &[f32], dst: &mut [f32]) {
         let (h, w, pitch) = (self.h, self.w, self.pitch);
         let chan = self.stride * self.stride * self.phase;
         for (ci, d) in dst.chunks_exact_mut(chan).take(self.c).enumerate() {
@@ -154,7 +175,7 @@ impl Direct {
             let out = &mut y[k0 * o..(k0 + nk) * o];
             // SAFETY: `new` checked AVX2 and FMA and the shapes; the assert above the
             // buffer lengths (see `block`).
-            unsafe { block_kernel(self.stride, self.ow < LANES, nk)(self, padded, wts, &init, out) }
+            unsafe { block_kernel(self.ow < LANES, nk)(self, padded, wts, &init, out) }
         }
     }
 
@@ -243,7 +264,7 @@ impl Forward {
     /// Floats of scratch one image needs.
     pub fn scratch_len(&self) -> usize {
         match self {
-            Self::Avx512(d) => d.planes_len(),
+            Self::Avx512(d) => d.scratch_len(),
             Self::Avx2(d) => d.padded_len(),
         }
     }
@@ -282,26 +303,21 @@ impl Forward {
     }
 }
 
-/// The forward kernel of one stride, row width (`half`: 4 pixels) and block size.
+/// The forward kernel of one row width (`half`: 4 pixels) and block size.
 type BlockKernel = unsafe fn(&Direct, &[f32], &[f32], &dyn Fn(usize) -> f32, &mut [MaybeUninit<f32>]);
 
-fn block_kernel(stride: usize, half: bool, nk: usize) -> BlockKernel {
-    fn of<const ST: usize, const HALF: bool>(nk: usize) -> BlockKernel {
+fn block_kernel(half: bool, nk: usize) -> BlockKernel {
+    fn of<const HALF: bool>(nk: usize) -> BlockKernel {
         match nk {
-            6 => x86::block::<ST, HALF, 6>,
-            5 => x86::block::<ST, HALF, 5>,
-            4 => x86::block::<ST, HALF, 4>,
-            3 => x86::block::<ST, HALF, 3>,
-            2 => x86::block::<ST, HALF, 2>,
-            _ => x86::block::<ST, HALF, 1>,
+            6 => x86::block::<HALF, 6>,
+            5 => x86::block::<HALF, 5>,
+            4 => x86::block::<HALF, 4>,
+            3 => x86::block::<HALF, 3>,
+            2 => x86::block::<HALF, 2>,
+            _ => x86::block::<HALF, 1>,
         }
     }
-    match (stride, half) {
-        (1, false) => of::<1, false>(nk),
-        (1, true) => of::<1, true>(nk),
-        (_, false) => of::<2, false>(nk),
-        (_, true) => of::<2, true>(nk),
-    }
+    if half { of::<true>(nk) } else { of::<false>(nk) }
 }
 
 /// The weight-gradient kernel of one stride and block size.
@@ -393,24 +409,21 @@ mod x86 {
     /// [`Direct::pad_into`] left it; channel `j` starts from `init(j)`.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`] with `ST` its stride, and the
-    /// slices are at least as long as their shapes, and `HALF` is whether rows are 4 pixels
-    /// wide. A run of 8 output pixels at `(oh, ow)` then reads (phase) rows `oh..oh + 3`
-    /// from column `ow` to `ow + 9 < pitch` (stride 1), or rows `oh..oh + 2` from `ow` to
-    /// `ow + 8 < pitch` (stride 2), one row more for `HALF`, inside its plane, and writes 8
-    /// consecutive output pixels.
+    /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`], the slices are at least as
+    /// long as their shapes, and `HALF` is whether rows are 4 pixels wide. A run of 8 output
+    /// pixels at `(oh, ow)` then reads (phase) rows `oh..oh + 3` from column `ow` to
+    /// `ow + 9 < pitch` (stride 1), or rows `oh..oh + 2` from `ow` to `ow + 8 < pitch`
+    /// (stride 2), one row more for `HALF`, inside its plane, and writes 8 consecutive
+    /// output pixels.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block<const ST: usize, const HALF: bool, const NK: usize>(
+    pub(super) unsafe fn block<const HALF: bool, const NK: usize>(
         d: &Direct,
         padded: &[f32],
         wts: &[f32],
         init: &dyn Fn(usize) -> f32,
         out: &mut [MaybeUninit<f32>],
     ) {
-        let (pitch, phase, o) = (d.pitch, d.phase, d.oh * d.ow);
-        let chan = ST * ST * phase;
-        // Offset of tap (r, s) from the top-left input of its output pixel.
-        let tap = |r: usize, s: usize| ((r % ST) * ST + s % ST) * phase + r / ST * pitch + s / ST;
+        let (pitch, o, chan, taps) = (d.pitch, d.oh * d.ow, d.chan_len(), d.tap_offsets());
         // SAFETY: the caller's promises above keep every pointer inside its slice.
         unsafe {
             let xp = padded.as_ptr();
@@ -418,7 +431,7 @@ mod x86 {
             // Two runs of 8 output pixels per step, in raster order.
             for q in (0..o).step_by(2 * LANES) {
                 let runs = [q, q + LANES];
-                let at = runs.map(|p| p / d.ow * pitch + p % d.ow);
+                let at = runs.map(|p| d.pixel_offset(p));
                 let mut acc = [[_mm256_setzero_ps(); 2]; NK];
                 for (j, a) in acc.iter_mut().enumerate() {
                     *a = [_mm256_set1_ps(init(j)); 2];
@@ -428,7 +441,7 @@ mod x86 {
                     let wc = wts.as_ptr().add(ci * 9 * NK);
                     for r in 0..3 {
                         for s in 0..3 {
-                            let off = tap(r, s);
+                            let off = taps[r * 3 + s];
                             let va = run::<HALF>(xc.add(at[0] + off), pitch);
                             let vb = run::<HALF>(xc.add(at[1] + off), pitch);
                             let wt = wc.add((r * 3 + s) * NK);
@@ -510,7 +523,7 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     /// Never called: [`super::Direct::new`] is `None` off x86-64.
-    pub(super) unsafe fn block<const ST: usize, const HALF: bool, const NK: usize>(
+    pub(super) unsafe fn block<const HALF: bool, const NK: usize>(
         _: &super::Direct,
         _: &[f32],
         _: &[f32],

@@ -8,12 +8,18 @@
 //! `(stride a + r % stride, stride j + s)` at row `a`, column `j`, with rows as wide as the
 //! output's, so tap `(r, s)` of output pixel `p` (raster order) is float
 //! `p + (r / stride) ow` of that plane. That is 3 copies of the input at stride 1 and 1.5
-//! at stride 2, against im2col's 9.
+//! at stride 2, against im2col's 9. Where output rows are a whole number of registers (16
+//! or 32 pixels: ResNet18's first two stages), a register never spans two rows, so the
+//! kernel reads the AVX2 kernel's single zero-padded copy instead: writing the planes took
+//! about a twentieth of a width-16 SNL step. Either way each tap is one load of 16 floats
+//! holding the same values, so the results are the same bits.
 //!
 //! Twenty-four registers accumulate: 4 runs of 16 pixels of 6 output channels where a map
 //! has a multiple of 64 pixels, else 1 run of 24 channels (the 4x4 maps).
 
 use std::mem::MaybeUninit;
+
+use super::direct::Direct;
 
 /// Output pixels per AVX-512 register.
 const LANES: usize = 16;
@@ -34,6 +40,9 @@ pub(super) struct Direct512 {
     rows: usize,
     /// Registers of 16 output pixels per step: 4 or 1.
     runs: usize,
+    /// The AVX2 kernel's layout, whose padded copy is read instead of the planes where
+    /// output rows are a whole number of registers.
+    padded: Option<Direct>,
 }
 
 impl Direct512 {
@@ -55,7 +64,8 @@ impl Direct512 {
             _ if o % LANES == 0 => 1,
             _ => return None,
         };
-        Some(Self { c, h, w, stride, oh, ow, rows: oh + 2 / stride, runs })
+        let padded = (ow % LANES == 0).then(|| Direct::new(c, (h, w), (r, s), stride, pad)).flatten();
+        Some(Self { c, h, w, stride, oh, ow, rows: oh + 2 / stride, runs, padded })
     }
 
     /// Output channels per block of [`Self::pack`]: 6 or 24.
@@ -73,9 +83,29 @@ impl Direct512 {
         self.rows * self.ow
     }
 
-    /// Floats of the planes of one image.
-    pub fn planes_len(&self) -> usize {
-        self.c * self.stride * 3 * self.plane()
+    /// Floats of the scratch of one image: its planes or its padded copy.
+    pub fn scratch_len(&self) -> usize {
+        self.c * self.chan_len()
+    }
+
+    /// Floats of one input channel in the scratch.
+    fn chan_len(&self) -> usize {
+        self.padded.map_or(self.stride * 3 * self.plane(), |p| p.chan_len())
+    }
+
+    /// Where in a channel of the scratch the nine taps `(r, s)` (row-major) of an output
+    /// pixel are, from the pixel's [`Self::pixel_offset`].
+    fn tap_offsets(&self) -> [usize; 9] {
+        let (st, plane, ow) = (self.stride, self.plane(), self.ow);
+        self.padded.map_or_else(
+            || std::array::from_fn(|i| ((i / 3 % st) * 3 + i % 3) * plane + i / 3 / st * ow),
+            |p| p.tap_offsets(),
+        )
+    }
+
+    /// Where the taps of output pixel `p` (raster order) start in a channel of the scratch.
+    fn pixel_offset(&self, p: usize) -> usize {
+        self.padded.map_or(p, |d| d.pixel_offset(p))
     }
 
     /// Weights of `k` output and `c` input channels in blocks of [`Self::block`] output
@@ -122,7 +152,7 @@ impl Direct512 {
     }
 
     /// `y (k, oh, ow) = conv3x3(x (c, h, w)) + shift[ko]` for one image, with `packed` from
-    /// [`Self::pack`] and `planes` scratch of at least [`Self::planes_len`] floats. Writes
+    /// [`Self::pack`] and `planes` scratch of at least [`Self::scratch_len`] floats. Writes
     /// every element of `y[..k * oh * ow]`, which need not be initialised.
     pub fn image(
         &self,
@@ -136,13 +166,16 @@ impl Direct512 {
         let (c, o, kb) = (self.c, self.oh * self.ow, self.block());
         assert!(
             x.len() >= c * self.h * self.w
-                && planes.len() >= self.planes_len()
+                && planes.len() >= self.scratch_len()
                 && packed.len() >= k * c * 9
                 && y.len() >= k * o
                 && shift.is_none_or(|t| t.len() >= k),
             "direct AVX-512 conv: buffers shorter than their shapes"
         );
-        self.planes_into(x, planes);
+        match &self.padded {
+            Some(p) => p.pad_into(x, planes),
+            None => self.planes_into(x, planes),
+        }
         for k0 in (0..k).step_by(kb) {
             let nk = kb.min(k - k0);
             let wts = &packed[k0 * c * 9..(k0 + nk) * c * 9];
@@ -150,25 +183,24 @@ impl Direct512 {
             let out = &mut y[k0 * o..(k0 + nk) * o];
             // SAFETY: `new` checked AVX-512F and the shapes; the assert above the buffer
             // lengths (see `x86::block`).
-            unsafe { kernel(self.stride, self.runs, nk)(self, planes, wts, &init, out) }
+            unsafe { kernel(self.runs, nk)(self, planes, wts, &init, out) }
         }
     }
 }
 
-/// The kernel of one stride, run count and block size.
+/// The kernel of one run count and block size.
 type Kernel = unsafe fn(&Direct512, &[f32], &[f32], &dyn Fn(usize) -> f32, &mut [MaybeUninit<f32>]);
 
-fn kernel(stride: usize, runs: usize, nk: usize) -> Kernel {
+fn kernel(runs: usize, nk: usize) -> Kernel {
     macro_rules! by_nk {
-        ($st:literal, $nr:literal; $($n:literal)*) => {
-            match nk { $($n => x86::block::<$st, $nr, $n>,)* _ => unreachable!("block of {nk}") }
+        ($nr:literal; $($n:literal)*) => {
+            match nk { $($n => x86::block::<$nr, $n>,)* _ => unreachable!("block of {nk}") }
         };
     }
-    match (stride, runs) {
-        (1, 4) => by_nk!(1, 4; 1 2 3 4 5 6),
-        (_, 4) => by_nk!(2, 4; 1 2 3 4 5 6),
-        (1, _) => by_nk!(1, 1; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24),
-        (_, _) => by_nk!(2, 1; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24),
+    if runs == 4 {
+        by_nk!(4; 1 2 3 4 5 6)
+    } else {
+        by_nk!(1; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24)
     }
 }
 
@@ -191,41 +223,41 @@ mod x86 {
 
     /// `NK` output channels of one image, `NR` registers of pixels at a time: `out` is
     /// `(NK, oh, ow)`, each element written once (never read), `wts` is `[c][3][3][NK]`,
-    /// `planes` the image as [`Direct512::planes_into`] left it; channel `j` starts from
-    /// `init(j)`.
+    /// `planes` the image's scratch as [`Direct512::image`] filled it; channel `j` starts
+    /// from `init(j)`.
     ///
     /// # Safety
-    /// The CPU has AVX-512F, `d` came from [`Direct512::new`] with `ST` its stride and `NR`
-    /// its run count, and the slices are at least as long as their shapes. The pixels of a
-    /// step, `q..q + 16 NR` with `q + 16 NR <= oh ow`, then read floats up to
-    /// `2 / ST * ow + oh ow`, one plane, from the start of a plane, and write inside `out`.
+    /// The CPU has AVX-512F, `d` came from [`Direct512::new`] with `NR` its run count, and
+    /// the slices are at least as long as their shapes. The pixels of a step, `q..q + 16 NR`
+    /// with `q + 16 NR <= oh ow`, then read inside their channel's scratch: in the planes,
+    /// floats up to `2 / stride * ow + oh ow`, one plane, from the start of a plane; in the
+    /// padded copy, where the AVX2 kernel reads the same pixels (see `direct::x86::block`).
+    /// They write inside `out`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block<const ST: usize, const NR: usize, const NK: usize>(
+    pub(super) unsafe fn block<const NR: usize, const NK: usize>(
         d: &Direct512,
         planes: &[f32],
         wts: &[f32],
         init: &dyn Fn(usize) -> f32,
         out: &mut [MaybeUninit<f32>],
     ) {
-        let (plane, ow, o) = (d.plane(), d.ow, d.oh * d.ow);
-        let chan = ST * 3 * plane;
-        // Offset of tap (r, s) from its output pixel's index.
-        let tap = |r: usize, s: usize| ((r % ST) * 3 + s) * plane + r / ST * ow;
+        let (o, chan, taps) = (d.oh * d.ow, d.chan_len(), d.tap_offsets());
         // SAFETY: the caller's promises above keep every pointer inside its slice.
         unsafe {
             let op = out.as_mut_ptr().cast::<f32>();
             for q in (0..o).step_by(NR * LANES) {
+                let at: [usize; NR] = std::array::from_fn(|t| d.pixel_offset(q + t * LANES));
                 let mut acc = [[_mm512_setzero_ps(); NR]; NK];
                 for (j, a) in acc.iter_mut().enumerate() {
                     *a = [_mm512_set1_ps(init(j)); NR];
                 }
                 for ci in 0..d.c {
-                    let xc = planes.as_ptr().add(ci * chan + q);
+                    let xc = planes.as_ptr().add(ci * chan);
                     let wc = wts.as_ptr().add(ci * 9 * NK);
                     for r in 0..3 {
                         for s in 0..3 {
-                            let xt = xc.add(tap(r, s));
-                            let v: [__m512; NR] = std::array::from_fn(|t| _mm512_loadu_ps(xt.add(t * LANES)));
+                            let xt = xc.add(taps[r * 3 + s]);
+                            let v: [__m512; NR] = std::array::from_fn(|t| _mm512_loadu_ps(xt.add(at[t])));
                             let wt = wc.add((r * 3 + s) * NK);
                             for (j, a) in acc.iter_mut().enumerate() {
                                 let wv = _mm512_set1_ps(*wt.add(j));
@@ -249,7 +281,7 @@ mod x86 {
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     /// Never called: [`super::Direct512::new`] is `None` off x86-64.
-    pub(super) unsafe fn block<const ST: usize, const NR: usize, const NK: usize>(
+    pub(super) unsafe fn block<const NR: usize, const NK: usize>(
         _: &super::Direct512,
         _: &[f32],
         _: &[f32],
@@ -342,7 +374,7 @@ mod tests {
                 let shift: Vec<f32> = (0..k).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let want = reference(&x, &wt, &shift, (c, h, w), st);
                 let packed = d.pack(k, c, |ko, ci, r, s| wt[((ko * c + ci) * 3 + r) * 3 + s]);
-                let mut planes = vec![f32::NAN; d.planes_len()];
+                let mut planes = vec![f32::NAN; d.scratch_len()];
                 let mut y = vec![MaybeUninit::new(f32::NAN); d.out_len(k)];
                 d.image(&x, &packed, k, Some(&shift), &mut planes, &mut y);
                 for (i, (got, want)) in y.iter().zip(&want).enumerate() {
@@ -369,7 +401,14 @@ mod tests {
             return;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let shapes = [((32, 32), 1, 5), ((8, 8), 1, 16), ((4, 4), 1, 9), ((16, 16), 2, 4), ((8, 8), 2, 6)];
+        let shapes = [
+            ((32, 32), 1, 5),
+            ((8, 8), 1, 16),
+            ((4, 4), 1, 9),
+            ((32, 32), 2, 3),
+            ((16, 16), 2, 4),
+            ((8, 8), 2, 6),
+        ];
         for ((h, w), st, c, k) in
             shapes.into_iter().flat_map(|(hw, st, c)| (1..=7).chain([13, 30]).map(move |k| (hw, st, c, k)))
         {
@@ -396,7 +435,7 @@ mod tests {
                     &avx512.pack(k, c, tap),
                     k,
                     Some(&shift),
-                    &mut vec![0.0; avx512.planes_len()],
+                    &mut vec![0.0; avx512.scratch_len()],
                     y,
                 )
             });
@@ -422,10 +461,15 @@ mod tests {
             ((16, 1), 1, 1),
             ((3, 16), 1, 1),
             ((8, 8), 2, 1),
+            ((32, 32), 2, 4),
             ((32, 2), 2, 1),
             ((8, 24), 2, 1),
         ] {
-            assert_eq!(new(hw, 3, stride, 1).map(|d| d.runs), Some(runs), "{hw:?} stride {stride}");
+            let d = new(hw, 3, stride, 1);
+            assert_eq!(d.map(|d| d.runs), Some(runs), "{hw:?} stride {stride}");
+            // Rows of a whole number of registers read the padded copy, others the planes.
+            let rows_of_registers = (hw.1 / stride) % LANES == 0;
+            assert_eq!(d.is_some_and(|d| d.padded.is_some()), rows_of_registers, "{hw:?} stride {stride}");
         }
         for (hw, r, stride, pad) in [
             ((2, 2), 3, 1, 1),
