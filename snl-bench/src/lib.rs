@@ -10,7 +10,7 @@
 pub mod peak;
 pub mod workload;
 
-pub use peak::{MeasuredPeak, Peak, flops_per_image};
+pub use peak::{MeasuredPeak, Peak, cpu_description, flops_per_image};
 pub use workload::{Arch, BenchFlags, Measurement, Workload, Workloads, device};
 
 /// Peak resident set size of this process so far, in MiB (as `torch_ref.py` reports it).

@@ -199,6 +199,30 @@ mod fma_x86 {
     }
 }
 
+/// This CPU as every figure must name it: /proc/cpuinfo's model name and its SIMD flags
+/// (`avx*`, `fma`), e.g. `Intel(R) Xeon(R) Processor; fma avx avx2 avx512f ...`; `unknown
+/// CPU` where there is no /proc/cpuinfo.
+pub fn cpu_description() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| describe_cpu(&text))
+        .unwrap_or_else(|| "unknown CPU (no /proc/cpuinfo)".to_string())
+}
+
+/// The model name and SIMD flags of the first processor of a /proc/cpuinfo text, flags
+/// sorted as /proc/cpuinfo lists them.
+fn describe_cpu(text: &str) -> Option<String> {
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+    };
+    let model = field("model name").map_or("unknown model", |(_, v)| v.trim());
+    let (_, flags) = field("flags")?;
+    let simd: Vec<&str> = flags.split_whitespace().filter(|f| f.starts_with("avx") || *f == "fma").collect();
+    Some(format!("{model}; {}", if simd.is_empty() { "no AVX".to_string() } else { simd.join(" ") }))
+}
+
 fn cpuinfo_mhz() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     parse_cpu_mhz(&text)
@@ -214,6 +238,19 @@ fn parse_cpu_mhz(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_model_and_the_simd_flags() {
+        let text = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2000.0\n\
+                    flags\t\t: fpu sse2 avx fma avx2 avx512f avx512_bf16 bmi2\n\nprocessor\t: 1\n\
+                    model name\t: Other\nflags\t\t: avx\n";
+        assert_eq!(
+            describe_cpu(text).as_deref(),
+            Some("Intel(R) Xeon(R) Processor; avx fma avx2 avx512f avx512_bf16")
+        );
+        assert_eq!(describe_cpu("model name\t: Old\nflags\t\t: sse2\n").as_deref(), Some("Old; no AVX"));
+        assert_eq!(describe_cpu("model name\t: No flags line\n"), None);
+    }
 
     #[test]
     fn peak_is_the_product_of_its_parts() {

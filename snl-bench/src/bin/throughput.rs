@@ -41,6 +41,8 @@ fn main() -> anyhow::Result<()> {
         println!("{}", snl_bench::MeasuredPeak::measure(args.flags.threads).describe());
         return Ok(());
     }
+    // stdout is JSON lines; the CPU every figure must name goes to stderr.
+    eprintln!("# cpu: {}", snl_bench::cpu_description());
     let tuned = !args.no_tune_alloc && snl_core::fast::tune_allocator();
     // candle sizes its gemm parallelism from RAYON_NUM_THREADS, the pool from the builder.
     // SAFETY: no other thread exists yet.

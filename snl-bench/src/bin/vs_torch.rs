@@ -112,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         format!("--runs={}", a.flags.runs),
         format!("--device={}", a.flags.device),
     ];
+    println!("# cpu: {}", snl_bench::cpu_description());
     println!("# load average before: {}", loadavg());
 
     let exe = std::env::current_exe()?;
