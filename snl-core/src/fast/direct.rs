@@ -105,8 +105,7 @@ impl Direct {
 
     /// Zero-padded (and for stride 2 phase-split) copy of one image `x` into `dst`.
     pub(super) fn pad_into(&self, x: &[f32], dst: &mut [f32]) {
-        let (h, w, pitch) = (self.h, self.w, self.pitch);
-        let chan = self.stride * self.stride * self.phase;
+        let (h, w, pitch, chan) = (self.h, self.w, self.pitch, self.chan_len());
         for (ci, d) in dst.chunks_exact_mut(chan).take(self.c).enumerate() {
             let plane = &x[ci * h * w..(ci + 1) * h * w];
             if self.stride == 1 {
@@ -215,7 +214,7 @@ impl Direct {
         // run them back to back while those planes are in L1.
         for k0 in (0..k).step_by(WG_K) {
             for c0 in (0..c).step_by(WG_C) {
-                let kernel = wgrad_kernel(self.stride, WG_K.min(k - k0), WG_C.min(c - c0));
+                let kernel = wgrad_kernel(WG_K.min(k - k0), WG_C.min(c - c0));
                 for tap in 0..9 {
                     // SAFETY: `new` checked AVX2 and FMA and the shapes, the assert above
                     // the buffer lengths (see `wgrad`).
@@ -320,27 +319,24 @@ fn block_kernel(half: bool, nk: usize) -> BlockKernel {
     if half { of::<true>(nk) } else { of::<false>(nk) }
 }
 
-/// The weight-gradient kernel of one stride and block size.
+/// The weight-gradient kernel of one block size.
 type WgradKernel = unsafe fn(&Direct, &[f32], usize, &[f32], usize, (usize, usize), usize, &mut [f32]);
 
-fn wgrad_kernel(stride: usize, nk: usize, nc: usize) -> WgradKernel {
-    fn of<const ST: usize>(nk: usize, nc: usize) -> WgradKernel {
-        match (nk, nc) {
-            (4, 3) => x86::wgrad::<ST, 4, 3>,
-            (4, 2) => x86::wgrad::<ST, 4, 2>,
-            (4, _) => x86::wgrad::<ST, 4, 1>,
-            (3, 3) => x86::wgrad::<ST, 3, 3>,
-            (3, 2) => x86::wgrad::<ST, 3, 2>,
-            (3, _) => x86::wgrad::<ST, 3, 1>,
-            (2, 3) => x86::wgrad::<ST, 2, 3>,
-            (2, 2) => x86::wgrad::<ST, 2, 2>,
-            (2, _) => x86::wgrad::<ST, 2, 1>,
-            (_, 3) => x86::wgrad::<ST, 1, 3>,
-            (_, 2) => x86::wgrad::<ST, 1, 2>,
-            (_, _) => x86::wgrad::<ST, 1, 1>,
-        }
+fn wgrad_kernel(nk: usize, nc: usize) -> WgradKernel {
+    match (nk, nc) {
+        (4, 3) => x86::wgrad::<4, 3>,
+        (4, 2) => x86::wgrad::<4, 2>,
+        (4, _) => x86::wgrad::<4, 1>,
+        (3, 3) => x86::wgrad::<3, 3>,
+        (3, 2) => x86::wgrad::<3, 2>,
+        (3, _) => x86::wgrad::<3, 1>,
+        (2, 3) => x86::wgrad::<2, 3>,
+        (2, 2) => x86::wgrad::<2, 2>,
+        (2, _) => x86::wgrad::<2, 1>,
+        (_, 3) => x86::wgrad::<1, 3>,
+        (_, 2) => x86::wgrad::<1, 2>,
+        (_, _) => x86::wgrad::<1, 1>,
     }
-    if stride == 1 { of::<1>(nk, nc) } else { of::<2>(nk, nc) }
 }
 
 use std::mem::MaybeUninit;
@@ -467,13 +463,13 @@ mod x86 {
     /// is `(imgs, k, oh, ow)`.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`] with `ST` its stride, the
-    /// slices are at least as long as their shapes, output rows are 8 pixels or more,
-    /// `k0 + NK <= k`, `c0 + NC <= d.c` and `tap < 9`. Each load then reads 8 pixels of one
+    /// The CPU has AVX2 and FMA, `d` came from [`Direct::new`], the slices are at least as
+    /// long as their shapes, output rows are 8 pixels or more, `k0 + NK <= k`,
+    /// `c0 + NC <= d.c` and `tap < 9`. Each load then reads 8 pixels of one
     /// output row of `dy`, or one run of a padded (phase) plane as [`block`] does.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn wgrad<const ST: usize, const NK: usize, const NC: usize>(
+    pub(super) unsafe fn wgrad<const NK: usize, const NC: usize>(
         d: &Direct,
         padded: &[f32],
         imgs: usize,
@@ -483,10 +479,7 @@ mod x86 {
         tap: usize,
         dw: &mut [f32],
     ) {
-        let (pitch, phase, o) = (d.pitch, d.phase, d.oh * d.ow);
-        let chan = ST * ST * phase;
-        let (r, s) = (tap / 3, tap % 3);
-        let off = ((r % ST) * ST + s % ST) * phase + r / ST * pitch + s / ST;
+        let (pitch, o, chan, off) = (d.pitch, d.oh * d.ow, d.chan_len(), d.tap_offsets()[tap]);
         let mut acc = [[_mm256_setzero_ps(); NC]; NK];
         // SAFETY: the caller's promises above keep every pointer inside its slice.
         unsafe {
@@ -535,7 +528,7 @@ mod x86 {
 
     /// Never called: [`super::Direct::new`] is `None` off x86-64.
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn wgrad<const ST: usize, const NK: usize, const NC: usize>(
+    pub(super) unsafe fn wgrad<const NK: usize, const NC: usize>(
         _: &super::Direct,
         _: &[f32],
         _: usize,

@@ -1,18 +1,21 @@
 //! A direct 3x3, padding 1 convolution (stride 1 or 2) for x86-64 CPUs with AVX-512F.
 //!
 //! A core with two 512-bit FMA units (Intel Xeons) does twice the FMAs per cycle of the
-//! AVX2 kernel in `direct.rs`. A register holds 16 output pixels, more than a row of the 8x8
-//! and 4x4 maps of ResNet18's later stages, so the input is not copied once with its
-//! padding as there: each input channel is copied into planes in which the taps of any run
-//! of output pixels are consecutive floats. Plane `(r % stride, s)` holds padded pixel
-//! `(stride a + r % stride, stride j + s)` at row `a`, column `j`, with rows as wide as the
-//! output's, so tap `(r, s)` of output pixel `p` (raster order) is float
-//! `p + (r / stride) ow` of that plane. That is 3 copies of the input at stride 1 and 1.5
-//! at stride 2, against im2col's 9. Where output rows are a whole number of registers (16
-//! or 32 pixels: ResNet18's first two stages), a register never spans two rows, so the
-//! kernel reads the AVX2 kernel's single zero-padded copy instead: writing the planes took
-//! about a twentieth of a width-16 SNL step. Either way each tap is one load of 16 floats
-//! holding the same values, so the results are the same bits.
+//! AVX2 kernel in `direct.rs`. A register holds 16 output pixels.
+//!
+//! Where output rows are a multiple of 16 pixels (16 and 32 in ResNet18 on CIFAR), a
+//! register never spans two rows, and the kernel reads the AVX2 kernel's zero-padded copy
+//! of each image (one copy, phase-split at stride 2).
+//!
+//! Shorter rows (the 8x8 and 4x4 maps of ResNet18's later stages) would put one register
+//! across rows of that copy, so there each input channel is copied into planes in which
+//! the taps of any run of output pixels are consecutive floats. Plane `(r % stride, s)`
+//! holds padded pixel `(stride a + r % stride, stride j + s)` at row `a`, column `j`, with
+//! rows as wide as the output's, so tap `(r, s)` of output pixel `p` (raster order) is
+//! float `p + (r / stride) ow` of that plane: 3 copies of the input at stride 1 and 1.5 at
+//! stride 2, against im2col's 9. (Writing planes for the large maps too took about a
+//! twentieth of a width-16 SNL step.) Either way each tap is one load of 16 floats holding
+//! the same values, so the results are the same bits.
 //!
 //! Twenty-four registers accumulate: 4 runs of 16 pixels of 6 output channels where a map
 //! has a multiple of 64 pixels, else 1 run of 24 channels (the 4x4 maps).
@@ -36,12 +39,12 @@ pub(super) struct Direct512 {
     stride: usize,
     oh: usize,
     ow: usize,
-    /// Rows of a plane: `oh + 2` at stride 1, `oh + 1` at stride 2.
+    /// Rows of a plane (of the planes layout): `oh + 2` at stride 1, `oh + 1` at stride 2.
     rows: usize,
     /// Registers of 16 output pixels per step: 4 or 1.
     runs: usize,
     /// The AVX2 kernel's layout, whose padded copy is read instead of the planes where
-    /// output rows are a whole number of registers.
+    /// output rows are a multiple of 16 pixels.
     padded: Option<Direct>,
 }
 
@@ -152,7 +155,7 @@ impl Direct512 {
     }
 
     /// `y (k, oh, ow) = conv3x3(x (c, h, w)) + shift[ko]` for one image, with `packed` from
-    /// [`Self::pack`] and `planes` scratch of at least [`Self::scratch_len`] floats. Writes
+    /// [`Self::pack`] and `scratch` of at least [`Self::scratch_len`] floats. Writes
     /// every element of `y[..k * oh * ow]`, which need not be initialised.
     pub fn image(
         &self,
@@ -160,21 +163,21 @@ impl Direct512 {
         packed: &[f32],
         k: usize,
         shift: Option<&[f32]>,
-        planes: &mut [f32],
+        scratch: &mut [f32],
         y: &mut [MaybeUninit<f32>],
     ) {
         let (c, o, kb) = (self.c, self.oh * self.ow, self.block());
         assert!(
             x.len() >= c * self.h * self.w
-                && planes.len() >= self.scratch_len()
+                && scratch.len() >= self.scratch_len()
                 && packed.len() >= k * c * 9
                 && y.len() >= k * o
                 && shift.is_none_or(|t| t.len() >= k),
             "direct AVX-512 conv: buffers shorter than their shapes"
         );
         match &self.padded {
-            Some(p) => p.pad_into(x, planes),
-            None => self.planes_into(x, planes),
+            Some(p) => p.pad_into(x, scratch),
+            None => self.planes_into(x, scratch),
         }
         for k0 in (0..k).step_by(kb) {
             let nk = kb.min(k - k0);
@@ -183,7 +186,7 @@ impl Direct512 {
             let out = &mut y[k0 * o..(k0 + nk) * o];
             // SAFETY: `new` checked AVX-512F and the shapes; the assert above the buffer
             // lengths (see `x86::block`).
-            unsafe { kernel(self.runs, nk)(self, planes, wts, &init, out) }
+            unsafe { kernel(self.runs, nk)(self, scratch, wts, &init, out) }
         }
     }
 }
@@ -223,20 +226,23 @@ mod x86 {
 
     /// `NK` output channels of one image, `NR` registers of pixels at a time: `out` is
     /// `(NK, oh, ow)`, each element written once (never read), `wts` is `[c][3][3][NK]`,
-    /// `planes` the image's scratch as [`Direct512::image`] filled it; channel `j` starts
-    /// from `init(j)`.
+    /// `scratch` the image as [`Direct512::image`] laid it out; channel `j` starts from
+    /// `init(j)`.
     ///
     /// # Safety
     /// The CPU has AVX-512F, `d` came from [`Direct512::new`] with `NR` its run count, and
     /// the slices are at least as long as their shapes. The pixels of a step, `q..q + 16 NR`
     /// with `q + 16 NR <= oh ow`, then read inside their channel's scratch: in the planes,
-    /// floats up to `2 / stride * ow + oh ow`, one plane, from the start of a plane; in the
-    /// padded copy, where the AVX2 kernel reads the same pixels (see `direct::x86::block`).
-    /// They write inside `out`.
+    /// floats up to `2 / stride * ow + oh ow`, one plane, from the start of a plane. In the
+    /// padded copy a register starts at a column that is a multiple of 16 in a row a
+    /// multiple of 16 wide, so its 16 pixels are the AVX2 kernel's two runs at `q` and
+    /// `q + 8` of one row, whose loads stay in their (phase) plane (see
+    /// `direct::x86::block`); at stride 1 tap `(2, 2)` of the last register reads the
+    /// channel's last float. They write inside `out`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block<const NR: usize, const NK: usize>(
         d: &Direct512,
-        planes: &[f32],
+        scratch: &[f32],
         wts: &[f32],
         init: &dyn Fn(usize) -> f32,
         out: &mut [MaybeUninit<f32>],
@@ -252,7 +258,7 @@ mod x86 {
                     *a = [_mm512_set1_ps(init(j)); NR];
                 }
                 for ci in 0..d.c {
-                    let xc = planes.as_ptr().add(ci * chan);
+                    let xc = scratch.as_ptr().add(ci * chan);
                     let wc = wts.as_ptr().add(ci * 9 * NK);
                     for r in 0..3 {
                         for s in 0..3 {
@@ -360,7 +366,9 @@ mod tests {
         ] {
             cases.push((hw, 1));
         }
-        for hw in [(32, 32), (16, 16), (8, 8), (8, 32), (4, 16), (32, 2), (2, 32), (8, 24)] {
+        // (4, 64) at stride 2: the padded copy's phases with rows of 32 pixels (2 registers),
+        // a step of 4 registers across two rows.
+        for hw in [(32, 32), (16, 16), (8, 8), (8, 32), (4, 16), (32, 2), (2, 32), (8, 24), (4, 64)] {
             cases.push((hw, 2));
         }
         for ((h, w), st) in cases {
@@ -401,11 +409,15 @@ mod tests {
             return;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(11);
+        // The padded copy at both strides and both run counts ((3, 16): one register a step,
+        // 24-channel blocks), and the planes.
         let shapes = [
             ((32, 32), 1, 5),
+            ((3, 16), 1, 3),
             ((8, 8), 1, 16),
             ((4, 4), 1, 9),
             ((32, 32), 2, 3),
+            ((4, 64), 2, 2),
             ((16, 16), 2, 4),
             ((8, 8), 2, 6),
         ];
