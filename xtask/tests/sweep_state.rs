@@ -182,3 +182,104 @@ fn save_refuses_while_a_run_or_the_sweep_holds_its_lock() {
         assert!(!root.0.join("state").exists());
     }
 }
+
+/// A save never loses more than it replaces: not over a state that is further along than
+/// the sweep folder (a run missing there, or fewer lines of metrics: the state was not
+/// restored first), nor over a state holding a file the folder no longer has; and symbolic
+/// links in a run are refused, not followed (a linked run folder was saved empty).
+#[test]
+fn save_refuses_to_lose_what_the_state_has() {
+    let root = Temp::new("lose");
+    fake_sweep(&root.0);
+    let out = root.0.join("sweep");
+    let state = root.0.join("state");
+    let o = script(&[Path::new("save"), &out, &state]);
+    assert!(o.status.success(), "{}", text(&o));
+    let refused = |why: &str| {
+        let o = script(&[Path::new("save"), &out, &state]);
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success() && e.contains(why) && e.lines().count() == 1, "{why}: {e}");
+        assert!(state.join("baseline/best.safetensors").exists(), "{why}: the state was touched");
+    };
+
+    let metrics = out.join("baseline/metrics.jsonl");
+    let saved = std::fs::read_to_string(&metrics).unwrap();
+    assert!(!saved.is_empty());
+    std::fs::write(&metrics, "").unwrap();
+    refused("fewer lines of metrics");
+    std::fs::write(&metrics, &saved).unwrap();
+
+    std::fs::rename(out.join("snl-30pct-s0"), root.0.join("aside")).unwrap();
+    refused("which");
+    std::os::unix::fs::symlink(root.0.join("aside"), out.join("snl-30pct-s0")).unwrap();
+    refused("symbolic link");
+    std::fs::remove_file(out.join("snl-30pct-s0")).unwrap();
+    std::fs::rename(root.0.join("aside"), out.join("snl-30pct-s0")).unwrap();
+
+    std::fs::write(state.join("baseline/notes.txt"), "keep").unwrap();
+    refused("notes.txt is not in");
+    std::fs::remove_file(state.join("baseline/notes.txt")).unwrap();
+
+    let o = script(&[Path::new("save"), &out, &state]);
+    assert!(o.status.success(), "all put back: {}", text(&o));
+}
+
+/// One save at a time per folder of states; a path that starts with a dash is a path.
+#[test]
+fn saves_take_turns_and_take_any_path() {
+    let root = Temp::new("turns");
+    fake_sweep(&root.0);
+    let out = root.0.join("sweep");
+    // `-o`: the lock is flock's own, not inherited by `sleep`, so killing flock frees it.
+    let mut holder =
+        Command::new("flock").arg("-o").arg(&root.0).args(["sleep", "30"]).spawn().expect("run flock");
+    let held = || !Command::new("flock").args(["-n"]).arg(&root.0).arg("true").status().unwrap().success();
+    for _ in 0..250 {
+        if held() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = script(&[Path::new("save"), &out, &root.0.join("state")]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(!o.status.success() && text(&o).contains("another save"), "{}", text(&o));
+    assert!(!root.0.join("state").exists());
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sweep-state.sh");
+    let o = Command::new("bash")
+        .arg(path)
+        .args(["save", "sweep", "-state//"])
+        .current_dir(&root.0)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(root.0.join("-state/baseline/best.safetensors").exists());
+}
+
+/// A restore copies into a folder that holds none of the state's names, and writes
+/// sweep.json last: one that failed midway can be run again.
+#[test]
+fn restore_never_merges_and_can_be_run_again() {
+    let root = Temp::new("restore");
+    fake_sweep(&root.0);
+    let (out, state) = (root.0.join("sweep"), root.0.join("state"));
+    let o = script(&[Path::new("save"), &out, &state]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let target = root.0.join("target");
+    std::fs::create_dir_all(target.join("baseline")).unwrap();
+    std::fs::write(target.join("baseline/best.safetensors"), "mine").unwrap();
+    let o = script(&[Path::new("restore"), &state, &target]);
+    assert!(!o.status.success() && text(&o).contains("exists"), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(target.join("baseline/best.safetensors")).unwrap(), "mine");
+    let o = script(&[Path::new("restore"), &state, &state.join("inner")]);
+    assert!(!o.status.success() && text(&o).contains("inside the state"), "{}", text(&o));
+
+    // A restore cut short before sweep.json: the runs are there, the sweep is not; the
+    // copied runs are removed by hand and the restore runs again.
+    std::fs::remove_dir_all(&target).unwrap();
+    let o = script(&[Path::new("restore"), &state, &target]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(names(&target), names(&state));
+}
