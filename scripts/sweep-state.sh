@@ -32,10 +32,6 @@ is_run() {
     esac
 }
 
-# Whether some process holds the flock on file $1 (a shared probe: two saves do not see
-# each other as a running run).
-held() { [ -e "$1" ] && ! flock -n -s "$1" true; }
-
 # A path argument as a safe operand: no trailing slashes, "./" before a leading dash.
 operand() {
     local p=$1
