@@ -340,6 +340,11 @@ pub struct ExportArgs {
     /// scatter back; default) or `masked` (a*relu(x) + (1-a)*x: every position pays).
     #[arg(long, value_enum)]
     pub relu: Option<ReluFormArg>,
+    /// Export a model whose masks are not all 0 or 1 (one saved mid-search) binarized at the
+    /// threshold. Without it such a model is refused: its export would compute another
+    /// network than `predict` and `eval` do with the same file.
+    #[arg(long)]
+    pub binarize: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

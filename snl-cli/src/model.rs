@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use candle::Device;
+use candle::{DType, Device};
 use candle_nn::VarMap;
 use snl_models::checkpoint::{self, StateDict};
 use snl_models::{Model, ModelConfig};
@@ -101,7 +101,7 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The metadata's threshold (else the authors' 1e-2).
+    /// The metadata's threshold (checked by [`load`]; else the authors' 1e-2).
     pub fn threshold(&self) -> f64 {
         self.metadata.get(keys::THRESHOLD).and_then(|t| t.parse().ok()).unwrap_or(DEFAULT_THRESHOLD)
     }
@@ -173,6 +173,25 @@ pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
     let mismatch = checkpoint::compare(&config.tensor_shapes()?, &read.tensors);
     if !mismatch.is_empty() {
         bail!("{} does not fit {}: {mismatch}", path.display(), config.arch_name());
+    }
+    // A bad threshold in the file is the file's fault, not a --threshold the user never gave.
+    if let Some(t) = read.metadata.get(keys::THRESHOLD) {
+        if !t.parse::<f64>().is_ok_and(|v| (0.0..1.0).contains(&v)) {
+            bail!("{}: metadata threshold `{t}`: must be a number in [0, 1)", path.display());
+        }
+    }
+    // A NaN mask value makes every output NaN and every count 0 without a word.
+    for (name, t) in read.tensors.iter().filter(|(name, _)| name.ends_with(".alphas")) {
+        let bad = t
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .filter(|v| !v.is_finite())
+            .count();
+        if bad > 0 {
+            bail!("{}: {name} has {bad} values that are not finite (NaN or infinite)", path.display());
+        }
     }
     Ok(Loaded { config, tensors: read.tensors, metadata: read.metadata })
 }

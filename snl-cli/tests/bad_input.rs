@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use common::*;
 
@@ -599,5 +599,68 @@ fn a_resume_of_the_other_commands_run_names_the_command_that_resumes_it() {
         ];
         fails(&[command, "--resume", s(run)], 1, &needles);
         assert_eq!(snapshot(run), before, "a refused resume changed the run");
+    }
+}
+
+/// A copy of the baseline model with `edit` applied to its first mask and its metadata.
+fn edited_model(dir: &Path, edit: impl Fn(&mut Vec<f32>, &mut HashMap<String, String>)) -> PathBuf {
+    let base = baseline_model();
+    let mut tensors = read_tensors(&base);
+    let mut meta = read_metadata(&base);
+    let site = tensors.keys().find(|k| k.ends_with(".alphas")).unwrap().clone();
+    let mut values = tensors[&site].f32s();
+    edit(&mut values, &mut meta);
+    let t = &tensors[&site];
+    let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let edited = RawTensor { dtype: t.dtype, shape: t.shape.clone(), data };
+    tensors.insert(site, edited);
+    let path = dir.join("edited.safetensors");
+    write_tensors(&path, &tensors, Some(meta));
+    path
+}
+
+/// A model saved mid-search (masks between 0 and 1) is not exported as another network
+/// without a word: refused, or binarized when asked; its export folder then appears whole.
+#[test]
+fn export_refuses_soft_masks_unless_told_to_binarize() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = edited_model(tmp.path(), |v, _| v[..3].fill(0.5));
+    let out = tmp.path().join("bundle");
+    fails(
+        &["export", "--model", s(&model), "--out", s(&out)],
+        2,
+        &["other than 0 and 1", "(3 of", "--binarize"],
+    );
+    assert!(!out.exists(), "a refused export wrote its folder");
+    std::fs::create_dir(&out).unwrap();
+    snl().args(["export", "--model", s(&model), "--out", s(&out), "--binarize"]).assert().success();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["kept_indices.safetensors", "manifest.json", "masks.safetensors", "weights.safetensors"]
+    );
+    let leftovers = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".snl-export-"));
+    assert_eq!(leftovers.count(), 0, "the staging folder was left behind");
+}
+
+/// What a file says about itself is checked as the file's: a NaN mask, a threshold out of
+/// range in its metadata (it used to be blamed on a --threshold never given).
+#[test]
+fn a_checkpoint_with_nan_masks_or_a_bad_threshold_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nan = edited_model(tmp.path(), |v, _| v[7] = f32::NAN);
+    fails(&["count", "--model", s(&nan)], 1, &[&nan.display().to_string(), "not finite"]);
+    for bad in ["5", "NaN", "abc"] {
+        let model = edited_model(tmp.path(), |_, m| {
+            m.insert("threshold".into(), bad.into());
+        });
+        let out = fails(&["count", "--model", s(&model)], 1, &[&format!("metadata threshold `{bad}`")]);
+        assert!(!out.contains("--threshold"), "{out}");
     }
 }

@@ -20,7 +20,8 @@ pub enum ConfigError {
     Metadata(String),
     #[error(
         "{arch} with {classes} classes, {image_size}x{image_size} inputs{width} would hold over {values} values \
-         (the limit is {limit}, 4 GiB of f32): check the width, the image size and the number of classes"
+         in its weights and one image's masked activations (the limit is {limit}, 4 GiB of f32): check the \
+         width, the image size and the number of classes"
     )]
     TooLarge { arch: String, classes: usize, image_size: usize, width: String, values: u128, limit: u128 },
     #[error(

@@ -154,13 +154,16 @@ impl ModelConfig {
     }
 
     /// Checks every dimension, and that the model would hold at most [`MAX_MODEL_VALUES`]
-    /// (a bad width, image size or class count is an error here, not an aborted allocation).
+    /// (a bad width, image size or class count is an error here, not an aborted allocation),
+    /// counting each mask at its activation's size: channel masks are small, but a forward
+    /// pass and an export hold one image's activations (an image size of 2^32 wrapped the
+    /// ReLU counts, 10^6 aborted on an 8 TB allocation).
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             Self::ResNet(c) => c.validate()?,
             Self::Wrn(c) => c.validate()?,
         }
-        let values = self.min_values();
+        let values = self.size_bound(true);
         if values > MAX_MODEL_VALUES {
             let width = match self {
                 Self::ResNet(c) => format!(", width {}", c.width),
@@ -181,8 +184,13 @@ impl ModelConfig {
     /// A lower bound of the number of values in the model's `state_dict`, found without
     /// building it: the second 3x3 convolution and the masks of every block, and the head.
     pub fn min_values(&self) -> u128 {
+        self.size_bound(self.granularity() == Granularity::Pixel)
+    }
+
+    /// [`Self::min_values`], with each mask counted at its activation's size (`pixel`) or
+    /// its channels'.
+    fn size_bound(&self, pixel: bool) -> u128 {
         let side = |s: usize, stride: usize| crate::layers::conv_output_size(s, 3, stride, 1).unwrap_or(1);
-        let pixel = self.granularity() == Granularity::Pixel;
         // Per block at `channels` wide on `size`-sided maps: `masks` masks, one 3x3 conv.
         let block = |channels: usize, size: usize, masks: u128| -> u128 {
             let c = channels as u128;

@@ -27,6 +27,18 @@ fn absurd_dimensions_are_refused_before_building() {
         huge.build_trainable(&Device::Cpu),
         Err(snl_models::Error::Config(ConfigError::TooLarge { .. }))
     ));
+    // Channel masks hold a value per channel, but a forward pass (and an export) holds a
+    // whole image's activations: those count too (2^32 wrapped the ReLU counts).
+    for size in ["1000000", "4294967296"] {
+        let m = meta(&[
+            ("arch", "resnet18"),
+            ("classes", "10"),
+            ("granularity", "channel"),
+            ("image_size", size),
+        ]);
+        let err = ModelConfig::from_metadata(&m).unwrap_err();
+        assert!(matches!(err, ConfigError::TooLarge { .. }), "channel masks, image size {size}: {err}");
+    }
     // The paper's networks, even on ImageNet-sized inputs, are fine.
     for arch in ["resnet18", "resnet34", "wrn-22-8", "wrn-28-10"] {
         let config = ModelConfig::from_arch(arch, 1000).unwrap().with_image_size(224);

@@ -9,6 +9,7 @@
 //! computes exactly the kept ReLUs (`crate::onnx`).
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use candle::{DType, Device, Tensor};
@@ -55,26 +56,88 @@ pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
     };
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
     let threshold = model::check_threshold(args.threshold.unwrap_or_else(|| loaded.threshold()))?;
+    if !args.binarize {
+        refuse_soft_masks(&args.model, &loaded)?;
+    }
     if !run::is_free(&args.out)? {
         bail!(
             "{} exists and is not an empty folder; choose another --out (nothing was overwritten)",
             args.out.display()
         );
     }
-    match args.format {
-        ExportFormat::Safetensors => bundle(ctx, &args, &loaded, threshold),
-        ExportFormat::Onnx => export_onnx(ctx, &args, &loaded, threshold, form),
+    let mut summary = String::new();
+    publish(&args.out, |dir| {
+        summary = match args.format {
+            ExportFormat::Safetensors => bundle(ctx, dir, &loaded, threshold)?,
+            ExportFormat::Onnx => export_onnx(ctx, dir, &loaded, threshold, form)?,
+        };
+        Ok(())
+    })?;
+    ctx.ui.result(format!("{summary} to {}", args.out.display()));
+    Ok(())
+}
+
+/// Refuses masks with values other than 0 and 1 (a model saved mid-search): the export
+/// binarizes them, so it would compute another network than `predict` and `eval` compute
+/// with the same file, and say nothing (logits 22% apart on such a file).
+fn refuse_soft_masks(path: &Path, loaded: &Loaded) -> Result<()> {
+    let mut soft: Vec<String> = Vec::new();
+    for (name, t) in loaded.tensors.iter().filter(|(name, _)| name.ends_with(".alphas")) {
+        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let n = values.iter().filter(|&&v| v != 0.0 && v != 1.0).count();
+        if n > 0 {
+            soft.push(format!("{name} ({n} of {})", values.len()));
+        }
+    }
+    if soft.is_empty() {
+        return Ok(());
+    }
+    soft.sort();
+    Err(usage(format!(
+        "{}: masks with values other than 0 and 1 (a model mid-search?): {}; its export would compute \
+         another network than predict and eval do. Finish it with `snl linearize`, or pass --binarize to \
+         export it binarized at the threshold",
+        path.display(),
+        run::list_some(&soft)
+    )))
+}
+
+/// A folder being written, removed when dropped (once renamed into place it is gone).
+struct Staging(std::path::PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-/// One ONNX model, `model.onnx`, its masks binarized at `threshold`.
-fn export_onnx(
-    ctx: &Context,
-    args: &ExportArgs,
-    loaded: &Loaded,
-    threshold: f64,
-    form: ReluForm,
-) -> Result<()> {
+/// Writes the export into a fresh folder beside `out` and renames that onto `out`: a failed
+/// export leaves nothing behind (a half-written folder used to refuse the retry), and of two
+/// exports to the same `out` one fails instead of both mixing their files into it (the
+/// rename replaces at most an empty folder).
+fn publish(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    // A name no other process picks: its pid, and the clock for a second export of ours.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let staging = Staging(parent.join(format!(".snl-export-{}-{nanos}", std::process::id())));
+    std::fs::create_dir(&staging.0).with_context(|| format!("cannot create {}", staging.0.display()))?;
+    write(&staging.0)?;
+    if let Err(e) = std::fs::rename(&staging.0, out) {
+        bail!(
+            "{} could not be written ({e}): did another process write there meanwhile? Nothing was overwritten",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// One ONNX model, `model.onnx`, its masks binarized at `threshold`, in `out`; returns
+/// what was exported.
+fn export_onnx(ctx: &Context, out: &Path, loaded: &Loaded, threshold: f64, form: ReluForm) -> Result<String> {
     let model = loaded.frozen(&ctx.device)?;
     let mut sites = HashMap::new();
     let mut relu_total = 0;
@@ -104,19 +167,13 @@ fn export_onnx(
     );
     let meta: Vec<(String, String)> = meta.into_iter().collect();
     let proto = onnx::build(&loaded.config, &loaded.tensors, sites, form, &meta)?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    let path = args.out.join("model.onnx");
-    write_atomic(&path, &prost::Message::encode_to_vec(&proto))?;
-    ctx.ui.result(format!(
-        "exported {relu_kept} of {relu_total} ReLUs ({form_name}, ONNX opset {}) to {}",
-        onnx::OPSET,
-        path.display()
-    ));
-    Ok(())
+    write_atomic(&out.join("model.onnx"), &prost::Message::encode_to_vec(&proto))?;
+    Ok(format!("exported {relu_kept} of {relu_total} ReLUs ({form_name}, ONNX opset {})", onnx::OPSET))
 }
 
-/// snl's bundle: weights, U8 masks, kept indices, manifest.
-fn bundle(ctx: &Context, args: &ExportArgs, loaded: &Loaded, threshold: f64) -> Result<()> {
+/// snl's bundle: weights, U8 masks, kept indices, manifest, in `out`; returns what was
+/// exported.
+fn bundle(ctx: &Context, out: &Path, loaded: &Loaded, threshold: f64) -> Result<String> {
     let model = loaded.frozen(&ctx.device)?;
     let (mut weights, mut masks, mut indices, mut sites) =
         (loaded.tensors.clone(), HashMap::new(), HashMap::new(), vec![]);
@@ -147,7 +204,6 @@ fn bundle(ctx: &Context, args: &ExportArgs, loaded: &Loaded, threshold: f64) -> 
         }
         masks.insert(m.site().to_string(), full);
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let (relu_kept, relu_total) =
         (sites.iter().map(|s| s.kept).sum::<usize>(), sites.iter().map(|s| s.total).sum::<usize>());
     // The weights are an snl checkpoint (`count`, `eval`, `predict` read them back); the
@@ -160,10 +216,10 @@ fn bundle(ctx: &Context, args: &ExportArgs, loaded: &Loaded, threshold: f64) -> 
             (keys::RELU_TOTAL, relu_total.to_string()),
         ],
     );
-    snl_models::checkpoint::save(&weights, &weights_meta, args.out.join("weights.safetensors"))?;
+    snl_models::checkpoint::save(&weights, &weights_meta, out.join("weights.safetensors"))?;
     let meta = HashMap::from([("arch".to_string(), loaded.config.arch_name())]);
-    snl_models::checkpoint::save(&masks, &meta, args.out.join("masks.safetensors"))?;
-    snl_models::checkpoint::save(&indices, &meta, args.out.join("kept_indices.safetensors"))?;
+    snl_models::checkpoint::save(&masks, &meta, out.join("masks.safetensors"))?;
+    snl_models::checkpoint::save(&indices, &meta, out.join("kept_indices.safetensors"))?;
     let manifest = Manifest {
         arch: loaded.config.arch_name(),
         threshold,
@@ -179,15 +235,13 @@ fn bundle(ctx: &Context, args: &ExportArgs, loaded: &Loaded, threshold: f64) -> 
     };
     let mut text = serde_json::to_string_pretty(&manifest)?;
     text.push('\n');
-    write_atomic(&args.out.join("manifest.json"), text.as_bytes())?;
+    write_atomic(&out.join("manifest.json"), text.as_bytes())?;
     let linear = manifest.sites.iter().filter(|s| s.fully_linear).count();
-    ctx.ui.result(format!(
-        "exported {} of {} ReLUs ({} of {} sites fully linear) to {}",
+    Ok(format!(
+        "exported {} of {} ReLUs ({} of {} sites fully linear)",
         manifest.relu_kept,
         manifest.relu_total,
         linear,
         manifest.sites.len(),
-        args.out.display()
-    ));
-    Ok(())
+    ))
 }
