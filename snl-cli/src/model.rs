@@ -175,10 +175,10 @@ pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
         bail!("{} does not fit {}: {mismatch}", path.display(), config.arch_name());
     }
     // A bad threshold in the file is the file's fault, not a --threshold the user never gave.
-    if let Some(t) = read.metadata.get(keys::THRESHOLD) {
-        if !t.parse::<f64>().is_ok_and(|v| (0.0..1.0).contains(&v)) {
-            bail!("{}: metadata threshold `{t}`: must be a number in [0, 1)", path.display());
-        }
+    if let Some(t) = read.metadata.get(keys::THRESHOLD)
+        && !t.parse::<f64>().is_ok_and(|v| (0.0..1.0).contains(&v))
+    {
+        bail!("{}: metadata threshold `{t}`: must be a number in [0, 1)", path.display());
     }
     // A NaN mask value makes every output NaN and every count 0 without a word.
     for (name, t) in read.tensors.iter().filter(|(name, _)| name.ends_with(".alphas")) {

@@ -122,7 +122,8 @@ fn publish(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     };
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     // A name no other process picks: its pid, and the clock for a second export of ours.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let staging = Staging(parent.join(format!(".snl-export-{}-{nanos}", std::process::id())));
     std::fs::create_dir(&staging.0).with_context(|| format!("cannot create {}", staging.0.display()))?;
     write(&staging.0)?;
