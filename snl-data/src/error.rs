@@ -74,6 +74,24 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A folder of an image folder reached a second time through symbolic links (a loop such as
+    /// `loop -> ..`, or two links to one folder): following it would read its images again.
+    #[error(
+        "{}: leads to folder {}, already read as {}; a symbolic link loop or a second link to \
+         one folder would read its images twice",
+        .path.display(),
+        .folder.display(),
+        .first.display()
+    )]
+    RepeatedFolder {
+        /// The path that reached the folder again.
+        path: PathBuf,
+        /// The folder, as its canonical path.
+        folder: PathBuf,
+        /// The path it was first read as.
+        first: PathBuf,
+    },
+
     /// An archive (`.tar.gz`, `.zip`) that is truncated or corrupt.
     #[error("{}: unreadable archive ({msg}); is it truncated? Download it again", .path.display())]
     Archive {

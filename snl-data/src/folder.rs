@@ -1,6 +1,10 @@
 //! A generic image folder, torchvision `ImageFolder` convention: `<root>/<split>/<class>/<image>`,
 //! class ids by sorted folder name, images (JPEG, PNG, searched recursively) sorted by path.
+//! Symbolic links to images and to folders are followed (subsets are often made of links), but
+//! each folder is read once: one reached again (`loop -> ..`, two links to it) is an error.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 
 use crate::Split;
@@ -34,14 +38,36 @@ pub(crate) fn is_image_file(p: &Path) -> bool {
     })
 }
 
-fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// The folders read so far, by canonical path, with the path each was first read as. A link
+/// back to one of them (`loop -> ..`) would read it again, over and over until the kernel's
+/// link depth limit, with other classes' images labelled as the class holding the link.
+type ReadFolders = HashMap<PathBuf, PathBuf>;
+
+/// Records `dir` as read, or fails if its canonical path was read already.
+fn mark_read(dir: &Path, read: &mut ReadFolders) -> Result<()> {
+    let canonical = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    match read.entry(canonical) {
+        Entry::Occupied(first) => Err(Error::RepeatedFolder {
+            path: dir.to_path_buf(),
+            folder: first.key().clone(),
+            first: first.get().clone(),
+        }),
+        Entry::Vacant(slot) => {
+            slot.insert(dir.to_path_buf());
+            Ok(())
+        }
+    }
+}
+
+fn collect_images(dir: &Path, read: &mut ReadFolders, out: &mut Vec<PathBuf>) -> Result<()> {
+    mark_read(dir, read)?;
     let entries = read_dir_sorted(dir)?;
     // Files of this folder first (sorted), then sub-folders (sorted), like a sorted os.walk.
     for p in entries.iter().filter(|p| p.is_file() && is_image_file(p)) {
         out.push(p.clone());
     }
     for p in entries.iter().filter(|p| p.is_dir()) {
-        collect_images(p, out)?;
+        collect_images(p, read, out)?;
     }
     Ok(())
 }
@@ -87,6 +113,9 @@ pub fn load(root: &Path, split: Split) -> Result<Dataset> {
 
 /// Loads one split folder `<dir>/<class>/<image>`.
 pub fn load_classes_dir(dir: &Path) -> Result<Dataset> {
+    // The split folder counts as read: a class's `loop -> ..` leads back to it.
+    let mut read = ReadFolders::new();
+    mark_read(dir, &mut read)?;
     let class_dirs: Vec<PathBuf> = read_dir_sorted(dir)?.into_iter().filter(|p| p.is_dir()).collect();
     if class_dirs.is_empty() {
         return Err(Error::format(dir, format!("no class folder in it. {HINT}")));
@@ -96,7 +125,7 @@ pub fn load_classes_dir(dir: &Path) -> Result<Dataset> {
     let mut labels = Vec::new();
     for (label, cdir) in class_dirs.iter().enumerate() {
         let before = files.len();
-        collect_images(cdir, &mut files)?;
+        collect_images(cdir, &mut read, &mut files)?;
         if files.len() == before {
             return Err(Error::EmptyClass { path: cdir.clone() });
         }

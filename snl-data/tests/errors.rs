@@ -178,6 +178,74 @@ fn empty_class_folder() {
     assert!(matches!(&err, Error::EmptyClass { path } if path.ends_with("n05555555/images")), "{err}");
 }
 
+/// `train/{cat,dog}` with one image each, and `extra` beside `train` with one more.
+#[cfg(unix)]
+fn image_folder_tree() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, folder) in ["train/cat", "train/dog", "extra"].into_iter().enumerate() {
+        std::fs::create_dir_all(tmp.path().join(folder)).unwrap();
+        std::fs::write(tmp.path().join(folder).join("a.png"), png_bytes(&pattern_rgb(i, 8, 8))).unwrap();
+    }
+    tmp
+}
+
+/// Checks that loading `train` is refused because `path` reached `folder` again, first read as
+/// `first`, in a one-line message naming all three. A loop used to be read until the kernel's
+/// link depth limit (about 40 times over), and a link's folder under the link's class.
+#[cfg(unix)]
+fn refused_as_read_twice(tmp: &tempfile::TempDir, path: &str, folder: &str, first: &str) {
+    let err = match load(DatasetName::Folder, Split::Train, &opts(tmp.path())) {
+        Ok(ds) => panic!("loaded {} images (the tree holds 3), labels {:?}", ds.len(), ds.labels()),
+        Err(err) => err,
+    };
+    let (m, root) = (msg(&err), tmp.path());
+    let canonical = std::fs::canonicalize(root.join(folder)).unwrap();
+    match &err {
+        Error::RepeatedFolder { path: p, folder: f, first: f1 } => {
+            assert_eq!((p, f, f1), (&root.join(path), &canonical, &root.join(first)), "{m}");
+        }
+        _ => panic!("{m}"),
+    }
+    assert!(m.contains(path) && m.contains(&canonical.display().to_string()) && m.contains(first), "{m}");
+    assert!(!m.contains('\n'), "{m}");
+}
+
+#[cfg(unix)]
+#[test]
+fn image_folder_link_back_to_an_ancestor() {
+    // `train/cat/loop -> ..` is the split folder again
+    let tmp = image_folder_tree();
+    std::os::unix::fs::symlink("..", tmp.path().join("train/cat/loop")).unwrap();
+    refused_as_read_twice(&tmp, "train/cat/loop", "train", "train");
+}
+
+#[cfg(unix)]
+#[test]
+fn image_folder_link_to_itself() {
+    let tmp = image_folder_tree();
+    std::os::unix::fs::symlink(".", tmp.path().join("train/dog/loop")).unwrap();
+    refused_as_read_twice(&tmp, "train/dog/loop", "train/dog", "train/dog");
+}
+
+#[cfg(unix)]
+#[test]
+fn image_folder_two_links_to_one_folder() {
+    // outside the tree, one link relative and one absolute
+    let tmp = image_folder_tree();
+    std::os::unix::fs::symlink("../../extra", tmp.path().join("train/cat/more")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("extra"), tmp.path().join("train/dog/more")).unwrap();
+    refused_as_read_twice(&tmp, "train/dog/more", "extra", "train/cat/more");
+}
+
+#[cfg(unix)]
+#[test]
+fn image_folder_link_to_another_class() {
+    // that class would be read twice, once under the wrong label
+    let tmp = image_folder_tree();
+    std::os::unix::fs::symlink("../dog", tmp.path().join("train/cat/dogs")).unwrap();
+    refused_as_read_twice(&tmp, "train/dog", "train/dog", "train/cat/dogs");
+}
+
 #[test]
 fn truncated_archives() {
     let tmp = tempfile::tempdir().unwrap();

@@ -228,6 +228,46 @@ fn image_folder_jpeg_and_png() {
     assert_eq!(load(DatasetName::Folder, Split::Test, &o).unwrap().normalization(), Normalization::cifar10());
 }
 
+/// Symbolic links keep working where each folder is read once: a subset made of links to image
+/// files, a class folder that is a link, a link to a folder outside the tree, a linked split.
+#[cfg(unix)]
+#[test]
+fn image_folder_through_symlinks() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, (h, w)) = (tmp.path(), (8usize, 8usize));
+    let put = |rel: &str, seed: usize| {
+        std::fs::create_dir_all(root.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(root.join(rel), png_bytes(&pattern_rgb(seed, h, w))).unwrap();
+    };
+    for i in 0..3 {
+        put(&format!("full/train/cat/{i}.png"), i);
+    }
+    put("full/train/dog/0.png", 10);
+    put("full/train/dog/1.png", 11);
+    put("more-cats/x.png", 20);
+
+    // the subset: two of the three cats (one absolute link, one relative), more cats from a
+    // folder outside the tree, and the dog class folder itself a link
+    std::fs::create_dir_all(root.join("subset/train/cat")).unwrap();
+    symlink(root.join("full/train/cat/0.png"), root.join("subset/train/cat/0.png")).unwrap();
+    symlink("../../../full/train/cat/2.png", root.join("subset/train/cat/2.png")).unwrap();
+    symlink("../../../more-cats", root.join("subset/train/cat/more")).unwrap();
+    symlink(root.join("full/train/dog"), root.join("subset/train/dog")).unwrap();
+    // and a split folder that is a link to the subset's
+    std::fs::create_dir_all(root.join("linked")).unwrap();
+    symlink("../subset/train", root.join("linked/train")).unwrap();
+
+    for dir in ["subset", "linked"] {
+        let ds = load(DatasetName::Folder, Split::Train, &opts(&root.join(dir))).unwrap();
+        assert_eq!(ds.classes(), &["cat", "dog"], "{dir}");
+        assert_eq!(ds.labels(), &[0, 0, 0, 1, 1], "{dir}");
+        for (i, seed) in [0, 2, 20, 10, 11].into_iter().enumerate() {
+            assert_eq!(ds.image(i), pattern_chw(seed, h, w).as_slice(), "{dir} image {i}");
+        }
+    }
+}
+
 #[test]
 fn hub_cache_offline_cifar10_cifar100_tiny() {
     let cache = tempfile::tempdir().unwrap();
