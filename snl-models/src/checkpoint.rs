@@ -8,7 +8,7 @@
 //! `num_batches_tracked`, which PyTorch's `load_state_dict(strict=True)` accepts.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use candle::{DType, Device, Tensor};
@@ -37,6 +37,11 @@ pub struct Checkpoint {
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 
+/// The largest file [`read_bytes`] reads, 8 GiB: twice the f32 weights of the largest model
+/// snl builds ([`crate::MAX_MODEL_VALUES`]), room for its optimizer's state; real checkpoints
+/// are far smaller (ResNet18 45 MB, WRN-22-8 with its momentum 140 MB).
+pub const MAX_FILE_BYTES: u64 = 2 * 4 * crate::MAX_MODEL_VALUES as u64;
+
 fn io_error(path: &Path, source: std::io::Error) -> Error {
     Error::Io { path: path.to_path_buf(), source }
 }
@@ -45,7 +50,7 @@ fn io_error(path: &Path, source: std::io::Error) -> Error {
 /// archive is a PyTorch file, anything else must be safetensors), not from the extension.
 pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    let bytes = read_bytes(path)?;
     let checkpoint = if bytes.starts_with(ZIP_MAGIC) {
         Checkpoint {
             format: Format::TorchZip,
@@ -67,6 +72,33 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
         return Err(Error::EmptyCheckpoint { path: path.to_path_buf() });
     }
     Ok(checkpoint)
+}
+
+/// The bytes of the regular file `path`. Anything else is refused before it is opened (a
+/// device such as /dev/zero or a FIFO never ends, or blocks), and so is a file over
+/// [`MAX_FILE_BYTES`] before anything is allocated.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let io = |e| io_error(path, e);
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(Error::NotAFile { path: path.to_path_buf() });
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    // Checked again on the open file: the path may have been replaced meanwhile.
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(Error::NotAFile { path: path.to_path_buf() });
+    }
+    let too_large = |bytes| Error::FileTooLarge { path: path.to_path_buf(), bytes, limit: MAX_FILE_BYTES };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while it is read.
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Whether `bytes` open as a legacy `torch.save` file: a pickle (protocol 2 or later) whose
@@ -141,35 +173,79 @@ pub fn detached_copy(vars: &VarMap) -> Result<StateDict> {
 }
 
 /// Writes `bytes` to a new temporary file beside `path` (a unique name, so two writers never
-/// share one), syncs it, then renames it over `path`: a crash never leaves half a file. The
-/// one way snl writes files (checkpoints here, run files in snl-cli).
+/// share one), syncs it, then renames it over `path`: a crash never leaves half a file. For
+/// files their writer owns (a run's checkpoints, in the run folder it holds locked); a file
+/// the user names is written with [`write_new`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist(temp_beside(path, bytes)?, path, true)
+}
+
+/// [`write_atomic`] that never replaces anything at `path`: not a file made while this one
+/// was being written (by another process, say), not a dangling symbolic link. Then it fails
+/// with [`Error::Exists`] and leaves no temporary file. The one no-clobber write of snl.
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    persist(temp_beside(path, bytes)?, path, false)
+}
+
+/// A synced temporary file holding `bytes`, in `path`'s folder (a rename never crosses file
+/// systems), named after `path`.
+fn temp_beside(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let write = || -> std::io::Result<()> {
+    let write = || -> std::io::Result<tempfile::NamedTempFile> {
         let prefix = format!(".{name}.");
         let mut builder = tempfile::Builder::new();
         builder.prefix(&prefix).suffix(".tmp");
         // The mode of a file made by `File::create` (0666 less the umask), not tempfile's 0600.
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-        let mut tmp = builder.tempfile_in(dir)?;
+        // tempfile's errors end with " at path <the temporary file>": the error names `path`.
+        let mut tmp = builder.tempfile_in(dir).map_err(|e| match e.to_string().split_once(" at path ") {
+            Some((message, _)) => std::io::Error::new(e.kind(), message),
+            None => e,
+        })?;
         tmp.write_all(bytes)?;
         tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        Ok(tmp)
     };
     // A failed write drops (deletes) its temporary file.
     write().map_err(|e| io_error(path, e))
+}
+
+/// Moves `tmp` to `path`, over what is there only when `replace`.
+fn persist(tmp: tempfile::NamedTempFile, path: &Path, replace: bool) -> Result<()> {
+    // On failure the temporary file comes back in the error, and is deleted with it.
+    let moved = if replace { tmp.persist(path) } else { tmp.persist_noclobber(path) };
+    match moved.map_err(|e| e.error) {
+        Ok(_) => Ok(()),
+        Err(e) if !replace && e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Error::Exists { path: path.to_path_buf() })
+        }
+        Err(e) => Err(io_error(path, e)),
+    }
 }
 
 /// Writes `tensors` as safetensors with `metadata` as `__metadata__`, atomically
 /// ([`write_atomic`]). `*num_batches_tracked` is written as I64 whatever its dtype.
 pub fn save(tensors: &StateDict, metadata: &HashMap<String, String>, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
+    write_atomic(path, &serialize(tensors, metadata, path)?)
+}
+
+/// [`save`] to a new file: never replaces anything at `path` ([`write_new`]).
+pub fn save_new(
+    tensors: &StateDict,
+    metadata: &HashMap<String, String>,
+    path: impl AsRef<Path>,
+) -> Result<()> {
+    let path = path.as_ref();
+    write_new(path, &serialize(tensors, metadata, path)?)
+}
+
+fn serialize(tensors: &StateDict, metadata: &HashMap<String, String>, path: &Path) -> Result<Vec<u8>> {
     let mut entries = tensors
         .iter()
         .map(|(name, t)| {
@@ -178,9 +254,8 @@ pub fn save(tensors: &StateDict, metadata: &HashMap<String, String>, path: impl 
         })
         .collect::<Result<Vec<_>>>()?;
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let bytes = safetensors::serialize(entries, Some(metadata.clone()))
-        .map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
-    write_atomic(path, &bytes)
+    safetensors::serialize(entries, Some(metadata.clone()))
+        .map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })
 }
 
 /// [`save`] of every tensor in `vars` (weights, masks, BN statistics).
@@ -190,4 +265,47 @@ pub fn save_varmap(vars: &VarMap, metadata: &HashMap<String, String>, path: impl
         data.iter().map(|(k, v)| (k.clone(), v.as_detached_tensor())).collect::<StateDict>()
     };
     save(&tensors, metadata, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What only a unit test reaches: the window between writing the temporary file and
+    /// moving it into place, where another process may create the target.
+    #[test]
+    fn a_target_made_after_the_temporary_file_is_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("logits.safetensors");
+        let names = || {
+            let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        let written = temp_beside(&target, b"new").unwrap();
+        std::fs::write(&target, b"theirs").unwrap();
+        let err = persist(written, &target, false).unwrap_err();
+        assert!(matches!(err, Error::Exists { .. }), "{err}");
+        assert!(err.to_string().contains("logits.safetensors exists"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"theirs");
+        assert_eq!(names(), ["logits.safetensors"], "the temporary file was left behind");
+
+        // A dangling symbolic link made meanwhile is kept too, not followed.
+        #[cfg(unix)]
+        {
+            let link = tmp.path().join("link");
+            std::os::unix::fs::symlink(tmp.path().join("nowhere"), &link).unwrap();
+            let err = persist(temp_beside(&link, b"new").unwrap(), &link, false).unwrap_err();
+            assert!(matches!(err, Error::Exists { .. }), "{err}");
+            assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+            assert_eq!(names(), ["link", "logits.safetensors"]);
+        }
+
+        // The owner's writes do replace.
+        persist(temp_beside(&target, b"new").unwrap(), &target, true).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
 }

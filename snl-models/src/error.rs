@@ -123,6 +123,12 @@ pub enum Error {
         #[source]
         source: crate::pth::PthError,
     },
+    #[error("{path}: not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("{path}: {bytes} bytes, over the {limit} bytes snl reads from a file")]
+    FileTooLarge { path: PathBuf, bytes: u64, limit: u64 },
+    #[error("{path} exists; nothing was overwritten")]
+    Exists { path: PathBuf },
     #[error("{path}: the checkpoint holds no tensors")]
     EmptyCheckpoint { path: PathBuf },
     #[error("checkpoint does not match the model: {0}")]

@@ -1,5 +1,5 @@
 //! Bad dimensions and files are typed errors before anything is allocated; files are
-//! written through a temporary file of their own.
+//! written through a temporary file of their own, new ones never over anything.
 
 use std::collections::HashMap;
 
@@ -87,6 +87,52 @@ fn atomic_writes_use_their_own_temporary_file() {
     let missing = tmp.path().join("no/such/dir/m.safetensors");
     let err = checkpoint::write_atomic(&missing, b"x").unwrap_err();
     assert!(err.to_string().contains("no/such/dir/m.safetensors"), "{err}");
+    assert!(!err.to_string().contains("/.m.safetensors."), "the temporary file is named: {err}");
+}
+
+#[test]
+fn new_files_never_replace_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("out.safetensors");
+    checkpoint::write_new(&target, b"first").unwrap();
+    let err = checkpoint::write_new(&target, b"second").unwrap_err();
+    assert!(matches!(err, snl_models::Error::Exists { .. }), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"first");
+    #[cfg(unix)]
+    {
+        let link = tmp.path().join("link.safetensors");
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), &link).unwrap();
+        let err = checkpoint::write_new(&link, b"x").unwrap_err();
+        assert!(matches!(err, snl_models::Error::Exists { .. }), "{err}");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(!tmp.path().join("nowhere").exists());
+    }
+    let err = checkpoint::write_new(&tmp.path().join("no/such/dir/m.safetensors"), b"x").unwrap_err();
+    assert!(err.to_string().contains("no/such/dir/m.safetensors"), "{err}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), if cfg!(unix) { 2 } else { 1 });
+}
+
+#[test]
+fn only_regular_files_within_the_cap_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    for device in ["/dev/zero", "/dev/urandom"] {
+        let err = checkpoint::read(device, &Device::Cpu).unwrap_err();
+        assert!(matches!(err, snl_models::Error::NotAFile { .. }), "{device}: {err}");
+        assert_eq!(err.to_string(), format!("{device}: not a regular file"));
+    }
+    let err = checkpoint::read(tmp.path(), &Device::Cpu).unwrap_err();
+    assert!(matches!(err, snl_models::Error::NotAFile { .. }), "{err}");
+    // Sparse: the size is refused before a byte is read or allocated.
+    let big = tmp.path().join("big.safetensors");
+    std::fs::File::create(&big).unwrap().set_len(checkpoint::MAX_FILE_BYTES + 1).unwrap();
+    let err = checkpoint::read_bytes(&big).unwrap_err();
+    assert!(matches!(err, snl_models::Error::FileTooLarge { .. }), "{err}");
+    assert!(err.to_string().contains(&(checkpoint::MAX_FILE_BYTES + 1).to_string()), "{err}");
+    // A small file is read (and refused as safetensors, not for its size).
+    std::fs::File::create(&big).unwrap().set_len(16).unwrap();
+    let err = checkpoint::read(&big, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, snl_models::Error::Safetensors { .. }), "{err}");
 }
 
 #[test]

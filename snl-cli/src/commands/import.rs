@@ -1,15 +1,13 @@
 //! `snl import`: a checkpoint of the authors' PyTorch scripts to an snl checkpoint.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::Context;
 use crate::cli::ImportArgs;
 use crate::model::{self, keys, metadata};
 
 pub fn run(ctx: &Context, args: ImportArgs) -> Result<()> {
-    if args.out.exists() {
-        bail!("{} exists; choose another --out (nothing was overwritten)", args.out.display());
-    }
+    super::check_new_file(&args.out, "--out")?;
     let loaded = model::load(&args.pth, &args.model_args, &ctx.device)?;
     let frozen = loaded.frozen(&ctx.device)?;
     let threshold = loaded.threshold();
@@ -21,7 +19,8 @@ pub fn run(ctx: &Context, args: ImportArgs) -> Result<()> {
             (keys::RELU_TOTAL, snl_core::relu_total(&frozen).to_string()),
         ],
     );
-    snl_models::checkpoint::save(&loaded.tensors, &meta, &args.out)?;
+    // Never over a file made meanwhile.
+    snl_models::checkpoint::save_new(&loaded.tensors, &meta, &args.out)?;
     ctx.ui.result(format!(
         "imported {} ({}, {} tensors) into {}",
         args.pth.display(),

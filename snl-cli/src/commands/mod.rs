@@ -12,7 +12,7 @@ mod train;
 use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{Cli, Command};
@@ -84,6 +84,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict::run(&ctx, args),
         Command::Import(args) => import::run(&ctx, args),
         Command::Export(args) => export::run(&ctx, args),
+    }
+}
+
+/// Refuses `path`, the new file of `flag`, when its folder is missing or something is at
+/// `path` (a dangling symbolic link too): before any work, not after it. The write itself
+/// never replaces anything either (`checkpoint::write_new`).
+pub fn check_new_file(path: &Path, flag: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        let why = if dir.exists() { "is not a folder" } else { "does not exist" };
+        bail!("cannot write {flag} {}: the folder {} {why}", path.display(), dir.display());
+    }
+    match path.symlink_metadata() {
+        Ok(_) => bail!("{} exists; choose another {flag} (nothing was overwritten)", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot check {flag} {}", path.display())),
     }
 }
 

@@ -12,9 +12,7 @@ use crate::model;
 use crate::setup::usage;
 
 pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
-    if args.output.exists() {
-        bail!("{} exists; choose another --output (nothing was overwritten)", args.output.display());
-    }
+    super::check_new_file(&args.output, "--output")?;
     if args.batch_size == 0 {
         return Err(usage("--batch-size must be at least 1"));
     }
@@ -39,15 +37,17 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
         Tensor::cat(&logits, 0)?
     };
     let out = HashMap::from([("logits".to_string(), logits)]);
-    // Atomic: a failed write leaves no half file.
-    snl_models::checkpoint::save(&out, &HashMap::new(), &args.output)?;
+    // Atomic: a failed write leaves no half file, and a file made meanwhile is kept.
+    snl_models::checkpoint::save_new(&out, &HashMap::new(), &args.output)?;
     ctx.ui.result(format!("wrote logits {:?} to {}", out["logits"].dims(), args.output.display()));
     Ok(())
 }
 
 /// Tensor `x` of the safetensors file `path`, and nothing else of it; a float tensor only.
+/// A regular file of bounded size only (`checkpoint::read_bytes`).
 fn read_x(path: &std::path::Path, device: &candle::Device) -> Result<Tensor> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = snl_models::checkpoint::read_bytes(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let file = candle::safetensors::SliceSafetensors::new(&bytes)
         .with_context(|| format!("cannot read {} as safetensors", path.display()))?;
     let Ok(view) = file.get("x") else {
