@@ -33,6 +33,24 @@ impl Drop for Temp {
     }
 }
 
+/// `save OUT STATE` run while another process holds the flock on `lock`.
+fn save_while_locked(lock: &Path, out: &Path, state: &Path) -> Output {
+    // `-o`: the lock is flock's own, not inherited by `sleep`, so killing flock frees it.
+    let mut holder =
+        Command::new("flock").arg("-o").arg(lock).args(["sleep", "30"]).spawn().expect("run flock");
+    let held = || !Command::new("flock").arg("-n").arg(lock).arg("true").status().unwrap().success();
+    for _ in 0..250 {
+        if held() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = script(&[Path::new("save"), out, state]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    o
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -165,18 +183,7 @@ fn save_refuses_while_a_run_or_the_sweep_holds_its_lock() {
     fake_sweep(&root.0);
     let out = root.0.join("sweep");
     for lock in [out.join("uniform-60pct-s0/.snl.lock"), out.join(".pareto.lock")] {
-        // `flock` holds the lock for the life of the `sleep` it runs.
-        let mut holder = Command::new("flock").arg(&lock).args(["sleep", "30"]).spawn().expect("run flock");
-        let held = || !Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap().success();
-        for _ in 0..250 {
-            if held() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let o = script(&[Path::new("save"), &out, &root.0.join("state")]);
-        holder.kill().unwrap();
-        holder.wait().unwrap();
+        let o = save_while_locked(&lock, &out, &root.0.join("state"));
         assert!(!o.status.success(), "saved while {} was held", lock.display());
         assert!(text(&o).contains("is running"), "{}", text(&o));
         assert!(!root.0.join("state").exists());
@@ -230,19 +237,7 @@ fn saves_take_turns_and_take_any_path() {
     let root = Temp::new("turns");
     fake_sweep(&root.0);
     let out = root.0.join("sweep");
-    // `-o`: the lock is flock's own, not inherited by `sleep`, so killing flock frees it.
-    let mut holder =
-        Command::new("flock").arg("-o").arg(&root.0).args(["sleep", "30"]).spawn().expect("run flock");
-    let held = || !Command::new("flock").args(["-n"]).arg(&root.0).arg("true").status().unwrap().success();
-    for _ in 0..250 {
-        if held() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let o = script(&[Path::new("save"), &out, &root.0.join("state")]);
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    let o = save_while_locked(&root.0, &out, &root.0.join("state"));
     assert!(!o.status.success() && text(&o).contains("another save"), "{}", text(&o));
     assert!(!root.0.join("state").exists());
 
