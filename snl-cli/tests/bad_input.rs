@@ -664,3 +664,21 @@ fn a_checkpoint_with_nan_masks_or_a_bad_threshold_is_named() {
         assert!(!out.contains("--threshold"), "{out}");
     }
 }
+
+/// The test split needs no validation split: a small folder is evaluated without a word
+/// about the default `--val-size` (the validation split still needs one that fits).
+#[test]
+fn eval_on_the_test_split_does_not_hold_out_a_validation_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let classes: Vec<String> = (0..10).map(|c| format!("c{c}")).collect();
+    let names: Vec<&str> = classes.iter().map(String::as_str).collect();
+    image_folder(tmp.path(), "train", &names, 2);
+    image_folder(tmp.path(), "test", &names, 1);
+    let model = baseline_model();
+    let args = ["eval", "--model", s(&model), "--dataset", "folder", "--data-dir", s(tmp.path())];
+    let output = snl().args(args).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut val = args.to_vec();
+    val.extend(["--split", "val"]);
+    fails(&val, 2, &["--val-size 5000", "20 training images"]);
+}

@@ -11,6 +11,11 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
     let mut data = DataConfig::from_args(&args.data, 256)?;
     let seed = model_split(ctx, &loaded, &args.model, &mut data, args.data.val_size, "eval rebuilds")?;
+    if args.split == EvalSplit::Test {
+        // The test split does not depend on one: no default --val-size 5000 to refuse on a
+        // small training set nobody asked to split.
+        data.val_size = 0;
+    }
     let splits = Splits::load(&data, seed, &ctx.ui)?;
     check_fits(args.model.display(), &loaded.config, data.dataset, &splits)?;
     let split = match args.split {
