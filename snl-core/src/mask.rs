@@ -156,8 +156,9 @@ impl ReluMask {
         })
     }
 
-    /// The mask values as the forward pass uses them: detached when frozen.
-    fn forward_alphas(&self) -> Tensor {
+    /// The mask values as the forward pass uses them (detached when frozen), for ops that
+    /// apply the mask themselves ([`crate::fast::batch_norm_masked_relu`]).
+    pub fn forward_alphas(&self) -> Tensor {
         if self.is_frozen() { self.alphas.as_tensor().detach() } else { self.alphas.as_tensor().clone() }
     }
 

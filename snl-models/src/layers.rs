@@ -4,6 +4,7 @@
 
 use candle::{DType, Module, Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
+use snl_core::ReluMask;
 
 use crate::error::ConfigError;
 
@@ -147,10 +148,24 @@ impl BatchNorm2d {
     }
 
     fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        let (out, mean, var) = snl_core::fast::batch_norm_train(x, &self.weight, &self.bias, self.eps)?;
+        self.track(x, &mean, &var)?;
+        Ok(out)
+    }
+
+    /// [`Self::forward_train`] followed by `mask` (of the sum with `residual`), as one op.
+    fn forward_train_masked(&self, x: &Tensor, residual: Option<&Tensor>, mask: &ReluMask) -> Result<Tensor> {
+        let alphas = mask.forward_alphas();
+        let (out, mean, var) =
+            snl_core::fast::batch_norm_masked_relu(x, &self.weight, &self.bias, self.eps, residual, &alphas)?;
+        self.track(x, &mean, &var)?;
+        Ok(out)
+    }
+
+    /// Updates the running statistics with a training batch's `mean` and biased `var`.
+    fn track(&self, x: &Tensor, mean: &Tensor, var: &Tensor) -> Result<()> {
         let (n, _, h, w) = x.dims4()?;
         let count = n * h * w;
-        let (out, mean, var) = snl_core::fast::batch_norm_train(x, &self.weight, &self.bias, self.eps)?;
-
         let m = self.momentum;
         let unbias = count as f64 / (count - 1) as f64;
         let new_mean =
@@ -162,8 +177,7 @@ impl BatchNorm2d {
         // Counted on the device: reading the count back to the host would make every training
         // step wait for a GPU -> CPU copy.
         let tracked = self.num_batches_tracked.as_tensor().detach();
-        self.num_batches_tracked.set(&(&tracked + Tensor::ones((), tracked.dtype(), x.device())?)?)?;
-        Ok(out)
+        self.num_batches_tracked.set(&(&tracked + Tensor::ones((), tracked.dtype(), x.device())?)?)
     }
 
     /// Eval mode as a per-channel `(scale, shift)`: `x * scale + shift`.
@@ -188,6 +202,35 @@ pub fn conv_bn(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, train: bool) -> Resu
     }
     let (scale, shift) = bn.eval_affine()?;
     snl_core::fast::conv2d_affine(x, &conv.weight, &scale, &shift, conv.stride, conv.padding)
+}
+
+/// `mask(bn(conv(x)) + residual)` (without `+ residual` when it is `None`). In train mode
+/// the batch norm and the mask are one op ([`snl_core::fast::batch_norm_masked_relu`]), in
+/// eval mode the convolution and the batch norm ([`conv_bn`]).
+pub fn conv_bn_mask(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    mask: &ReluMask,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    train: bool,
+) -> Result<Tensor> {
+    if train {
+        return bn.forward_train_masked(&conv.forward(x)?, residual, mask);
+    }
+    let y = conv_bn(conv, bn, x, false)?;
+    match residual {
+        Some(r) => mask.forward_residual(&y, r),
+        None => mask.forward(&y),
+    }
+}
+
+/// `mask(bn(x))`, one op in train mode.
+pub fn bn_mask(bn: &BatchNorm2d, mask: &ReluMask, x: &Tensor, train: bool) -> Result<Tensor> {
+    match train {
+        true => bn.forward_train_masked(x, None, mask),
+        false => mask.forward(&bn.forward_eval(x)?),
+    }
 }
 
 impl candle::ModuleT for BatchNorm2d {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use snl_core::{Granularity, Masked, ReluMask};
 
 use crate::error::ConfigError;
-use crate::layers::{BatchNorm2d, BlockConfig, Conv2d, Linear, conv_bn, global_avg_pool};
+use crate::layers::{BatchNorm2d, BlockConfig, Conv2d, Linear, conv_bn, conv_bn_mask, global_avg_pool};
 
 /// Blocks per stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,8 +92,9 @@ impl ResNetConfig {
 }
 
 /// `conv1 -> bn1 -> alpha1 -> conv2 -> bn2 -> (+ shortcut) -> alpha2`; the shortcut is
-/// `1x1 conv (stride) + BN` (`shortcut.0`, `shortcut.1`) when the shape changes. The sum
-/// and `alpha2` are one op ([`ReluMask::forward_residual`]) that keeps no sum for backward.
+/// `1x1 conv (stride) + BN` (`shortcut.0`, `shortcut.1`) when the shape changes. Each
+/// batch norm and the mask after it are one op in training, `bn2`, the sum and `alpha2`
+/// included ([`conv_bn_mask`]); the sum is never stored.
 #[derive(Debug)]
 pub struct BasicBlock {
     conv1: Conv2d,
@@ -130,13 +131,12 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let out = self.alpha1.forward(&conv_bn(&self.conv1, &self.bn1, x, train)?)?;
-        let out = conv_bn(&self.conv2, &self.bn2, &out, train)?;
+        let out = conv_bn_mask(&self.conv1, &self.bn1, &self.alpha1, x, None, train)?;
         let residual = match &self.shortcut {
             Some((conv, bn)) => conv_bn(conv, bn, x, train)?,
             None => x.clone(),
         };
-        self.alpha2.forward_residual(&out, &residual)
+        conv_bn_mask(&self.conv2, &self.bn2, &self.alpha2, &out, Some(&residual), train)
     }
 }
 
@@ -190,10 +190,10 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut out = conv_bn(&self.conv1, &self.bn1, x, train)?;
-        if let Some(alpha0) = &self.alpha0 {
-            out = alpha0.forward(&out)?;
-        }
+        let mut out = match &self.alpha0 {
+            Some(alpha0) => conv_bn_mask(&self.conv1, &self.bn1, alpha0, x, None, train)?,
+            None => conv_bn(&self.conv1, &self.bn1, x, train)?,
+        };
         for block in self.layers.iter().flatten() {
             out = block.forward_t(&out, train)?;
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use snl_core::{Granularity, Masked, ReluMask};
 
 use crate::error::ConfigError;
-use crate::layers::{BatchNorm2d, BlockConfig, Conv2d, Linear, conv_bn, global_avg_pool};
+use crate::layers::{BatchNorm2d, BlockConfig, Conv2d, Linear, bn_mask, conv_bn_mask, global_avg_pool};
 
 /// A WideResNet's shape. Defaults are those of the SNL authors' WRN-22-8 on CIFAR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,9 +135,9 @@ impl WideBlock {
 
 impl ModuleT for WideBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let o = self.alpha1.forward(&self.bn1.forward_t(x, train)?)?;
-        let out = conv_bn(&self.conv1, &self.bn2, &o, train)?;
-        let out = self.conv2.forward(&self.alpha2.forward(&out)?)?;
+        let o = bn_mask(&self.bn1, &self.alpha1, x, train)?;
+        let out = conv_bn_mask(&self.conv1, &self.bn2, &self.alpha2, &o, None, train)?;
+        let out = self.conv2.forward(&out)?;
         match &self.conv_shortcut {
             Some(conv) => out + conv.forward(&o)?,
             None => out + x,
@@ -201,10 +201,10 @@ impl ModuleT for WideResNet {
         for block in self.groups.iter().flatten() {
             out = block.forward_t(&out, train)?;
         }
-        out = self.bn1.forward_t(&out, train)?;
-        if let Some(alpha) = &self.alpha_final {
-            out = alpha.forward(&out)?;
-        }
+        out = match &self.alpha_final {
+            Some(alpha) => bn_mask(&self.bn1, alpha, &out, train)?,
+            None => self.bn1.forward_t(&out, train)?,
+        };
         self.fc.forward(&global_avg_pool(&out)?)
     }
 }

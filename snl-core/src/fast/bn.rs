@@ -25,6 +25,21 @@ pub fn batch_norm_train(
     bias: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    let Some((x, mean, var, stats)) = train_stats(x, weight, bias, eps)? else {
+        return plain_train(x, weight, bias, eps);
+    };
+    let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, BatchNormTrain(stats))?;
+    Ok((y, mean, var))
+}
+
+/// Checks the arguments of a train-mode batch norm; where the custom ops apply, returns `x`
+/// (contiguous), its detached batch mean and variance `(C,)`, and the statistics the ops use.
+pub(super) fn train_stats(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Option<(Tensor, Tensor, Tensor, BatchStats)>> {
     let (n, c, h, w) = x.dims4()?;
     if n * h * w < 2 {
         candle::bail!(
@@ -36,19 +51,14 @@ pub fn batch_norm_train(
         candle::bail!("batch norm: weight {:?} and bias {:?} for {c} channels", weight.dims(), bias.dims())
     }
     if !applies(&[x, weight, bias]) {
-        return plain_train(x, weight, bias, eps);
+        return Ok(None);
     }
     let x = x.contiguous()?;
     let stats = x.apply_op1_no_bwd(&ChannelStats)?; // (2, C): mean, biased variance
     let (mean, var) = (stats.get(0)?, stats.get(1)?);
     let means = mean.to_vec1::<f32>()?;
     let invstd = var.to_vec1::<f32>()?.iter().map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32).collect();
-    let y = x.apply_op3(
-        &weight.contiguous()?,
-        &bias.contiguous()?,
-        BatchNormTrain(BatchStats { mean: means, invstd }),
-    )?;
-    Ok((y, mean, var))
+    Ok(Some((x, mean, var, BatchStats { mean: means, invstd })))
 }
 
 /// `x * scale + shift` per channel (axis 1) of `(N, C, H, W)`: eval-mode batch norm once
@@ -71,7 +81,7 @@ pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tens
     x.contiguous()?.apply_op3_no_bwd(&scale.contiguous()?, &shift.contiguous()?, &ChannelAffine)
 }
 
-fn applies(ts: &[&Tensor]) -> bool {
+pub(super) fn applies(ts: &[&Tensor]) -> bool {
     ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
         && ts[0].rank() == 4
         && ts[0].elem_count() > 0
@@ -90,7 +100,7 @@ fn plain_train(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<(
 }
 
 /// `(N, C, plane)` of an NCHW layout.
-fn geometry(l: &Layout) -> Result<(usize, usize, usize)> {
+pub(super) fn geometry(l: &Layout) -> Result<(usize, usize, usize)> {
     match *l.dims() {
         [n, c, h, w] => Ok((n, c, h * w)),
         ref d => candle::bail!("fast batch norm: expected (N, C, H, W), got {d:?}"),
@@ -161,8 +171,7 @@ impl CustomOp3 for BatchNormTrain {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (f32_slice(xs, xl, WHAT)?, f32_slice(ws, wl, WHAT)?, f32_slice(bs, bl, WHAT)?);
-        let scale: Vec<f32> = w.iter().zip(&self.0.invstd).map(|(w, s)| w * s).collect();
-        let shift: Vec<f32> = b.iter().zip(&self.0.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        let (scale, shift) = self.0.affine(w, b);
         affine_planes(x, xl, &scale, &shift)
     }
 
@@ -192,9 +201,27 @@ impl CustomOp3 for BatchNormTrain {
 
 /// Each channel's batch mean and `1 / sqrt(var + eps)`.
 #[derive(Clone)]
-struct BatchStats {
-    mean: Vec<f32>,
-    invstd: Vec<f32>,
+pub(super) struct BatchStats {
+    pub(super) mean: Vec<f32>,
+    pub(super) invstd: Vec<f32>,
+}
+
+impl BatchStats {
+    /// The normalisation with `weight` and `bias` as a per-channel `(scale, shift)`:
+    /// the output is `x * scale + shift`, computed in that order everywhere (same bits).
+    pub(super) fn affine(&self, weight: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = weight.iter().zip(&self.invstd).map(|(w, s)| w * s).collect();
+        let shift = bias.iter().zip(&self.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        (scale, shift)
+    }
+
+    /// The gradient sums of one channel's plane: `sum g` and `sum g * xhat`, each in the
+    /// eight lanes of [`lane_sum`], added to `out` in `f64`.
+    pub(super) fn add_grad_sums(&self, ch: usize, x: &[f32], g: &[f32], out: &mut [f64]) {
+        let (mean, invstd) = (self.mean[ch], self.invstd[ch]);
+        out[0] += lane_sum(g, g, |gv, _| gv) as f64;
+        out[1] += lane_sum(x, g, |xv, gv| gv * (xv - mean) * invstd) as f64;
+    }
 }
 
 /// `(x, g) -> (2, C)`: per channel `sum g` and `sum g * (x - mean) * invstd`, in `f64`.
@@ -219,10 +246,7 @@ impl CustomOp2 for GradSums {
         let (n, c, plane) = geometry(xl)?;
         let stats = &self.0;
         let sums = per_channel_sums(x, (n, c, plane), 2, |ch, xp, start, out| {
-            let (mean, invstd) = (stats.mean[ch], stats.invstd[ch]);
-            let gp = &g[start..start + xp.len()];
-            out[0] += lane_sum(gp, gp, |gv, _| gv) as f64;
-            out[1] += lane_sum(xp, gp, |xv, gv| gv * (xv - mean) * invstd) as f64;
+            stats.add_grad_sums(ch, xp, &g[start..start + xp.len()], out)
         })?;
         let (sg, sgx): (Vec<f32>, Vec<f32>) =
             sums.chunks_exact(2).map(|s| (s[0] as f32, s[1] as f32)).unzip();
@@ -231,7 +255,7 @@ impl CustomOp2 for GradSums {
 }
 
 /// `(x, g, [weight; sum g; sum g xhat]) -> dx = weight * invstd * (g - (sum g + xhat sum g xhat) / M)`.
-struct InputGrad(BatchStats);
+pub(super) struct InputGrad(pub(super) BatchStats);
 
 impl CustomOp3 for InputGrad {
     fn name(&self) -> &'static str {

@@ -46,15 +46,27 @@ pub fn masked_relu_add(x: &Tensor, residual: &Tensor, alphas: &Tensor) -> Result
 
 /// How mask elements map onto the activations of one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Bcast {
+pub(super) enum Bcast {
     /// One mask element per activation.
     Element,
     /// One mask element per run of `plane` consecutive activations (a channel).
     Channel { plane: usize },
 }
 
+impl Bcast {
+    /// Where the mask elements (or their gradients) that gate channel `ch` of an image lie,
+    /// its planes being `plane` activations: with that part of the mask, [`forward_image`]
+    /// and the [`ImageGrads`] run on one channel's plane as on a whole image.
+    pub(super) fn channel_range(self, ch: usize, plane: usize) -> std::ops::Range<usize> {
+        match self {
+            Bcast::Element => ch * plane..(ch + 1) * plane,
+            Bcast::Channel { .. } => ch..ch + 1,
+        }
+    }
+}
+
 /// The broadcast of `alphas` over `x`, when the custom op applies.
-fn broadcast_of(x: &Tensor, a: &Tensor) -> Option<Bcast> {
+pub(super) fn broadcast_of(x: &Tensor, a: &Tensor) -> Option<Bcast> {
     if !x.device().is_cpu() || !a.device().is_cpu() || x.dtype() != DType::F32 || a.dtype() != DType::F32 {
         return None;
     }
@@ -72,7 +84,7 @@ fn broadcast_of(x: &Tensor, a: &Tensor) -> Option<Bcast> {
 }
 
 /// Activations per image, checked against the mask's length.
-fn image_len(bcast: Bcast, x: &Layout, a_len: usize) -> Result<usize> {
+pub(super) fn image_len(bcast: Bcast, x: &Layout, a_len: usize) -> Result<usize> {
     let dims = x.dims();
     let per_image: usize = dims[1..].iter().product();
     let expect = match bcast {
@@ -88,7 +100,7 @@ fn image_len(bcast: Bcast, x: &Layout, a_len: usize) -> Result<usize> {
 /// Writes `s + m * relu(-s)`, `s = x (+ r)`, to every element of one image's output `out`,
 /// `m` its element of the mask `a` (checked against the image by [`image_len`]); `r` is
 /// empty without a residual.
-fn forward_image(bcast: Bcast, a: &[f32], x: &[f32], r: &[f32], out: &mut [MaybeUninit<f32>]) {
+pub(super) fn forward_image(bcast: Bcast, a: &[f32], x: &[f32], r: &[f32], out: &mut [MaybeUninit<f32>]) {
     fn run(out: &mut [MaybeUninit<f32>], x: &[f32], r: &[f32], m: impl Fn(usize) -> f32) {
         let x = &x[..out.len()];
         let f = |v: f32, m: f32| v + (-v).max(0.0) * m;
@@ -332,9 +344,9 @@ impl CustomOp3 for MaskedReluGrads {
 
 /// One image's part of [`MaskedReluGrads`]: `x`, `r` (empty without a residual), `g` and
 /// `dx` (empty unless `DX`) are its activations, `da` the mask gradient it adds to.
-type ImageGrads = fn(Bcast, &[f32], &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+pub(super) type ImageGrads = fn(Bcast, &[f32], &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
 
-fn image_grads_fn(residual: bool, dx: bool, da: bool) -> ImageGrads {
+pub(super) fn image_grads_fn(residual: bool, dx: bool, da: bool) -> ImageGrads {
     match (residual, dx, da) {
         (false, false, false) => image_grads::<false, false, false>,
         (false, false, true) => image_grads::<false, false, true>,

@@ -23,11 +23,14 @@
 //! - [`batch_norm_train`], [`channel_affine`]: batch normalisation in train and eval mode
 //!   in two passes each way, with parallel per-channel reductions (candle's reductions over
 //!   axes (0, 2, 3) are single-threaded strided loops).
+//! - [`batch_norm_masked_relu`]: the two above in a row (train mode, the mask's input
+//!   optionally a residual sum) as one op each way that stores nothing between them.
 //! - [`tune_allocator`]: glibc settings so large buffers are reused instead of mmapped
 //!   afresh for every activation.
 
 mod alloc;
 mod bn;
+mod bn_mask;
 mod conv;
 #[cfg(feature = "cudnn")]
 mod cudnn;
@@ -38,6 +41,7 @@ mod masked;
 
 pub use alloc::tune_allocator;
 pub use bn::{batch_norm_train, channel_affine};
+pub use bn_mask::batch_norm_masked_relu;
 pub use conv::{conv2d, conv2d_affine};
 pub use masked::{masked_relu, masked_relu_add};
 
@@ -210,12 +214,47 @@ where
     T: Copy + Default + Send + Sync + std::ops::AddAssign,
     F: Fn(std::ops::Range<usize>, &mut [f32], &mut [T]) -> candle::Result<()> + Sync,
 {
+    let (out, partials) = ordered_fold(
+        n,
+        per_item,
+        spare,
+        || vec![T::default(); len],
+        |items, part, acc| add(items, part, acc),
+    )?;
+    let mut partials = partials.into_iter();
+    let mut sum = partials.next().unwrap_or_else(|| vec![T::default(); len]);
+    for part in partials {
+        add_into(&mut sum, &part);
+    }
+    Ok((out, sum))
+}
+
+/// `sum += part`, element by element.
+fn add_into<T: Copy + std::ops::AddAssign>(sum: &mut [T], part: &[T]) {
+    sum.iter_mut().zip(part).for_each(|(s, &v)| *s += v);
+}
+
+/// The engine of [`ordered_sum_fill`], for accumulators of any kind: items `0..n` are split
+/// into one contiguous range per thread, `add(items, out, acc)` fills the range's part of
+/// the output (zeroed) and adds into its own accumulator (`new()`), and the accumulators are
+/// returned in range order, for the caller to add up in that order.
+fn ordered_fold<A, F>(
+    n: usize,
+    per_item: usize,
+    spare: usize,
+    new: impl Fn() -> A + Sync,
+    add: F,
+) -> candle::Result<(Vec<f32>, Vec<A>)>
+where
+    A: Send + Sync,
+    F: Fn(std::ops::Range<usize>, &mut [f32], &mut A) -> candle::Result<()> + Sync,
+{
     let groups = threads().clamp(1, n.max(1));
     let per = n.div_ceil(groups);
     let items = |g: usize| (g * per).min(n)..((g + 1) * per).min(n);
     let mut out: Vec<f32> = Vec::with_capacity(n * per_item + spare);
     let base = Shared(out.spare_capacity_mut().as_mut_ptr());
-    let partials: Vec<std::sync::OnceLock<Vec<T>>> = (0..groups).map(|_| Default::default()).collect();
+    let partials: Vec<std::sync::OnceLock<A>> = (0..groups).map(|_| Default::default()).collect();
     par_for(groups, |g| {
         let range = items(g);
         // SAFETY: group `g` alone writes the floats of its items, inside the
@@ -223,18 +262,13 @@ where
         let part = unsafe {
             std::slice::from_raw_parts_mut(base.at(range.start * per_item), range.len() * per_item)
         };
-        let mut acc = vec![T::default(); len];
+        let mut acc = new();
         add(range, init_zeroed(part), &mut acc)?;
-        partials[g].get_or_init(|| acc);
+        let _ = partials[g].set(acc);
         Ok(())
     })?;
     // SAFETY: no group failed, so the parts, which cover `0..n * per_item`, were all
     // initialised.
     unsafe { out.set_len(n * per_item) };
-    let mut partials = partials.into_iter().filter_map(|p| p.into_inner());
-    let mut sum = partials.next().unwrap_or_else(|| vec![T::default(); len]);
-    for part in partials {
-        sum.iter_mut().zip(&part).for_each(|(s, &v)| *s += v);
-    }
-    Ok((out, sum))
+    Ok((out, partials.into_iter().filter_map(|p| p.into_inner()).collect()))
 }
