@@ -131,3 +131,19 @@ fn batch_norm_train_and_channel_affine() {
     close("batch_norm_train: mean", &gm, &cm);
     close("batch_norm_train: variance", &gv, &cv);
 }
+
+#[test]
+fn batch_norm_masked_relu_with_and_without_a_residual() {
+    let Some(gpu) = gpu() else { return };
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for mask in [[1, 4, 6, 6], [1, 4, 1, 1]] {
+        let dims: [&[usize]; 5] = [&[3, 4, 6, 6], &[4], &[4], &mask, &[3, 4, 6, 6]];
+        let inputs = dims.map(|d| random(&mut rng, d));
+        same_on_both(&format!("batch_norm_masked_relu, mask {mask:?}"), &gpu, &inputs[..4], |v| {
+            fast::batch_norm_masked_relu(&v[0], &v[1], &v[2], 1e-5, None, &v[3]).unwrap().0
+        });
+        same_on_both(&format!("batch_norm_masked_relu + residual, mask {mask:?}"), &gpu, &inputs, |v| {
+            fast::batch_norm_masked_relu(&v[0], &v[1], &v[2], 1e-5, Some(&v[4]), &v[3]).unwrap().0
+        });
+    }
+}
