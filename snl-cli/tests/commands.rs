@@ -548,7 +548,7 @@ fn quiet_still_prints_every_commands_result_on_stdout() {
     let pth = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snl-models/tests/data/resnet18_w4.pth.tar");
     let mut train = train_args(1); // train_args and linearize_args hold -q
     train.extend(["--out".into(), at("train")]);
-    quiet(&train, "best epoch 0: val top-1");
+    quiet(&train, "best epoch 1/1: val top-1");
     let mut linearize = linearize_args(Path::new(model), "10%", 0);
     linearize.extend(["--out".into(), at("linearize")]);
     quiet(&linearize, "ReLUs kept (budget");

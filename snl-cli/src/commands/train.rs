@@ -117,9 +117,11 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
     };
     let result = train(ctx, &config, &splits, &run)?;
     ctx.ui.result(format!(
-        "{} epoch {}: {}test top-1 {:.2}% ({} ReLUs); run folder {}",
+        "{} epoch {}/{}: {}test top-1 {:.2}% ({} ReLUs); run folder {}",
         if result.val.is_some() { "best" } else { "last" },
-        result.best_epoch.map_or("-".into(), |e| e.to_string()),
+        // Counted from 1, as the progress lines (result.json's `best_epoch` counts from 0).
+        result.best_epoch.map_or("-".into(), |e| (e + 1).to_string()),
+        config.epochs,
         result.val.map_or("no validation split, ".into(), |m| format!("val top-1 {:.2}%, ", m.top1)),
         result.test.top1,
         result.relu_count,
