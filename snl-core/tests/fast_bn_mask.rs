@@ -31,6 +31,18 @@ const ALL: Train = Train { x: true, params: true, alphas: true, residual: true }
 /// Outputs and gradients, fused and composed, must agree to the bit. (A variable here is a
 /// leaf `Var`'s tensor, as a model's parameters are.)
 fn check(seed: u64, dims: &[usize], pixel_mask: bool, with_residual: bool, train: Train) {
+    check_with(seed, dims, pixel_mask, with_residual, train, Tensor::clone)
+}
+
+/// [`check`] with `view` applied to every argument after it is made (a variable or not).
+fn check_with(
+    seed: u64,
+    dims: &[usize],
+    pixel_mask: bool,
+    with_residual: bool,
+    train: Train,
+    view: impl Fn(&Tensor) -> Tensor,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let c = dims[1];
     let var_or =
@@ -44,11 +56,13 @@ fn check(seed: u64, dims: &[usize], pixel_mask: bool, with_residual: bool, train
     let up = random(&mut rng, dims, -1.0, 1.0);
     let what = format!("{dims:?} pixel {pixel_mask} residual {with_residual} {train:?}");
 
-    let (got, mean, var) = fast::batch_norm_masked_relu(&x, &w, &b, 1e-5, r.as_ref(), &a).unwrap();
-    let (y, want_mean, want_var) = fast::batch_norm_train(&x, &w, &b, 1e-5).unwrap();
-    let want = match &r {
-        Some(r) => fast::masked_relu_add(&y, r, &a).unwrap(),
-        None => fast::masked_relu(&y, &a).unwrap(),
+    let (xv, wv, bv, av) = (view(&x), view(&w), view(&b), view(&a));
+    let rv = r.as_ref().map(&view);
+    let (got, mean, var) = fast::batch_norm_masked_relu(&xv, &wv, &bv, 1e-5, rv.as_ref(), &av).unwrap();
+    let (y, want_mean, want_var) = fast::batch_norm_train(&xv, &wv, &bv, 1e-5).unwrap();
+    let want = match &rv {
+        Some(r) => fast::masked_relu_add(&y, r, &av).unwrap(),
+        None => fast::masked_relu(&y, &av).unwrap(),
     };
     assert!(bits(&got) == bits(&want), "output {what}");
     assert!(bits(&mean) == bits(&want_mean) && bits(&var) == bits(&want_var), "statistics {what}");
@@ -92,6 +106,22 @@ fn a_residual_sum_gives_the_bits_of_the_two_ops() {
 }
 
 #[test]
+fn strided_arguments_and_derived_parameters_give_the_bits_of_the_two_ops() {
+    // Activations, residual and pixel mask as strided views; weight, bias and a channel mask
+    // as tracked tensors that are not themselves variables.
+    let view = |t: &Tensor| match t.rank() == 4 && t.dim(3).unwrap() > 1 {
+        true => t.transpose(2, 3).unwrap().contiguous().unwrap().transpose(2, 3).unwrap(),
+        false => t.affine(1.0, 0.0).unwrap(),
+    };
+    for pixel in [true, false] {
+        for residual in [false, true] {
+            check_with(10, &[3, 4, 5, 7], pixel, residual, ALL, view);
+            check_with(11, &[3, 4, 5, 7], pixel, residual, Train { alphas: false, ..ALL }, view);
+        }
+    }
+}
+
+#[test]
 fn computes_only_the_gradients_the_graph_needs() {
     let cases = [
         // finetuning: the mask frozen (detached), everything else trains
@@ -126,12 +156,14 @@ fn falls_back_to_the_two_ops_where_they_do_not_apply() {
     // f64 goes to the plain expressions.
     let x64 = x.to_dtype(DType::F64).unwrap();
     let (w64, b64) = (w.to_dtype(DType::F64).unwrap(), b.to_dtype(DType::F64).unwrap());
-    let a64 = Tensor::ones((1, 2, 4, 4), DType::F64, &Device::Cpu).unwrap();
+    let a64 = random(&mut rng, &[1, 2, 4, 4], 0.0, 1.0).to_dtype(DType::F64).unwrap();
     let (got, _, _) = fast::batch_norm_masked_relu(&x64, &w64, &b64, 1e-5, None, &a64).unwrap();
     assert_eq!(got.dtype(), DType::F64);
-    let relu = fast::batch_norm_train(&x64, &w64, &b64, 1e-5).unwrap().0.relu().unwrap();
-    let diff = (got - relu).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
-    assert!(diff < 1e-12, "an all-ones mask is relu: {diff}");
+    let want = fast::masked_relu(&fast::batch_norm_train(&x64, &w64, &b64, 1e-5).unwrap().0, &a64).unwrap();
+    let bits64 = |t: &Tensor| {
+        t.flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    assert!(bits64(&got) == bits64(&want), "f64: the two ops' plain expressions");
 }
 
 #[test]

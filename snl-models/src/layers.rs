@@ -149,7 +149,7 @@ impl BatchNorm2d {
 
     fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
         let (out, mean, var) = snl_core::fast::batch_norm_train(x, &self.weight, &self.bias, self.eps)?;
-        self.track(x, &mean, &var)?;
+        self.update_running_stats(x, &mean, &var)?;
         Ok(out)
     }
 
@@ -158,12 +158,12 @@ impl BatchNorm2d {
         let alphas = mask.forward_alphas();
         let (out, mean, var) =
             snl_core::fast::batch_norm_masked_relu(x, &self.weight, &self.bias, self.eps, residual, &alphas)?;
-        self.track(x, &mean, &var)?;
+        self.update_running_stats(x, &mean, &var)?;
         Ok(out)
     }
 
     /// Updates the running statistics with a training batch's `mean` and biased `var`.
-    fn track(&self, x: &Tensor, mean: &Tensor, var: &Tensor) -> Result<()> {
+    fn update_running_stats(&self, x: &Tensor, mean: &Tensor, var: &Tensor) -> Result<()> {
         let (n, _, h, w) = x.dims4()?;
         let count = n * h * w;
         let m = self.momentum;

@@ -81,7 +81,7 @@ pub fn channel_affine(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tens
     x.contiguous()?.apply_op3_no_bwd(&scale.contiguous()?, &shift.contiguous()?, &ChannelAffine)
 }
 
-pub(super) fn applies(ts: &[&Tensor]) -> bool {
+fn applies(ts: &[&Tensor]) -> bool {
     ts.iter().all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
         && ts[0].rank() == 4
         && ts[0].elem_count() > 0
@@ -202,8 +202,8 @@ impl CustomOp3 for BatchNormTrain {
 /// Each channel's batch mean and `1 / sqrt(var + eps)`.
 #[derive(Clone)]
 pub(super) struct BatchStats {
-    pub(super) mean: Vec<f32>,
-    pub(super) invstd: Vec<f32>,
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
 }
 
 impl BatchStats {

@@ -21,7 +21,9 @@ const WHAT: &str = "batch norm + masked_relu";
 /// `None`; [`super::masked_relu_add`] otherwise), returning the activation and the batch
 /// statistics `(mean, var)` as [`super::batch_norm_train`] does. One op each way on the
 /// CPU with `f32` tensors where both ops would run their own kernels, with their results to
-/// the bit; elsewhere the two ops in a row.
+/// the bit; elsewhere the two ops in a row. (When the mask trains, a constant `weight` or
+/// `bias` gets an entry in candle's gradient store too, as every part of a `cat` does;
+/// every variable's gradient is the two ops'.)
 pub fn batch_norm_masked_relu(
     x: &Tensor,
     weight: &Tensor,
@@ -30,8 +32,7 @@ pub fn batch_norm_masked_relu(
     residual: Option<&Tensor>,
     alphas: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let residual_fits =
-        residual.is_none_or(|r| r.shape() == x.shape() && r.device().is_cpu() && r.dtype() == x.dtype());
+    let residual_fits = residual.is_none_or(|r| masked::residual_fits(x, r));
     let fused = match (masked::broadcast_of(x, alphas), residual_fits) {
         (Some(bcast), true) => bn::train_stats(x, weight, bias, eps)?.map(|s| (bcast, s)),
         _ => None,
@@ -81,7 +82,7 @@ fn normalise(x: &[f32], scale: f32, shift: f32, out: &mut [f32]) {
 }
 
 /// The residual's part `at..at + len`, or nothing without one.
-fn part(r: &[f32], at: usize, len: usize) -> &[f32] {
+fn residual_part(r: &[f32], at: usize, len: usize) -> &[f32] {
     if r.is_empty() { r } else { &r[at..at + len] }
 }
 
@@ -100,7 +101,7 @@ impl BnMask {
                     normalise(&x[at..at + plane], scale[ch], shift[ch], &mut s);
                     let a = &alphas[self.bcast.channel_range(ch, plane)];
                     let out = &mut yi[ch * plane..(ch + 1) * plane];
-                    masked::forward_image(self.bcast, a, &s, part(r, at, plane), out);
+                    masked::forward_image(self.bcast, a, &s, residual_part(r, at, plane), out);
                 }
                 Ok(())
             })?
@@ -122,11 +123,11 @@ impl BnMask {
             return Ok((None, None, None));
         }
         let c = x.dim(1)?;
-        let values = params.to_vec1::<f32>()?;
-        let (weight, bias, alphas) = split(&values, c)?;
+        let param_values = params.to_vec1::<f32>()?;
+        let (weight, bias, alphas) = split(&param_values, c)?;
         let (scale, shift) = self.stats.affine(weight, bias);
         let need_da = need_params && self.alphas_train;
-        let op = Grads {
+        let op = BnMaskGrads {
             stats: self.stats.clone(),
             bcast: self.bcast,
             scale,
@@ -156,7 +157,7 @@ impl BnMask {
         let dparams = match need_params {
             true => {
                 let da = if need_da { da.to_vec() } else { vec![0.0; alphas.len()] };
-                Some(Tensor::from_vec([sum_gx, sum_g, &da].concat(), values.len(), x.device())?)
+                Some(Tensor::from_vec([sum_gx, sum_g, &da].concat(), param_values.len(), x.device())?)
             }
             false => None,
         };
@@ -205,9 +206,7 @@ impl CustomOp3 for BnMask {
         ps: &CpuStorage,
         pl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if xl.dims() != rl.dims() {
-            candle::bail!("fast {WHAT}: residual {:?} for activations {:?}", rl.dims(), xl.dims())
-        }
+        masked::check_residual(WHAT, xl, rl)?;
         self.forward(f32_slice(xs, xl, WHAT)?, xl, f32_slice(rs, rl, WHAT)?, f32_slice(ps, pl, WHAT)?)
     }
 
@@ -227,7 +226,7 @@ impl CustomOp3 for BnMask {
 /// `s = x * scale + shift (+ r)` (`ds` as the mask's backward computes it; `da` only when
 /// `need_da`), and per channel the batch norm's two gradient sums of `ds`, as its backward
 /// takes them, in the same groups of images in the same order.
-struct Grads {
+struct BnMaskGrads {
     stats: BatchStats,
     bcast: Bcast,
     scale: Vec<f32>,
@@ -236,7 +235,7 @@ struct Grads {
     need_da: bool,
 }
 
-impl Grads {
+impl BnMaskGrads {
     fn run(&self, x: &[f32], xl: &Layout, r: &[f32], g: &[f32], gl: &Layout) -> Result<(CpuStorage, Shape)> {
         if xl.dims() != gl.dims() {
             candle::bail!("fast {WHAT} grad: gradient {:?} for activations {:?}", gl.dims(), xl.dims())
@@ -246,36 +245,35 @@ impl Grads {
         let da_len = if self.need_da { self.alphas.len() } else { 0 };
         let image = masked::image_grads_fn(!r.is_empty(), true, self.need_da);
         let new = || (vec![0f64; 2 * c], vec![0f32; da_len]);
-        let (mut flat, partials) = ordered_fold(n, len, da_len + 2 * c, new, |items, ds, (sums, da)| {
-            let mut s = vec![0f32; plane];
-            let first = items.start;
-            for i in items {
-                for ch in 0..c {
-                    let (at, local) = (i * len + ch * plane, (i - first) * len + ch * plane);
-                    let (xp, dsp) = (&x[at..at + plane], &mut ds[local..local + plane]);
-                    normalise(xp, self.scale[ch], self.shift[ch], &mut s);
-                    let mask = self.bcast.channel_range(ch, plane);
-                    let dap = if self.need_da { &mut da[mask.clone()] } else { &mut [][..] };
-                    image(
-                        self.bcast,
-                        &self.alphas[mask],
-                        &s,
-                        part(r, at, plane),
-                        &g[at..at + plane],
-                        dsp,
-                        dap,
-                    );
-                    self.stats.add_grad_sums(ch, xp, dsp, &mut sums[2 * ch..2 * ch + 2]);
+        let merge = |(sums, da): &mut (Vec<f64>, Vec<f32>), (s, d): (Vec<f64>, Vec<f32>)| {
+            add_into(sums, &s);
+            add_into(da, &d);
+        };
+        let (mut flat, (sums, da)) =
+            ordered_fold(n, len, da_len + 2 * c, new, merge, |items, ds, (sums, da)| {
+                let mut s = vec![0f32; plane];
+                let first = items.start;
+                for i in items {
+                    for ch in 0..c {
+                        let (at, local) = (i * len + ch * plane, (i - first) * len + ch * plane);
+                        let (xp, dsp) = (&x[at..at + plane], &mut ds[local..local + plane]);
+                        normalise(xp, self.scale[ch], self.shift[ch], &mut s);
+                        let mask = self.bcast.channel_range(ch, plane);
+                        let dap = if self.need_da { &mut da[mask.clone()] } else { &mut [][..] };
+                        image(
+                            self.bcast,
+                            &self.alphas[mask],
+                            &s,
+                            residual_part(r, at, plane),
+                            &g[at..at + plane],
+                            dsp,
+                            dap,
+                        );
+                        self.stats.add_grad_sums(ch, xp, dsp, &mut sums[2 * ch..2 * ch + 2]);
+                    }
                 }
-            }
-            Ok(())
-        })?;
-        let mut partials = partials.into_iter();
-        let (mut sums, mut da) = partials.next().unwrap_or_else(new);
-        for (s, d) in partials {
-            add_into(&mut sums, &s);
-            add_into(&mut da, &d);
-        }
+                Ok(())
+            })?;
         flat.extend_from_slice(&da);
         flat.extend(sums.iter().step_by(2).map(|&v| v as f32));
         flat.extend(sums.iter().skip(1).step_by(2).map(|&v| v as f32));
@@ -284,7 +282,7 @@ impl Grads {
     }
 }
 
-impl CustomOp2 for Grads {
+impl CustomOp2 for BnMaskGrads {
     fn name(&self) -> &'static str {
         "snl-fast-batch-norm-masked-relu-grads"
     }
@@ -300,7 +298,7 @@ impl CustomOp2 for Grads {
     }
 }
 
-impl CustomOp3 for Grads {
+impl CustomOp3 for BnMaskGrads {
     fn name(&self) -> &'static str {
         "snl-fast-batch-norm-masked-relu-add-grads"
     }
@@ -314,9 +312,7 @@ impl CustomOp3 for Grads {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if xl.dims() != rl.dims() {
-            candle::bail!("fast {WHAT}: residual {:?} for activations {:?}", rl.dims(), xl.dims())
-        }
+        masked::check_residual(WHAT, xl, rl)?;
         self.run(f32_slice(xs, xl, WHAT)?, xl, f32_slice(rs, rl, WHAT)?, f32_slice(gs, gl, WHAT)?, gl)
     }
 }

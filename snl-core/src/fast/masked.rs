@@ -35,13 +35,25 @@ pub fn masked_relu(x: &Tensor, alphas: &Tensor) -> Result<Tensor> {
 /// Both passes add as they go and store no sum; the gradients are those of [`masked_relu`]
 /// at the sum, the same for `x` and `residual`.
 pub fn masked_relu_add(x: &Tensor, residual: &Tensor, alphas: &Tensor) -> Result<Tensor> {
-    let same = residual.shape() == x.shape() && residual.device().is_cpu() && residual.dtype() == x.dtype();
-    match broadcast_of(x, alphas).filter(|_| same) {
+    match broadcast_of(x, alphas).filter(|_| residual_fits(x, residual)) {
         Some(bcast) => {
             x.contiguous()?.apply_op3(&residual.contiguous()?, &alphas.contiguous()?, MaskedReluAdd { bcast })
         }
         None => masked_relu(&(x + residual)?, alphas),
     }
+}
+
+/// Whether the custom ops can add `residual` to `x` (which [`broadcast_of`] accepted).
+pub(super) fn residual_fits(x: &Tensor, residual: &Tensor) -> bool {
+    residual.shape() == x.shape() && residual.device().is_cpu() && residual.dtype() == x.dtype()
+}
+
+/// Refuses a residual whose layout is not the activations'; `what` names the op.
+pub(super) fn check_residual(what: &str, xl: &Layout, rl: &Layout) -> Result<()> {
+    if xl.dims() != rl.dims() {
+        candle::bail!("fast {what}: residual {:?} for activations {:?}", rl.dims(), xl.dims())
+    }
+    Ok(())
 }
 
 /// How mask elements map onto the activations of one image.
@@ -225,9 +237,7 @@ impl CustomOp3 for MaskedReluAdd {
         let x = f32_slice(xs, xl, WHAT)?;
         let r = f32_slice(rs, rl, WHAT)?;
         let a = f32_slice(as_, al, WHAT)?;
-        if xl.dims() != rl.dims() {
-            candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
-        }
+        check_residual(WHAT, xl, rl)?;
         let len = image_len(self.bcast, xl, a.len())?;
         // SAFETY: `forward_image` writes every element of its output.
         let y = unsafe {
@@ -335,9 +345,7 @@ impl CustomOp3 for MaskedReluGrads {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if xl.dims() != rl.dims() {
-            candle::bail!("fast masked_relu: residual {:?} for activations {:?}", rl.dims(), xl.dims())
-        }
+        check_residual(WHAT, xl, rl)?;
         self.run(f32_slice(xs, xl, WHAT)?, xl, f32_slice(rs, rl, WHAT)?, f32_slice(gs, gl, WHAT)?, gl)
     }
 }

@@ -214,19 +214,15 @@ where
     T: Copy + Default + Send + Sync + std::ops::AddAssign,
     F: Fn(std::ops::Range<usize>, &mut [f32], &mut [T]) -> candle::Result<()> + Sync,
 {
-    let (out, partials) = ordered_fold(
+    let merge = |sum: &mut Vec<T>, part: Vec<T>| add_into(sum, &part);
+    ordered_fold(
         n,
         per_item,
         spare,
         || vec![T::default(); len],
-        |items, part, acc| add(items, part, acc),
-    )?;
-    let mut partials = partials.into_iter();
-    let mut sum = partials.next().unwrap_or_else(|| vec![T::default(); len]);
-    for part in partials {
-        add_into(&mut sum, &part);
-    }
-    Ok((out, sum))
+        merge,
+        |items, out, acc: &mut Vec<T>| add(items, out, acc),
+    )
 }
 
 /// `sum += part`, element by element.
@@ -237,14 +233,16 @@ fn add_into<T: Copy + std::ops::AddAssign>(sum: &mut [T], part: &[T]) {
 /// The engine of [`ordered_sum_fill`], for accumulators of any kind: items `0..n` are split
 /// into one contiguous range per thread, `add(items, out, acc)` fills the range's part of
 /// the output (zeroed) and adds into its own accumulator (`new()`), and the accumulators are
-/// returned in range order, for the caller to add up in that order.
+/// merged into the first in range order (`merge(sum, next)`), so the result depends on the
+/// thread count only.
 fn ordered_fold<A, F>(
     n: usize,
     per_item: usize,
     spare: usize,
     new: impl Fn() -> A + Sync,
+    merge: impl Fn(&mut A, A),
     add: F,
-) -> candle::Result<(Vec<f32>, Vec<A>)>
+) -> candle::Result<(Vec<f32>, A)>
 where
     A: Send + Sync,
     F: Fn(std::ops::Range<usize>, &mut [f32], &mut A) -> candle::Result<()> + Sync,
@@ -270,5 +268,10 @@ where
     // SAFETY: no group failed, so the parts, which cover `0..n * per_item`, were all
     // initialised.
     unsafe { out.set_len(n * per_item) };
-    Ok((out, partials.into_iter().filter_map(|p| p.into_inner()).collect()))
+    let mut partials = partials.into_iter().filter_map(|p| p.into_inner());
+    let mut sum = partials.next().unwrap_or_else(new);
+    for part in partials {
+        merge(&mut sum, part);
+    }
+    Ok((out, sum))
 }
