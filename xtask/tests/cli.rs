@@ -50,6 +50,20 @@ fn bare_xtask_lists_tasks_and_bad_input_exits_2() {
     let o = xtask(&["pareto", "--budgets", "10%,0.1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("`10%` and `0.1` are the same budget"), "{}", text(&o));
+    // Values snl would refuse are refused before a baseline trains for hours.
+    for (flag, value, why) in [
+        ("--lasso", "0", "expected a number above 0"),
+        ("--lasso", "-1", "expected a number above 0"),
+        ("--search-lr", "nan", "is not a number"),
+        ("--kappa", "1", "expected a number above 1"),
+        ("--max-search-epochs", "0", "expected a whole number of 1 or more"),
+        ("--threads", "0", "expected a whole number of 1 or more"),
+        ("--batch-size", "0", "expected a whole number of 1 or more"),
+    ] {
+        let o = xtask(&["pareto", "--dry-run", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", text(&o));
+        assert!(text(&o).contains(why), "{flag} {value}: {}", text(&o));
+    }
     for task in ["pareto", "sites", "bench-vs-torch"] {
         let o = xtask(&[task, "--help"]);
         assert!(o.status.success() && text(&o).contains("Usage: cargo xtask"), "{task}: {}", text(&o));
@@ -183,6 +197,32 @@ fn sweep_with_a_stand_in_binary() {
     assert_eq!(csv.lines().count(), 1 + 13, "{csv}");
     assert_eq!(field(&csv_row(&csv, "snl-60pct-s1"), "seed"), "1");
     assert!(t.contains("n=2"), "the summary is over two seeds: {t}");
+
+    // Collecting with fewer flags collects what the record holds, not a smaller table.
+    let few = ["pareto", "--snl", fake.to_str().unwrap(), "--out", out.to_str().unwrap(), "--collect-only"];
+    let o = xtask(&few);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(read(out.join("pareto.csv")), csv);
+    // A broken result.json: exit 1, named, and the tables left as they were.
+    let result = out.join("snl-60pct-s1/result.json");
+    let good = read(result.clone());
+    for broken in ["{", &good.replace("\"relu_count\":", "\"relu_count\":1000000")] {
+        std::fs::write(&result, broken).unwrap();
+        let o = xtask(&few);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains("snl-60pct-s1/result.json: ") && t.contains("pareto.* left as they were"), "{t}");
+        assert_eq!(read(out.join("pareto.csv")), csv);
+    }
+    std::fs::write(&result, good).unwrap();
+    // A folder that is no sweep: nothing collected, nothing overwritten.
+    let stranger = dir.join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    std::fs::write(stranger.join("pareto.csv"), "mine\n").unwrap();
+    let o = xtask(&["pareto", "--out", stranger.to_str().unwrap(), "--collect-only"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("holds no sweep record (sweep.json), so nothing to collect"), "{}", text(&o));
+    assert_eq!(read(stranger.join("pareto.csv")), "mine\n");
 
     // Other settings into the same folder: refused before anything runs, nothing changed.
     let mut seed = args.to_vec();

@@ -38,7 +38,7 @@ Presets:
 /// Later flags replace earlier ones (`args_override_self`): a Slurm task's command line is
 /// the user's with `--out`, `--snl` and `--task` appended.
 #[derive(Debug, Parser)]
-#[command(about = ABOUT, after_help = AFTER, args_override_self = true)]
+#[command(about = ABOUT, after_help = AFTER, args_override_self = true, allow_negative_numbers = true)]
 pub struct Args {
     /// The settings to start from (see Presets below)
     #[arg(long, default_value = "smoke", value_parser = preset::NAMES)]
@@ -61,7 +61,8 @@ pub struct Args {
     /// Print the plan (every command, skipped runs) and a compute estimate, and stop
     #[arg(long)]
     pub dry_run: bool,
-    /// Collect the finished runs into pareto.csv, pareto.json, pareto.svg, pareto.md; run nothing
+    /// Collect the finished runs OUT/sweep.json records into pareto.csv, pareto.json, pareto.svg,
+    /// pareto.md; run nothing. A broken result.json is an error (exit 1) that leaves them as they were
     #[arg(long, conflicts_with = "dry_run")]
     pub collect_only: bool,
     /// Also copy pareto.*, sweep.json and each finished run's config.json, metrics.jsonl,
@@ -109,40 +110,40 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<String>,
     /// ResNet width of the baseline
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub width: Option<usize>,
     /// cpu, cuda, cuda:N
     #[arg(long)]
     pub device: Option<String>,
     /// CPU threads of every run
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub threads: Option<usize>,
     /// Baseline epochs
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub train_epochs: Option<usize>,
     /// Batch size of every run
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub batch_size: Option<usize>,
     /// Initial lasso coefficient lambda of every SNL search
-    #[arg(long, value_name = "X", value_parser = number, help_heading = "snl linearize (every run)")]
+    #[arg(long, value_name = "X", value_parser = positive, help_heading = "snl linearize (every run)")]
     pub lasso: Option<String>,
-    /// Lambda's growth factor when the ReLU count stalls
-    #[arg(long, value_name = "X", value_parser = number, help_heading = "snl linearize (every run)")]
+    /// Lambda's growth factor when the ReLU count stalls (above 1)
+    #[arg(long, value_name = "X", value_parser = above_one, help_heading = "snl linearize (every run)")]
     pub kappa: Option<String>,
     /// Search epochs before lambda may grow
     #[arg(long, value_name = "N", help_heading = "snl linearize (every run)")]
     pub warmup_epochs: Option<usize>,
     /// Adam learning rate of the search (and of a control's frozen-mask epochs)
-    #[arg(long, value_name = "X", value_parser = number, help_heading = "snl linearize (every run)")]
+    #[arg(long, value_name = "X", value_parser = positive, help_heading = "snl linearize (every run)")]
     pub search_lr: Option<String>,
     /// The longest search
-    #[arg(long, value_name = "N", help_heading = "snl linearize (every run)")]
+    #[arg(long, value_name = "N", value_parser = at_least_one, help_heading = "snl linearize (every run)")]
     pub max_search_epochs: Option<usize>,
     /// Finetuning epochs, the same for every selection
     #[arg(long, value_name = "N", help_heading = "snl linearize (every run)")]
     pub finetune_epochs: Option<usize>,
     /// Finetuning SGD learning rate
-    #[arg(long, value_name = "X", value_parser = number, help_heading = "snl linearize (every run)")]
+    #[arg(long, value_name = "X", value_parser = positive, help_heading = "snl linearize (every run)")]
     pub finetune_lr: Option<String>,
     #[command(flatten)]
     pub slurm: super::slurm::SlurmFlags,
@@ -156,11 +157,31 @@ fn budget_list(text: &str) -> Result<BudgetList, String> {
     Budget::parse_list(text).map(BudgetList).map_err(|e| e.to_string())
 }
 
-/// A number given to `snl` as typed (so the sweep record compares the user's spelling).
-fn number(text: &str) -> Result<String, String> {
+// The checks below are `snl`'s own (it refuses the same values), made here too so a sweep
+// fails at once rather than after its baseline's hours of training.
+
+/// A number above `min` given to `snl` as typed (so the sweep record compares the user's
+/// spelling).
+fn number_above(text: &str, min: f64) -> Result<String, String> {
     match text.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(text.trim().to_string()),
+        Ok(v) if v.is_finite() && v > min => Ok(text.trim().to_string()),
+        Ok(v) if v.is_finite() => Err(format!("`{text}`: expected a number above {min}")),
         _ => Err(format!("`{text}` is not a number")),
+    }
+}
+
+fn positive(text: &str) -> Result<String, String> {
+    number_above(text, 0.0)
+}
+
+fn above_one(text: &str) -> Result<String, String> {
+    number_above(text, 1.0)
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{text}`: expected a whole number of 1 or more")),
     }
 }
 

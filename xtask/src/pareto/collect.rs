@@ -63,6 +63,25 @@ impl Row {
         }
     }
 
+    /// Refuses figures no finished run has: a missing or non-numeric test top-1, an accuracy
+    /// outside 0-100%, more ReLUs kept than the network has.
+    pub fn check(&self) -> Result<(), String> {
+        let percent = |v: f64| (0.0..=100.0).contains(&v);
+        match self.test_top1 {
+            None => return Err("no numeric test top-1 (`test.top1`)".into()),
+            Some(v) if !percent(v) => return Err(format!("test top-1 {v} is not a percentage")),
+            _ => {}
+        }
+        if let Some(v) = self.val_top1.filter(|&v| !percent(v)) {
+            return Err(format!("validation top-1 {v} is not a percentage"));
+        }
+        match (self.relu_count, self.relu_total) {
+            (Some(c), Some(t)) if c <= t && t > 0 => Ok(()),
+            (Some(c), Some(t)) => Err(format!("{c} ReLUs kept of {t}")),
+            _ => Err("no `relu_count` and `relu_total`".into()),
+        }
+    }
+
     /// ReLUs kept as a fraction of the network's.
     pub fn fraction(&self) -> Option<f64> {
         let (c, t) = (self.relu_count?, self.relu_total?);
@@ -70,19 +89,35 @@ impl Row {
     }
 }
 
-/// Read the `result.json` of each of `dirs` that has one; a broken one is reported and left out.
-pub fn collect(dirs: &[PathBuf]) -> Vec<Row> {
+/// The rows of each of `dirs` that has a `result.json`, or every broken one (not JSON, or
+/// figures no finished run can have: [`Row::check`]), one line each.
+pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Row>, Vec<String>> {
     let mut rows = Vec::new();
+    let mut broken = Vec::new();
     for dir in dirs {
         let path = dir.join("result.json");
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        match serde_json::from_str::<Value>(&text) {
-            Ok(v) => rows.push(Row::from_result(&folder_name(dir), dir, &v)),
-            Err(e) => eprintln!("xtask: {}: not valid JSON ({e}); left out", path.display()),
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // not finished
+            Err(e) => {
+                broken.push(format!("{}: cannot read it ({e})", path.display()));
+                continue;
+            }
+        };
+        let row = serde_json::from_str::<Value>(&text)
+            .map_err(|e| format!("not valid JSON ({e})"))
+            .map(|v| Row::from_result(&folder_name(dir), dir, &v))
+            .and_then(|row| row.check().map(|()| row));
+        match row {
+            Ok(row) => rows.push(row),
+            Err(why) => broken.push(format!("{}: {why}", path.display())),
         }
     }
+    if !broken.is_empty() {
+        return Err(broken);
+    }
     sort_rows(&mut rows);
-    rows
+    Ok(rows)
 }
 
 /// Baseline first, then by selection (snl, random, uniform), budget and seed.
@@ -381,28 +416,42 @@ mod tests {
     }
 
     #[test]
-    fn collect_reads_finished_runs_only() {
+    fn collect_reads_finished_runs_only_and_refuses_broken_ones() {
         let dir = std::env::temp_dir().join(format!("xtask-collect-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        let snl =
+            r#"{"command":"linearize","selection":"snl","relu_count":5,"relu_total":10,"test":{"top1":80}}"#;
         for (name, result) in [
-            (
-                "snl-5-s0",
-                Some(r#"{"command":"linearize","selection":"snl","relu_count":5,"test":{"top1":80}}"#),
-            ),
+            ("snl-5-s0", Some(snl)),
             ("baseline", Some(r#"{"command":"train","relu_count":10,"relu_total":10,"test":{"top1":90}}"#)),
             ("random-5-s0", None),
-            ("broken", Some("{")),
+            ("not-json", Some("{")),
+            ("nan", Some(r#"{"relu_count":5,"relu_total":10,"test":{"top1":"NaN"}}"#)),
+            ("over-100", Some(r#"{"relu_count":5,"relu_total":10,"test":{"top1":250}}"#)),
+            ("too-many", Some(r#"{"relu_count":11,"relu_total":10,"test":{"top1":50}}"#)),
+            ("bad-val", Some(r#"{"relu_count":5,"relu_total":10,"test":{"top1":50},"val":{"top1":-1}}"#)),
         ] {
             std::fs::create_dir_all(dir.join(name)).unwrap();
             let (file, text) = result.map_or(("config.json", "{}"), |r| ("result.json", r));
             std::fs::write(dir.join(name).join(file), text).unwrap();
         }
-        let dirs: Vec<PathBuf> = ["snl-5-s0", "baseline", "random-5-s0", "broken", "nothing"]
-            .iter()
-            .map(|n| dir.join(n))
-            .collect();
-        let names: Vec<String> = collect(&dirs).into_iter().map(|r| r.name).collect();
+        let at = |names: &[&str]| names.iter().map(|n| dir.join(n)).collect::<Vec<PathBuf>>();
+        let rows = collect(&at(&["snl-5-s0", "baseline", "random-5-s0", "nothing"])).unwrap();
+        let names: Vec<String> = rows.into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["baseline", "snl-5-s0"]);
+        let broken =
+            collect(&at(&["snl-5-s0", "not-json", "nan", "over-100", "too-many", "bad-val"])).unwrap_err();
+        let expect = [
+            "not-json/result.json: not valid JSON",
+            "nan/result.json: no numeric test top-1",
+            "over-100/result.json: test top-1 250 is not a percentage",
+            "too-many/result.json: 11 ReLUs kept of 10",
+            "bad-val/result.json: validation top-1 -1 is not a percentage",
+        ];
+        assert_eq!(broken.len(), expect.len(), "{broken:?}");
+        for (line, want) in broken.iter().zip(expect) {
+            assert!(line.contains(want), "{line} lacks {want}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

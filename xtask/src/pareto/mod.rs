@@ -74,8 +74,11 @@ pub fn main(argv: &[String]) -> i32 {
     let snl = plan::snl_binary(&o, &root);
     let planned = record::planned_settings(&o);
     let on_disk = |run: &str| run_state(&o.out.join(run)) != RunState::Absent;
-    let merged =
-        record::read_record(&o.out).and_then(|old| record::merge_record(&o.out, &old, &planned, &on_disk));
+    let mut recorded_nothing = false;
+    let merged = record::read_record(&o.out).and_then(|old| {
+        recorded_nothing = old.is_empty();
+        record::merge_record(&o.out, &old, &planned, &on_disk)
+    });
     let record = match merged {
         Ok(r) => r,
         Err(e) => {
@@ -89,9 +92,22 @@ pub fn main(argv: &[String]) -> i32 {
         eprintln!("xtask pareto: {e}; nothing was run");
         return 2;
     }
+    if o.mode == Mode::CollectOnly && recorded_nothing {
+        let out = o.out.display();
+        match o.out.is_dir() {
+            true => eprintln!(
+                "xtask pareto: --collect-only: {out} holds no sweep record ({}), so nothing to collect \
+                 (nothing was written)",
+                record::RECORD
+            ),
+            false => eprintln!("xtask pareto: --out {out}: no such folder, so no sweep to collect"),
+        }
+        return 2;
+    }
     let steps = plan::plan(&o, &|d| run_state(d));
-    // The planned runs only, and the given baseline's folder (its result.json, if any).
-    let mut dirs: Vec<PathBuf> = planned.keys().map(|run| o.out.join(run)).collect();
+    // Every run the record holds (this invocation's and earlier ones', so fewer flags never
+    // mean a smaller table), and the given baseline's folder (its result.json, if any).
+    let mut dirs: Vec<PathBuf> = record.keys().map(|run| o.out.join(run)).collect();
     if let Some(dir) = o.baseline.as_ref().and_then(|b| b.parent())
         && !dirs.iter().any(|d| d == dir)
     {
@@ -137,10 +153,6 @@ pub fn main(argv: &[String]) -> i32 {
     }
     let failures = match &o.mode {
         Mode::CollectOnly => {
-            if !o.out.is_dir() {
-                eprintln!("xtask pareto: --out {}: no such folder, so no sweep to collect", o.out.display());
-                return 2;
-            }
             if run::sweep_running(&o.out) {
                 println!(
                     "note: a sweep is running in {}: collecting the runs finished so far",
@@ -194,7 +206,19 @@ pub fn main(argv: &[String]) -> i32 {
         }
         Mode::Status(_) => unreachable!("handled above"),
     };
-    let rows = collect::collect(&dirs);
+    let rows = match collect::collect(&dirs) {
+        Ok(rows) => rows,
+        Err(broken) => {
+            eprintln!(
+                "xtask pareto: {} result.json file(s) broken; pareto.* left as they were:",
+                broken.len()
+            );
+            for why in &broken {
+                eprintln!("  {why}");
+            }
+            return 1;
+        }
+    };
     if let Err(e) = write_outputs(&o, &rows) {
         eprintln!("xtask pareto: {e}");
         return 1;
