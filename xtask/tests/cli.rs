@@ -50,6 +50,9 @@ fn bare_xtask_lists_tasks_and_bad_input_exits_2() {
     let o = xtask(&["pareto", "--budgets", "10%,0.1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("`10%` and `0.1` are the same budget"), "{}", text(&o));
+    let o = xtask(&["pareto", "--dry-run", "--selections", "snl,random,snl"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--selections: snl is given twice"), "{}", text(&o));
     // Values snl would refuse are refused before a baseline trains for hours.
     for (flag, value, why) in [
         ("--lasso", "0", "expected a number above 0"),

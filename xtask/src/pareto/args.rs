@@ -293,6 +293,9 @@ impl Options {
             return Err(format!("--epoch-seconds {s}: expected a positive number"));
         }
         let given = a.selections.unwrap_or_else(|| selection::LINEARIZE.map(String::from).to_vec());
+        if let Some(twice) = given.iter().enumerate().find_map(|(i, s)| given[..i].contains(s).then_some(s)) {
+            return Err(format!("--selections: {twice} is given twice"));
+        }
         let selections = selection::LINEARIZE
             .iter()
             .filter(|s| given.iter().any(|g| g == *s))
