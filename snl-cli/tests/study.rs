@@ -194,7 +194,7 @@ fn val_size_zero_trains_on_every_image_and_keeps_the_last_epoch() {
         .arg(&out)
         .assert()
         .success()
-        .stdout(predicate::str::contains("last epoch 1: no validation split"));
+        .stdout(predicate::str::contains("last epoch 2/2: no validation split"));
     let result = read_json(&out.join("result.json"));
     assert!(result["val"].is_null());
     assert_eq!(result["best_epoch"], 1);
