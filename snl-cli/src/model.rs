@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use candle::{DType, Device};
+use candle::Device;
 use candle_nn::VarMap;
 use snl_models::checkpoint::{self, StateDict};
 use snl_models::{Model, ModelConfig};
@@ -182,13 +182,7 @@ pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
     }
     // A NaN mask value makes every output NaN and every count 0 without a word.
     for (name, t) in read.tensors.iter().filter(|(name, _)| name.ends_with(".alphas")) {
-        let bad = t
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .filter(|v| !v.is_finite())
-            .count();
+        let bad = checkpoint::count_non_finite(t)?;
         if bad > 0 {
             bail!("{}: {name} has {bad} values that are not finite (NaN or infinite)", path.display());
         }

@@ -5,7 +5,8 @@
 //! `state_dict` key as the authors' scripts write; DataParallel's `module.` prefixes are
 //! stripped). Loading into a model is strict: every mismatch is reported, nothing is
 //! loaded partially. Saving writes safetensors with `__metadata__` and an I64
-//! `num_batches_tracked`, which PyTorch's `load_state_dict(strict=True)` accepts.
+//! `num_batches_tracked`, which PyTorch's `load_state_dict(strict=True)` accepts, plus a
+//! checksum ([`CHECKSUM_KEY`]) that [`read`] verifies, so a damaged or edited file is refused.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -13,6 +14,7 @@ use std::path::Path;
 
 use candle::{DType, Device, Tensor};
 use candle_nn::VarMap;
+use safetensors::tensor::View;
 
 use crate::error::{Error, Result, ShapeMismatch, StateDictMismatch};
 
@@ -36,6 +38,34 @@ pub struct Checkpoint {
 }
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+
+/// `__metadata__` key of the CRC-32 (hex) of a file's tensors (names, dtypes, shapes, bytes)
+/// and its other metadata, written by [`save`] and checked by [`read`]. Files without it
+/// (older builds, other tools) load unchecked; [`read`] leaves it out of the metadata.
+pub const CHECKSUM_KEY: &str = "snl_crc32";
+
+/// The checksum of `tensors` (sorted by name) and `metadata` (but [`CHECKSUM_KEY`]), the same
+/// whether the tensors are about to be written or were just read. Every field is
+/// length-prefixed, so no two different contents hash the same bytes.
+fn checksum<V: View>(tensors: &[(String, V)], metadata: &HashMap<String, String>) -> String {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    let mut keys: Vec<_> = metadata.keys().filter(|k| *k != CHECKSUM_KEY).collect();
+    keys.sort();
+    for key in keys {
+        field(key.as_bytes());
+        field(metadata[key].as_bytes());
+    }
+    for (name, t) in tensors {
+        field(name.as_bytes());
+        field(format!("{:?} {:?}", t.dtype(), t.shape()).as_bytes());
+        field(&t.data());
+    }
+    format!("{:08x}", hasher.finalize())
+}
 
 /// The largest file [`read_bytes`] reads, 8 GiB: twice the f32 weights of the largest model
 /// snl builds ([`crate::MAX_MODEL_VALUES`]), room for its optimizer's state; real checkpoints
@@ -63,8 +93,15 @@ pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
         let st_error = |source| Error::Safetensors { path: path.to_path_buf(), source };
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(st_error)?;
         // Validates offsets against the file length (a truncated file fails here).
-        safetensors::SafeTensors::deserialize(&bytes).map_err(st_error)?;
-        let metadata = header.metadata().clone().unwrap_or_default();
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(st_error)?;
+        let mut metadata = header.metadata().clone().unwrap_or_default();
+        if let Some(expected) = metadata.remove(CHECKSUM_KEY) {
+            let mut views = st.tensors();
+            views.sort_by(|a, b| a.0.cmp(&b.0));
+            if checksum(&views, &metadata) != expected {
+                return Err(Error::ChecksumMismatch { path: path.to_path_buf() });
+            }
+        }
         let tensors = candle::safetensors::load_buffer(&bytes, device)?;
         Checkpoint { format: Format::Safetensors, tensors, metadata }
     };
@@ -166,6 +203,15 @@ pub fn load_into(vars: &VarMap, tensors: &StateDict) -> Result<()> {
     Ok(())
 }
 
+/// How many values of `t` are NaN or infinite (0 for integer tensors).
+pub fn count_non_finite(t: &Tensor) -> Result<usize> {
+    if !t.dtype().is_float() {
+        return Ok(0);
+    }
+    let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(values.iter().filter(|v| !v.is_finite()).count())
+}
+
 /// Copies of the tensors in `vars`, detached: later updates of `vars` do not reach them.
 pub fn detached_copy(vars: &VarMap) -> Result<StateDict> {
     let data = vars.data().lock().map_err(|_| lock_error())?;
@@ -254,7 +300,9 @@ fn serialize(tensors: &StateDict, metadata: &HashMap<String, String>, path: &Pat
         })
         .collect::<Result<Vec<_>>>()?;
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    safetensors::serialize(entries, Some(metadata.clone()))
+    let mut metadata = metadata.clone();
+    metadata.insert(CHECKSUM_KEY.into(), checksum(&entries, &metadata));
+    safetensors::serialize(entries, Some(metadata))
         .map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })
 }
 

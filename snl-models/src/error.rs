@@ -129,6 +129,8 @@ pub enum Error {
     FileTooLarge { path: PathBuf, bytes: u64, limit: u64 },
     #[error("{path} exists; nothing was overwritten")]
     Exists { path: PathBuf },
+    #[error("{path}: checksum mismatch: the file was modified or damaged")]
+    ChecksumMismatch { path: PathBuf },
     #[error("{path}: the checkpoint holds no tensors")]
     EmptyCheckpoint { path: PathBuf },
     #[error("checkpoint does not match the model: {0}")]

@@ -148,3 +148,67 @@ fn save_load_round_trip_without_python() {
     assert_eq!(max_abs_diff(&train_a, &train_b), 0.0);
     assert_eq!(reloaded.masks().len(), 17);
 }
+
+/// The safetensors header (JSON) and data of `bytes`.
+fn split_header(bytes: &[u8]) -> (serde_json::Value, &[u8]) {
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + len]).unwrap(), &bytes[8 + len..])
+}
+
+/// `header` and `data` as a safetensors file.
+fn join_header(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
+    let mut text = header.to_string().into_bytes();
+    text.resize(text.len().next_multiple_of(8), b' ');
+    [&(text.len() as u64).to_le_bytes()[..], &text, data].concat()
+}
+
+#[test]
+fn saved_files_carry_a_checksum_that_reading_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let tensors = HashMap::from([
+        ("w".to_string(), Tensor::new(&[1f32, 2., 3., 4.], &Device::Cpu).unwrap()),
+        ("n".to_string(), Tensor::new(&[7i64], &Device::Cpu).unwrap()),
+    ]);
+    let metadata = HashMap::from([("note".to_string(), "x".to_string())]);
+    checkpoint::save(&tensors, &metadata, &path).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let (header, data) = split_header(&good);
+    assert!(header["__metadata__"][checkpoint::CHECKSUM_KEY].is_string(), "{header}");
+    // Read back verified, the checksum left out of the metadata.
+    assert_eq!(checkpoint::read(&path, &Device::Cpu).unwrap().metadata, metadata);
+
+    let mismatch = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        let err = checkpoint::read(&path, &Device::Cpu).unwrap_err();
+        assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: checksum mismatch: the file was modified or damaged", path.display())
+        );
+    };
+    // A flipped bit in the data, an edited metadata value, a renamed tensor.
+    let mut flipped = good.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    mismatch(&flipped);
+    let mut edited = header.clone();
+    edited["__metadata__"]["note"] = "y".into();
+    mismatch(&join_header(&edited, data));
+    let renamed = header.to_string().replace("\"w\"", "\"v\"");
+    mismatch(&join_header(&serde_json::from_str(&renamed).unwrap(), data));
+
+    // Without a checksum (an older build, another tool) the file loads unchecked, as before.
+    let mut old = header.clone();
+    old["__metadata__"].as_object_mut().unwrap().remove(checkpoint::CHECKSUM_KEY);
+    std::fs::write(&path, join_header(&old, data)).unwrap();
+    let read = checkpoint::read(&path, &Device::Cpu).unwrap();
+    assert_eq!(read.metadata, metadata);
+    assert_eq!(read.tensors["w"].to_vec1::<f32>().unwrap(), [1., 2., 3., 4.]);
+}
+
+#[test]
+fn non_finite_values_are_counted() {
+    let t = Tensor::new(&[1f32, f32::NAN, f32::INFINITY, -f32::INFINITY, 0.], &Device::Cpu).unwrap();
+    assert_eq!(checkpoint::count_non_finite(&t).unwrap(), 3);
+    assert_eq!(checkpoint::count_non_finite(&Tensor::new(&[3i64], &Device::Cpu).unwrap()).unwrap(), 0);
+}

@@ -153,13 +153,22 @@ pub fn read_tensors(path: &Path) -> BTreeMap<String, RawTensor> {
         .collect()
 }
 
+/// A file's metadata as snl reads it: without its checksum, so that a file written from it
+/// (edited, as a test does) is one without a checksum, as older builds wrote them.
 pub fn read_metadata(path: &Path) -> HashMap<String, String> {
+    let mut meta = read_raw_metadata(path);
+    meta.remove(snl_models::checkpoint::CHECKSUM_KEY);
+    meta
+}
+
+/// A file's metadata as stored, its checksum included.
+pub fn read_raw_metadata(path: &Path) -> HashMap<String, String> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     meta.metadata().clone().unwrap_or_default()
 }
 
-/// Writes `tensors` as safetensors with `metadata`.
+/// Writes `tensors` as safetensors with `metadata` (exactly: a checksum in it is kept).
 pub fn write_tensors(
     path: &Path,
     tensors: &BTreeMap<String, RawTensor>,
