@@ -9,7 +9,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use candle::Device;
 use candle_nn::VarMap;
 use serde::Serialize;
@@ -37,6 +37,9 @@ const OPTIMIZER_PREFIX: &str = "optimizer.";
 const CONFIG_KEY: &str = "snl_config";
 /// Metadata key of the number of `metrics.jsonl` lines the checkpoint's epochs wrote.
 const METRICS_KEY: &str = "snl_metrics_lines";
+/// What a resume state says `metrics.jsonl` holds: each phase (`"train"`, `"search"`, ...)
+/// and its number of epochs, in the order they ran.
+pub type Logged = Vec<(&'static str, usize)>;
 /// At most this many names in an error listing names (then a count of the rest).
 pub const MAX_LISTED: usize = 5;
 
@@ -369,16 +372,52 @@ impl RunDir {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// Keeps the first `lines` records of `metrics.jsonl`: those of the epochs a resumed run
-    /// keeps (a run killed after logging an epoch but before its checkpoint logs it again).
-    fn truncate_metrics(&self, lines: usize) -> Result<()> {
+    /// The first lines of `metrics.jsonl`, those `expected` describes, each checked to be the
+    /// record of its phase and epoch (epochs count from 0 in each phase). A line cut off, lost
+    /// or out of place is an error naming it; the file is not changed here.
+    fn checked_metrics(&self, expected: &Logged) -> Result<String> {
         let path = self.path(METRICS);
+        let total: usize = expected.iter().map(|(_, epochs)| epochs).sum();
         let text = self.metrics_text()?;
-        if text.lines().count() <= lines {
+        let mut lines = text.lines();
+        let mut kept = String::new();
+        let mut number = 0;
+        for &(phase, epochs) in expected {
+            for epoch in 0..epochs {
+                number += 1;
+                let bad = |problem: String| {
+                    anyhow!(
+                        "{}, line {number}: {problem}; the run's checkpoint needs the records of its {total} \
+                         finished epochs there (nothing was changed)",
+                        path.display()
+                    )
+                };
+                let line = lines
+                    .next()
+                    .ok_or_else(|| bad(format!("missing (the file has {} lines)", number - 1)))?;
+                let record: Value = serde_json::from_str(line)
+                    .map_err(|e| bad(format!("not a JSON record (cut off or edited?): {e}")))?;
+                if record["phase"].as_str() != Some(phase) || record["epoch"].as_u64() != Some(epoch as u64) {
+                    return Err(bad(format!(
+                        "expected phase \"{phase}\" epoch {epoch}, found phase {} epoch {}",
+                        record["phase"], record["epoch"]
+                    )));
+                }
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Replaces `metrics.jsonl` by `kept` (its first lines) unless it holds just that: the
+    /// lines of the epochs a resumed run keeps (a run killed after logging an epoch but before
+    /// its checkpoint logs it again).
+    fn keep_metrics(&self, kept: &str) -> Result<()> {
+        if self.metrics_text()? == kept {
             return Ok(());
         }
-        let kept: String = text.lines().take(lines).map(|l| format!("{l}\n")).collect();
-        Ok(write_atomic(&path, kept.as_bytes())?)
+        Ok(write_atomic(&self.path(METRICS), kept.as_bytes())?)
     }
 
     fn metrics_text(&self) -> Result<String> {
@@ -411,15 +450,19 @@ impl RunDir {
     }
 
     /// Reads the resume state back: model tensors, optimizer state, and `state`, if any.
-    /// Cuts `metrics.jsonl` back to the checkpointed epochs (to nothing when there is no
+    /// `logged` gives the epochs `state` says were logged, or refuses a state that cannot be
+    /// the run's. Before anything changes, the state must agree with the checkpoint's line
+    /// count, `metrics.jsonl` must hold those records ([`Self::checked_metrics`]) and every
+    /// tensor must be finite; then the file is cut back to them (to nothing when there is no
     /// checkpoint yet). `open` has checked `config.json` against the checkpoint.
     pub fn load_checkpoint<T: DeserializeOwned>(
         &self,
         device: &Device,
+        logged: impl FnOnce(&T) -> Result<Logged>,
     ) -> Result<Option<(StateDict, OptimizerState, T)>> {
         let path = self.path(CHECKPOINT);
         if !path.exists() {
-            self.truncate_metrics(0)?;
+            self.keep_metrics("")?;
             return Ok(None);
         }
         let read =
@@ -430,10 +473,31 @@ impl RunDir {
         let lines: usize = meta(METRICS_KEY)?
             .parse()
             .with_context(|| format!("{}: bad resume state ({METRICS_KEY})", path.display()))?;
-        self.truncate_metrics(lines)?;
         let state = meta(STATE_KEY)?;
-        let state =
+        let state: T =
             serde_json::from_str(state).with_context(|| format!("{}: bad resume state", path.display()))?;
+        let expected = logged(&state).with_context(|| format!("{}: bad resume state", path.display()))?;
+        let epochs: usize = expected.iter().map(|(_, epochs)| epochs).sum();
+        if epochs != lines {
+            bail!(
+                "{}: bad resume state: {epochs} epochs done, but {lines} metrics lines recorded (edited?); \
+                 start a new run",
+                path.display()
+            );
+        }
+        let kept = self.checked_metrics(&expected)?;
+        // A NaN weight would make the next loss NaN; a NaN optimizer buffer, every weight.
+        for (name, t) in &read.tensors {
+            let bad = checkpoint::count_non_finite(t)?;
+            if bad > 0 {
+                bail!(
+                    "{}: {name} has {bad} values that are not finite (NaN or infinite); the run cannot \
+                     continue from it: start a new run (nothing was changed)",
+                    path.display()
+                );
+            }
+        }
+        self.keep_metrics(&kept)?;
         let (mut model, mut optimizer) = (StateDict::new(), OptimizerState::new());
         for (k, v) in read.tensors {
             match k.strip_prefix(OPTIMIZER_PREFIX) {

@@ -268,7 +268,7 @@ pub fn linearize(
     let plan = config.snl.clone().check(snl_core::relu_total(&student))?;
     let mut state =
         LinearizeState { stage: Stage::Search(fresh_search_state(&plan)), records: 0, seconds: 0.0 };
-    let saved = run.load_checkpoint::<LinearizeState>(&ctx.device)?;
+    let saved = run.load_checkpoint(&ctx.device, |saved: &LinearizeState| logged(config, saved))?;
     let mut optimizer = Default::default();
     if let Some((tensors, opt, s)) = saved {
         snl_models::checkpoint::load_into(&vars, &tensors)
@@ -539,6 +539,30 @@ pub fn linearize(
     Ok(result)
 }
 
+/// The epochs of each phase `saved` has logged (a control's stand-in for the search is
+/// `frozen_mask`), or why it cannot be this run's.
+fn logged(config: &LinearizeConfig, saved: &LinearizeState) -> Result<run::Logged> {
+    let logged = match saved.stage {
+        Stage::Search(ref search) => vec![("search", search.epoch)],
+        Stage::FrozenMask { epoch, .. } => vec![("frozen_mask", epoch)],
+        Stage::Finetune { search_epochs, epoch, .. } => {
+            if epoch > config.snl.finetune_epochs {
+                bail!(
+                    "after finetuning epoch {epoch}, but the run finetunes {} epochs (edited?); start a new run",
+                    config.snl.finetune_epochs
+                );
+            }
+            let before = if config.selection == Selection::Snl { "search" } else { "frozen_mask" };
+            vec![(before, search_epochs), ("finetune", epoch)]
+        }
+    };
+    let epochs: usize = logged.iter().map(|(_, epochs)| epochs).sum();
+    if epochs != saved.records {
+        bail!("its phases count {epochs} epochs, its records {} (edited?); start a new run", saved.records);
+    }
+    Ok(logged)
+}
+
 /// The finetuning's first stage, after a search (or a control's stand-in) of these epochs
 /// and steps.
 fn finetune_stage(search_epochs: usize, search_steps: usize, lambda_final: Option<f64>) -> Stage {
@@ -562,11 +586,12 @@ fn fresh_search_state(plan: &Plan) -> SearchState {
     SearchState { epoch: 0, steps: 0, schedule: snl_core::LassoSchedule::new(plan), count: plan.total }
 }
 
-/// A non-finite loss names the last good checkpoint.
+/// A non-finite loss names the last checkpoint (saved before the loss went wrong, not
+/// necessarily good: its weights may be what diverged).
 fn nan_context(err: snl_core::Error, run: &RunDir, records: usize) -> anyhow::Error {
     let hint = match &err {
         snl_core::Error::NonFiniteLoss { .. } if records > 0 => format!(
-            "the loss became non-finite in epoch {} of the run; stopped. The last good state (after epoch {records}) \
+            "the loss became non-finite in epoch {} of the run; stopped. The last saved state (after epoch {records}) \
              is kept in {}",
             records + 1,
             run.path(run::CHECKPOINT).display()

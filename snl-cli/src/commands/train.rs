@@ -139,7 +139,17 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
     model.masks().iter().for_each(|m| m.set_frozen(true));
     let mut sgd = Sgd::new(params::weight_vars(&vars), config.sgd);
     let mut state = TrainState::default();
-    if let Some((tensors, optimizer, saved)) = run.load_checkpoint::<TrainState>(&ctx.device)? {
+    let logged = |saved: &TrainState| {
+        if saved.epoch > config.epochs {
+            bail!(
+                "after epoch {}, but the run has {} epochs (edited?); start a new run",
+                saved.epoch,
+                config.epochs
+            );
+        }
+        Ok(vec![("train", saved.epoch)])
+    };
+    if let Some((tensors, optimizer, saved)) = run.load_checkpoint(&ctx.device, logged)? {
         checkpoint::load_into(&vars, &tensors).context("the run's checkpoint does not fit its model")?;
         sgd.load_state(&optimizer)?;
         state = saved;
@@ -180,7 +190,7 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
                     );
                 }
                 bail!(
-                    "the loss became {value} at epoch {}, batch {}; stopped. The last good state (after epoch {}) \
+                    "the loss became {value} at epoch {}, batch {}; stopped. The last saved state (after epoch {}) \
                      is kept in {}: lower --lr and start again with another --out",
                     epoch + 1,
                     i + 1,
