@@ -44,7 +44,7 @@ pub fn snl_build_args(release: bool, features: Option<&str>) -> Vec<String> {
 /// Run `cargo ARGS` in `root`, printing the command first.
 pub fn build(root: &Path, args: &[String]) -> Result<(), String> {
     let program = program();
-    println!("$ (cd {}) {}", root.display(), shell_line(&program, args));
+    outln!("$ (cd {}) {}", root.display(), shell_line(&program, args));
     match Command::new(&program).args(args).current_dir(root).status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("cargo build failed ({s})")),

@@ -2,6 +2,22 @@
 //! xtask links neither candle nor any snl crate but `snl-budget` (the budget grammar, no
 //! dependencies). Each task parses its own arguments with clap (`parse_args`).
 
+use std::io::Write as _;
+
+/// `println!` that never panics (see [`write_stdout`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that never panics (see [`write_stdout`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod cargo;
 mod pareto;
@@ -25,19 +41,39 @@ const TASKS: &str = "tasks:
 /// A task's arguments through clap. `Err(code)` once help (0) or an error (2) is printed.
 pub fn parse_args<T: clap::Parser>(task: &str, args: &[String]) -> Result<T, i32> {
     let argv = std::iter::once(format!("cargo xtask {task}")).chain(args.iter().cloned());
-    T::try_parse_from(argv).map_err(|e| {
-        let _ = e.print();
-        e.exit_code()
+    T::try_parse_from(argv).map_err(|e| match e.print() {
+        Ok(()) => e.exit_code(),
+        Err(io) => {
+            eprintln!("xtask: cannot write to stdout: {io}");
+            1
+        }
     })
 }
 
+/// Writes to stdout. One that cannot be written (a full disk, /dev/full) ends xtask with one
+/// error line and exit code 1, not a panic; a closed pipe ends it quietly (SIGPIPE, `main`).
+pub fn write_stdout(text: std::fmt::Arguments) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        eprintln!("xtask: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn main() {
+    // Rust ignores SIGPIPE, so printing to a closed pipe (`cargo xtask help | head -0`) would
+    // fail; the default action ends xtask quietly, as it does any Unix tool.
+    #[cfg(unix)]
+    // SAFETY: first thing in main, before any other thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let mut args = std::env::args().skip(1);
     let task = args.next();
     let rest: Vec<String> = args.collect();
     let code = match task.as_deref() {
         None | Some("help" | "--help" | "-h") => {
-            println!("cargo xtask <task>\n\n{TASKS}");
+            outln!("cargo xtask <task>\n\n{TASKS}");
             0
         }
         Some("pareto") => pareto::main(&rest),

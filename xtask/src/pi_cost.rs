@@ -92,7 +92,7 @@ pub fn main(args: &[String]) -> i32 {
     let opts = match parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            out!("{USAGE}");
             return 0;
         }
         Err(e) => {

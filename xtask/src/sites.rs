@@ -59,7 +59,7 @@ pub fn main(args: &[String]) -> i32 {
 /// `snl count --model MODEL --json`, parsed.
 fn snl_count(snl: &Path, model: &Path) -> Result<Value, String> {
     let args = vec!["count".to_string(), "--model".into(), model.display().to_string(), "--json".into()];
-    println!("$ {}", cargo::shell_line(&snl.display().to_string(), &args));
+    outln!("$ {}", cargo::shell_line(&snl.display().to_string(), &args));
     let out =
         Command::new(snl).args(&args).output().map_err(|e| format!("cannot start {}: {e}", snl.display()))?;
     if !out.status.success() {
@@ -82,6 +82,6 @@ pub fn draw(snl: &Path, dir: &Path, model: &Path, svg: &Path) -> Result<(), Stri
     let text = serde_json::to_string_pretty(&count).expect("json") + "\n";
     std::fs::write(&json, text).map_err(|e| format!("cannot write {}: {e}", json.display()))?;
     std::fs::write(svg, chart).map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
-    println!("wrote {}", svg.display());
+    outln!("wrote {}", svg.display());
     Ok(())
 }

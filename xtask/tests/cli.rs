@@ -349,3 +349,26 @@ fn slurm_submission_and_its_bad_input() {
     assert!(text(&o).contains("--gres is a Slurm flag: give --executor slurm"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `cargo xtask help | head -0` and `> /dev/full`: no panic; a full stdout is one error line.
+#[test]
+fn a_closed_or_full_stdout_never_panics() {
+    let help = |stdout: std::process::Stdio| {
+        Command::new(env!("CARGO_BIN_EXE_xtask")).arg("help").stdout(stdout).output().expect("run xtask")
+    };
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = help(writer.into());
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "", "a closed pipe ends xtask quietly");
+    assert_ne!(o.status.code(), Some(101));
+    let Ok(full) = std::fs::File::options().write(true).open("/dev/full") else {
+        println!("a_closed_or_full_stdout_never_panics: /dev/full skipped (no /dev/full)");
+        return;
+    };
+    let o = help(full.into());
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "xtask: cannot write to stdout: No space left on device (os error 28)\n"
+    );
+}

@@ -59,7 +59,7 @@ pub fn main(argv: &[String]) -> i32 {
             Ok(runs) => {
                 let names: Vec<String> = runs.into_keys().collect();
                 let failure = |run: &str| std::fs::read_to_string(status::failure_marker(out, run)).ok();
-                print!(
+                out!(
                     "{}",
                     status::text(&status::status(&names, &|r| run_state(&out.join(r)), &failure), out)
                 );
@@ -114,15 +114,12 @@ pub fn main(argv: &[String]) -> i32 {
         dirs.push(dir.to_path_buf());
     }
     if o.preset.features.as_deref() == Some("cuda") {
-        println!(
-            "note: preset `{}` runs with --device cuda: snl is built with --features cuda",
-            o.preset.name
-        );
+        outln!("note: preset `{}` runs with --device cuda: snl is built with --features cuda", o.preset.name);
     }
     if o.dry_run {
-        println!("plan for preset `{}` in {} ({} steps):", o.preset.name, o.out.display(), steps.len());
+        outln!("plan for preset `{}` in {} ({} steps):", o.preset.name, o.out.display(), steps.len());
         for line in plan::plan_text(&steps, &snl) {
-            println!("{line}");
+            outln!("{line}");
         }
         let searched = |d: &Path| run::search_count(d, "search_epochs").ok();
         let logged = |d: &Path| {
@@ -137,14 +134,14 @@ pub fn main(argv: &[String]) -> i32 {
             n
         };
         let epochs = plan::epochs_to_run(&o, &steps, &searched, &logged);
-        println!("{}", plan::estimate_text(epochs, epoch_seconds(&o, &dirs), o.jobs));
+        outln!("{}", plan::estimate_text(epochs, epoch_seconds(&o, &dirs), o.jobs));
     }
     if o.slurm.is_some() {
         return submit(&o, argv, &record, &steps, &snl, &root);
     }
     if o.dry_run {
         let out = o.out.display();
-        println!(
+        outln!(
             "then: record the settings in {out}/{}, collect the runs' result.json into \
              {out}/pareto.csv, pareto.json, pareto.svg, pareto.md",
             record::RECORD
@@ -154,7 +151,7 @@ pub fn main(argv: &[String]) -> i32 {
     let failures = match &o.mode {
         Mode::CollectOnly => {
             if run::sweep_running(&o.out) {
-                println!(
+                outln!(
                     "note: a sweep is running in {}: collecting the runs finished so far",
                     o.out.display()
                 );
@@ -237,7 +234,7 @@ pub fn main(argv: &[String]) -> i32 {
     if let Some(dest) = &o.publish {
         match publish::publish(&o.out, &rows, dest) {
             Ok(n) => {
-                println!("published pareto.* and {n} finished runs (no checkpoints) to {}", dest.display())
+                outln!("published pareto.* and {n} finished runs (no checkpoints) to {}", dest.display())
             }
             Err(e) => {
                 eprintln!("xtask pareto: {e}");
@@ -358,22 +355,22 @@ fn submit(
         eprintln!("xtask pareto: {e}; nothing was submitted");
         return 1;
     }
-    println!("wrote the scripts and tasks.txt in {}", dir.display());
+    outln!("wrote the scripts and tasks.txt in {}", dir.display());
     let subs = slurm::submissions(&dir, baseline, &arrays);
     if o.dry_run {
         for s in &subs {
-            println!(
+            outln!(
                 "$ {}  # {}",
                 cargo::shell_line("sbatch", &[vec!["--parsable".into()], s.args.clone()].concat()),
                 s.what
             );
         }
-        println!("({{N}} is the job id of the N-th sbatch above, from 0; nothing was submitted)");
+        outln!("({{N}} is the job id of the N-th sbatch above, from 0; nothing was submitted)");
         return 0;
     }
     match slurm::submit(&subs) {
         Ok(ids) => {
-            println!(
+            outln!(
                 "submitted {} jobs; watch them with `squeue -j {}` and `cargo xtask pareto --status {}`",
                 ids.len(),
                 ids.join(","),
@@ -441,7 +438,7 @@ fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
     };
     let write = |name: &str, text: &str| {
         let path = o.out.join(name);
-        write_atomic(&path, text).map(|()| println!("wrote {}", path.display()))
+        write_atomic(&path, text).map(|()| outln!("wrote {}", path.display()))
     };
     write("pareto.csv", &collect::to_csv(rows))?;
     write("pareto.json", &collect::to_json(rows, &groups, paper.as_ref()))?;
@@ -483,10 +480,10 @@ fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
     write("pareto.svg", &plot::pareto_svg(&dots, &means, reference.as_ref(), &title))?;
     let png = o.out.join("pareto.png");
     if run::try_png(&o.out.join("pareto.svg"), &png) {
-        println!("wrote {}", png.display());
+        outln!("wrote {}", png.display());
     }
-    println!("{} runs collected in {}; test top-1 mean (min-max) over seeds:", rows.len(), o.out.display());
-    print!("{}", collect::summary(&groups));
+    outln!("{} runs collected in {}; test top-1 mean (min-max) over seeds:", rows.len(), o.out.display());
+    out!("{}", collect::summary(&groups));
     Ok(())
 }
 

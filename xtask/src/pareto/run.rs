@@ -116,7 +116,7 @@ pub fn execute(
                     return Err(format!("{} missing after the build", snl.display()));
                 }
             }
-            Step::Skip { dir, .. } => println!("# skip {}: finished (result.json)", dir.display()),
+            Step::Skip { dir, .. } => outln!("# skip {}: finished (result.json)", dir.display()),
             Step::Snl { role, dir, args, search_of } => {
                 runs.push(Run { role: *role, dir, args, search_of: search_of.as_deref() })
             }
@@ -165,13 +165,13 @@ pub fn execute(
         };
         let log = logs.as_ref().map(|l| l.join(format!("{name}.log")));
         let whither = log.as_ref().map_or(String::new(), |l| format!(" (output: {})", l.display()));
-        println!("# [{n}/{total}] {}{whither}", dir.display());
-        println!("$ {}", shell_line(&snl.display().to_string(), &args));
+        outln!("# [{n}/{total}] {}{whither}", dir.display());
+        outln!("$ {}", shell_line(&snl.display().to_string(), &args));
         match run_child(snl, &args, log.as_deref()) {
             Ok(()) => {
                 super::status::mark(out, &name, None);
                 if log.is_some() {
-                    println!("# done {}", dir.display());
+                    outln!("# done {}", dir.display());
                 }
             }
             Err(why) => {

@@ -192,7 +192,7 @@ pub fn submit(subs: &[Submission]) -> Result<Vec<String>, String> {
             .iter()
             .map(|a| ids.iter().enumerate().fold(a.clone(), |a, (i, id)| a.replace(&format!("{{{i}}}"), id)))
             .collect();
-        println!("$ {}", shell_line("sbatch", &[vec!["--parsable".to_string()], args.clone()].concat()));
+        outln!("$ {}", shell_line("sbatch", &[vec!["--parsable".to_string()], args.clone()].concat()));
         let out = Command::new("sbatch").arg("--parsable").args(&args).output();
         let result = match out {
             Ok(o) if o.status.success() => {
@@ -208,12 +208,12 @@ pub fn submit(subs: &[Submission]) -> Result<Vec<String>, String> {
         };
         match result {
             Ok(id) => {
-                println!("submitted {} as job {id}", s.what);
+                outln!("submitted {} as job {id}", s.what);
                 ids.push(id);
             }
             Err(e) => {
                 if !ids.is_empty() {
-                    println!("$ scancel {}", ids.join(" "));
+                    outln!("$ scancel {}", ids.join(" "));
                     let _ = Command::new("scancel").args(&ids).status();
                 }
                 return Err(format!("{e} (cancelled the {} job(s) already submitted)", ids.len()));
