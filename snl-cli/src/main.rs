@@ -2,8 +2,9 @@
 //!
 //! `main` only parses, runs and reports: exit 0 on success, 1 on failure (one `error:` line:
 //! the error and its causes, see `one_line`), 2 on a usage error (from clap, or a bad flag
-//! value found later), 3 when the hidden `--stop-after-epochs` of train and linearize stopped
-//! a run on purpose (for tests of `--resume`).
+//! value found later), 3 when the hidden `--stop-after-epochs` of train, linearize and demo stopped
+//! a run on purpose (for tests of `--resume`). A closed stdout pipe ends it quietly (SIGPIPE);
+//! a stdout it cannot write (a full disk) is a failure like any other.
 
 mod cli;
 mod commands;
@@ -18,13 +19,27 @@ mod ui;
 use clap::Parser;
 
 fn main() {
-    let cli = cli::Cli::parse();
+    // Rust ignores SIGPIPE, so a write to a closed pipe (`snl eval ... | head -0`) fails and
+    // printing panics; the default action ends snl quietly, as it does any Unix tool.
+    #[cfg(unix)]
+    // SAFETY: first thing in main, before any other thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = cli::Cli::try_parse().unwrap_or_else(|e| {
+        // clap's own `exit` would say nothing when `--help` cannot be written (/dev/full).
+        if let Err(io) = e.print() {
+            ui::status(&format!("error: cannot write to stdout: {io}"));
+            std::process::exit(1);
+        }
+        std::process::exit(e.exit_code())
+    });
     if let Err(err) = commands::run(cli) {
         if let Some(stopped) = err.downcast_ref::<run::Stopped>() {
-            eprintln!("{stopped}");
+            ui::status(&stopped.to_string());
             std::process::exit(3);
         }
-        eprintln!("error: {}", one_line(&err));
+        ui::status(&format!("error: {}", one_line(&err)));
         let usage = err.downcast_ref::<setup::UsageError>().is_some();
         std::process::exit(if usage { 2 } else { 1 });
     }

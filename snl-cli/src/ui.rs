@@ -1,7 +1,9 @@
 //! What the user sees on stderr while work runs: a progress bar per epoch on a terminal,
 //! one line per epoch otherwise; nothing with `-q`. Results go to stdout.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+use anyhow::Context;
 
 use std::sync::Arc;
 
@@ -20,27 +22,29 @@ impl Ui {
         Self { quiet, verbose, bars: !quiet && std::io::stderr().is_terminal() }
     }
 
-    /// A command's result (stdout), even when quiet.
-    pub fn result(&self, line: impl AsRef<str>) {
-        println!("{}", line.as_ref());
+    /// A command's result (stdout), even when quiet. A stdout that cannot take it (a full
+    /// disk) is an error, not a panic; a closed pipe ends the process (`main`).
+    pub fn result(&self, text: impl AsRef<str>) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", text.as_ref()).and_then(|()| out.flush()).context("cannot write to stdout")
     }
 
     /// A status line (stderr), unless quiet.
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", line.as_ref());
+            status(line.as_ref());
         }
     }
 
     /// A warning (stderr), even when quiet: something the user must know about a result.
     pub fn warn(&self, line: impl AsRef<str>) {
-        eprintln!("warning: {}", line.as_ref());
+        status(&format!("warning: {}", line.as_ref()));
     }
 
     /// Detail shown only with `-v`.
     pub fn detail(&self, line: impl AsRef<str>) {
         if self.verbose {
-            eprintln!("{}", line.as_ref());
+            status(line.as_ref());
         }
     }
 
@@ -73,6 +77,11 @@ impl Ui {
         bar.set_message(label.into());
         bar
     }
+}
+
+/// A line on stderr. Progress that cannot be shown (stderr full) never stops the work.
+pub fn status(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// snl-data reports a download's progress; the binary draws it.

@@ -1,6 +1,8 @@
 //! `snl count`: the per-site ReLU table of an architecture or a model, its totals, the
 //! counting convention, and a private-inference cost estimate.
 
+use std::fmt::Write as _;
+
 use anyhow::Result;
 use serde::Serialize;
 use snl_core::ReluReport;
@@ -60,16 +62,17 @@ pub fn run(ctx: &Context, args: CountArgs) -> Result<()> {
         sites: report.sites,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return ctx.ui.result(serde_json::to_string_pretty(&out)?);
     }
-    println!("{:<24} {:>16} {:>10} {:>10} {:>7}", "site", "shape (C,H,W)", "total", "kept", "kept %");
+    let mut t = String::new();
+    writeln!(t, "{:<24} {:>16} {:>10} {:>10} {:>7}", "site", "shape (C,H,W)", "total", "kept", "kept %")?;
     for s in &out.sites {
         let shape = format!("{}x{}x{}", s.shape[0], s.shape[1], s.shape[2]);
         let pct = 100.0 * s.kept as f64 / s.total as f64;
-        println!("{:<24} {:>16} {:>10} {:>10} {:>6.1}%", s.name, shape, s.total, s.kept, pct);
+        writeln!(t, "{:<24} {:>16} {:>10} {:>10} {:>6.1}%", s.name, shape, s.total, s.kept, pct)?;
     }
-    println!(
+    writeln!(
+        t,
         "{}: {} of {} ReLUs kept ({:.2}%) at threshold {} ({})",
         out.arch,
         out.kept,
@@ -77,10 +80,10 @@ pub fn run(ctx: &Context, args: CountArgs) -> Result<()> {
         100.0 * out.kept as f64 / out.total as f64,
         out.threshold,
         out.convention
-    );
-    println!("estimated private-inference cost of the kept ReLUs:");
+    )?;
+    write!(t, "estimated private-inference cost of the kept ReLUs:")?;
     for line in out.cost.lines() {
-        println!("  {line}");
+        write!(t, "\n  {line}")?;
     }
-    Ok(())
+    ctx.ui.result(t)
 }

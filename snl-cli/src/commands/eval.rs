@@ -32,7 +32,7 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
         ));
     }
     if args.json {
-        ctx.ui.result(serde_json::to_string(&metrics)?);
+        ctx.ui.result(serde_json::to_string(&metrics)?)?;
     } else {
         let name = if args.split == EvalSplit::Test { "test" } else { "val" };
         ctx.ui.result(format!(
@@ -43,7 +43,7 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
             metrics.top1,
             metrics.top5,
             metrics.loss
-        ));
+        ))?;
     }
     Ok(())
 }

@@ -73,7 +73,7 @@ pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
         };
         Ok(())
     })?;
-    ctx.ui.result(format!("{summary} to {}", args.out.display()));
+    ctx.ui.result(format!("{summary} to {}", args.out.display()))?;
     Ok(())
 }
 

@@ -27,6 +27,6 @@ pub fn run(ctx: &Context, args: ImportArgs) -> Result<()> {
         loaded.config.arch_name(),
         loaded.tensors.len(),
         args.out.display()
-    ));
+    ))?;
     Ok(())
 }

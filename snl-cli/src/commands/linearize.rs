@@ -232,8 +232,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
         result.val.map_or("no validation split, ".into(), |m| format!("val top-1 {:.2}%, ", m.top1)),
         result.test.top1,
         run.root().display()
-    ));
-    Ok(())
+    ))
 }
 
 /// Evaluates on the validation split (when there is one) after every epoch.

@@ -126,8 +126,7 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
         result.test.top1,
         result.relu_count,
         run.root().display()
-    ));
-    Ok(())
+    ))
 }
 
 /// Trains (or continues) the baseline of `run`, then writes `model.safetensors`,
