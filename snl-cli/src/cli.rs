@@ -98,7 +98,8 @@ pub struct ModelArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// cifar10, cifar100, tiny-imagenet, folder (with --data-dir: <dir>/{train,test}/<class>/<image>),
-    /// or synthetic (a small in-memory 10-class task of 16x16 images, for trying things out).
+    /// or synthetic (a small in-memory 10-class task of 16x16 images, 1000 to train, 200 to
+    /// validate, 200 to test, for trying things out; no --data-dir or --val-size).
     /// Required by eval, and by train and linearize unless they --resume (the run names its data).
     #[arg(long)]
     pub dataset: Option<DatasetKind>,
@@ -121,9 +122,17 @@ pub struct DataArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Run folder (default: the first free runs/demo, runs/demo-2, ...).
+    /// Run folder, holding `baseline` and `linearized` (default: the first free runs/demo,
+    /// runs/demo-2, ...). A folder holding a demo is refused: continue it with --resume.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue a killed demo from its folder: an unfinished step resumes at its last finished
+    /// epoch, a finished one is kept, with the demo's own data and settings.
+    #[arg(long, conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// For tests: exit with code 3 once a step has N epochs checkpointed.
+    #[arg(long, hide = true)]
+    pub stop_after_epochs: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use snl_data::{BatchConfig, Dataset, DatasetName, LoadOptions, Loader, Normalization, Split};
 
 use crate::cli::DataArgs;
+use crate::model::keys;
 use crate::setup::usage;
 use crate::ui::Ui;
 
@@ -82,14 +83,62 @@ mod dataset_kind_tests {
     }
 }
 
+/// The in-memory synthetic data: with the seed it is made with, these define every image, so
+/// a run's `config.json` and its models' metadata record them (resume and eval rebuild the
+/// same images).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyntheticSpec {
+    pub classes: usize,
+    pub image_size: usize,
+    /// Images per class in the training, validation and test splits.
+    pub per_class: [usize; 3],
+}
+
+impl SyntheticSpec {
+    /// `--dataset synthetic`: 1000 training, 200 validation and 200 test images.
+    pub const DEFAULT: Self = Self { classes: 10, image_size: 16, per_class: [100, 20, 20] };
+    /// `snl demo`'s: 1500, 400 and 400 images.
+    pub const DEMO: Self = Self { classes: 10, image_size: 16, per_class: [150, 40, 40] };
+
+    /// Images in the validation split.
+    pub fn val_len(&self) -> usize {
+        self.classes * self.per_class[1]
+    }
+
+    /// The set of a run or model made before the set was recorded: the demo's recorded a
+    /// validation size of 400, `--dataset synthetic` 5000 (its own set had 200 images).
+    pub fn legacy(val_size: usize) -> Self {
+        if val_size == Self::DEMO.val_len() { Self::DEMO } else { Self::DEFAULT }
+    }
+
+    /// Refuses sizes that make no data set or an absurd one (from an edited file).
+    fn check(&self) -> Result<()> {
+        let images =
+            self.per_class.iter().fold(0usize, |n, &c| n.saturating_add(c)).saturating_mul(self.classes);
+        let bytes = images.saturating_mul(self.image_size.saturating_mul(self.image_size)).saturating_mul(3);
+        if self.classes == 0 || self.image_size == 0 || self.per_class.contains(&0) || bytes > 1 << 30 {
+            anyhow::bail!(
+                "synthetic data {}: every size must be at least 1, and the images at most 1 GiB",
+                serde_json::to_string(self)?
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Where a run's data comes from, as recorded in its `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
     pub dataset: DatasetKind,
     pub data_dir: Option<PathBuf>,
     pub offline: bool,
+    /// The validation split's size (the synthetic set's own for synthetic data).
     pub val_size: usize,
     pub batch_size: usize,
+    /// The synthetic set (synthetic data only). Absent in runs made before it was recorded
+    /// (then [`SyntheticSpec::legacy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SyntheticSpec>,
 }
 
 impl DataConfig {
@@ -99,23 +148,61 @@ impl DataConfig {
                 "--dataset is required (cifar10, cifar100, tiny-imagenet, folder or synthetic)",
             ));
         };
-        if let (DatasetKind::Synthetic, Some(size)) = (dataset, args.val_size) {
-            return Err(usage(format!(
-                "--val-size {size}: the synthetic data has its own validation set; drop --val-size"
-            )));
+        if dataset == DatasetKind::Synthetic {
+            if let Some(size) = args.val_size {
+                return Err(usage(format!(
+                    "--val-size {size}: the synthetic data has its own validation set; drop --val-size"
+                )));
+            }
+            if let Some(dir) = &args.data_dir {
+                return Err(usage(format!(
+                    "--data-dir {}: the synthetic data is made in memory and reads no files; drop --data-dir",
+                    dir.display()
+                )));
+            }
         }
         let batch_size = args.batch_size.unwrap_or(default_batch);
         if batch_size == 0 {
             return Err(usage("--batch-size must be at least 1"));
         }
         let data_dir = args.data_dir.as_ref().map(std::path::absolute).transpose()?;
-        Ok(Self {
+        let config = Self {
             dataset,
             data_dir,
             offline: args.offline,
             val_size: args.val_size.unwrap_or(5000),
             batch_size,
+            synthetic: None,
+        };
+        Ok(match dataset {
+            DatasetKind::Synthetic => config.with_synthetic(SyntheticSpec::DEFAULT),
+            DatasetKind::Named(_) => config,
         })
+    }
+
+    /// This configuration on the synthetic set `spec` (and its validation size).
+    pub fn with_synthetic(self, spec: SyntheticSpec) -> Self {
+        Self { synthetic: Some(spec), val_size: spec.val_len(), ..self }
+    }
+
+    /// The synthetic set (None for other data).
+    pub fn synthetic_spec(&self) -> Option<SyntheticSpec> {
+        (self.dataset == DatasetKind::Synthetic)
+            .then(|| self.synthetic.unwrap_or_else(|| SyntheticSpec::legacy(self.val_size)))
+    }
+
+    /// What a model's metadata records of its data: the dataset, the validation size and,
+    /// for synthetic data, the set (see `commands::model_split`).
+    pub fn metadata(&self) -> Result<Vec<(&'static str, String)>> {
+        let mut meta = vec![(keys::DATASET, self.dataset.to_string())];
+        match self.synthetic_spec() {
+            Some(spec) => {
+                meta.push((keys::VAL_SIZE, spec.val_len().to_string()));
+                meta.push((keys::SYNTHETIC, serde_json::to_string(&spec)?));
+            }
+            None => meta.push((keys::VAL_SIZE, self.val_size.to_string())),
+        }
+        Ok(meta)
     }
 }
 
@@ -131,7 +218,7 @@ impl Splits {
     /// Reads (or downloads, showing progress on `ui`) the splits `config` names.
     pub fn load(config: &DataConfig, seed: u64, ui: &Ui) -> Result<Self> {
         let DatasetKind::Named(name) = config.dataset else {
-            return Self::synthetic(10, 16, [100, 20, 20], seed);
+            return Self::synthetic(&config.synthetic_spec().unwrap_or(SyntheticSpec::DEFAULT), seed);
         };
         let mut opts = LoadOptions { data_dir: config.data_dir.clone(), ..LoadOptions::from_env() };
         opts.hub.offline |= config.offline;
@@ -159,11 +246,13 @@ impl Splits {
         Ok(Self { train: Arc::new(train), val: Some(Arc::new(val)), test: Arc::new(test) })
     }
 
-    /// The demo's data: `classes` gratings (an orientation and one of two frequencies each)
-    /// with a random phase, contrast, tint and noise.
+    /// The synthetic data: `spec.classes` gratings (an orientation and one of two frequencies
+    /// each) with a random phase, contrast, tint and noise.
     /// Telling them apart needs an energy detector, i.e. nonlinearity: a network stripped of
     /// every ReLU falls towards chance, so the demo shows which ReLUs matter.
-    pub fn synthetic(classes: usize, side: usize, per_class: [usize; 3], seed: u64) -> Result<Self> {
+    fn synthetic(spec: &SyntheticSpec, seed: u64) -> Result<Self> {
+        spec.check()?;
+        let SyntheticSpec { classes, image_size: side, per_class } = *spec;
         let names: Vec<String> = (0..classes).map(|c| format!("grating-{c}")).collect();
         let make = |count: usize, stream: u64| -> Result<Dataset> {
             let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(stream));

@@ -24,6 +24,8 @@ pub mod keys {
     pub const SEED: &str = "seed";
     /// The size of the validation split the model was selected on.
     pub const VAL_SIZE: &str = "val_size";
+    /// The synthetic set (JSON of `data::SyntheticSpec`), on synthetic data.
+    pub const SYNTHETIC: &str = "synthetic";
 }
 
 /// The default threshold (the authors' eps).

@@ -280,19 +280,17 @@ pub fn linearize(
     }
     let teacher_forward = |x: &Tensor| candle::ModuleT::forward_t(&teacher, x, false);
     let mut progress = Progress { ctx, splits, batch_size: config.data.batch_size, last_val: None };
+    let data_meta = config.data.metadata()?;
     let meta = |count: usize| {
-        metadata(
-            &config.model,
-            &[
-                (keys::DATASET, config.data.dataset.to_string()),
-                // The split's seed: what `eval` needs to rebuild the validation split.
-                (keys::SEED, config.split_seed().to_string()),
-                (keys::VAL_SIZE, config.data.val_size.to_string()),
-                (keys::THRESHOLD, config.snl.threshold.to_string()),
-                (keys::RELU_COUNT, count.to_string()),
-                (keys::RELU_TOTAL, plan.total.to_string()),
-            ],
-        )
+        let mut extra = data_meta.clone();
+        extra.extend([
+            // The split's seed: what `eval` needs to rebuild the validation split.
+            (keys::SEED, config.split_seed().to_string()),
+            (keys::THRESHOLD, config.snl.threshold.to_string()),
+            (keys::RELU_COUNT, count.to_string()),
+            (keys::RELU_TOTAL, plan.total.to_string()),
+        ]);
+        metadata(&config.model, &extra)
     };
     let mut batches = TrainBatches::new(&splits.train, config.data.batch_size, config.seed, &ctx.device)?;
     state.stage.count_steps_of_old_checkpoints(batches.len());

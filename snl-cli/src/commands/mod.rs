@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{Cli, Command};
-use crate::data::{DataConfig, Metrics};
+use crate::data::{DataConfig, DatasetKind, Metrics, SyntheticSpec};
 use crate::model::{Loaded, keys};
 use crate::setup::{self, usage};
 use crate::ui::Ui;
@@ -128,10 +128,11 @@ pub fn check_fits(
 }
 
 /// The seed with which to rebuild the splits of `data` for the model of `path`, setting
-/// `data.val_size` too: on the data the model was trained on, the seed and validation size
-/// its metadata records (else "val" could hold the model's training images, and the
-/// synthetic set would be other images), and a `--seed` or `--val-size` that differs is
-/// refused (`use_` says what needs them); on other data, `--seed` and `data`'s own.
+/// `data.val_size` (and the synthetic set) too: on the data the model was trained on, the
+/// seed, validation size and synthetic set its metadata records (else "val" could hold the
+/// model's training images, and the synthetic set would be other images), and a `--seed` or
+/// `--val-size` that differs is refused (`use_` says what needs them); on other data,
+/// `--seed` and `data`'s own.
 pub fn model_split(
     ctx: &Context,
     loaded: &Loaded,
@@ -157,6 +158,16 @@ pub fn model_split(
             )));
         }
         data.val_size = size;
+    }
+    if data.dataset == DatasetKind::Synthetic {
+        let spec = match loaded.metadata.get(keys::SYNTHETIC) {
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                anyhow!("{}: bad {} `{text}` in its metadata: {e}", path.display(), keys::SYNTHETIC)
+            })?,
+            // Made before the set was recorded: its validation size tells which it was.
+            None => SyntheticSpec::legacy(data.val_size),
+        };
+        *data = data.clone().with_synthetic(spec);
     }
     Ok(seed)
 }

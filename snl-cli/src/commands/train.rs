@@ -156,16 +156,13 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
     } else if run.resumed() {
         ctx.ui.say(format!("{} has no checkpoint yet: starting from epoch 1", run.root().display()));
     }
-    let meta = metadata(
-        &config.model,
-        &[
-            (keys::DATASET, config.data.dataset.to_string()),
-            (keys::SEED, config.seed.to_string()),
-            (keys::VAL_SIZE, config.data.val_size.to_string()),
-            (keys::RELU_TOTAL, snl_core::relu_total(&model).to_string()),
-            (keys::RELU_COUNT, snl_core::relu_total(&model).to_string()),
-        ],
-    );
+    let mut extra = config.data.metadata()?;
+    extra.extend([
+        (keys::SEED, config.seed.to_string()),
+        (keys::RELU_TOTAL, snl_core::relu_total(&model).to_string()),
+        (keys::RELU_COUNT, snl_core::relu_total(&model).to_string()),
+    ]);
+    let meta = metadata(&config.model, &extra);
     let mut batches = TrainBatches::new(&splits.train, config.data.batch_size, config.seed, &ctx.device)?;
     let schedule = config.lr_schedule();
     for epoch in state.epoch..config.epochs {
