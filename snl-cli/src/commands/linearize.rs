@@ -340,13 +340,14 @@ pub fn linearize(
                             lambda: reached.schedule.lambda,
                         };
                         if !config.finish_at_cap {
-                            return Err(err).context(format!(
-                                "continue with `snl linearize --resume {} --max-search-epochs N` (a larger N, \
-                                 or --lasso/--search-lr in a new run), or end it as the authors do with \
-                                 `--resume {} --finish-at-cap`",
+                            // The cause first, then what to do about it.
+                            anyhow::bail!(
+                                "{err}; continue with `snl linearize --resume {} --max-search-epochs N` (a \
+                                 larger N, or --lasso/--search-lr in a new run), or end it as the authors \
+                                 do with `--resume {} --finish-at-cap`",
                                 run.root().display(),
                                 run.root().display()
-                            ));
+                            );
                         }
                         ctx.ui.say(format!("{err}: binarizing and finetuning anyway (--finish-at-cap)"));
                         break;
