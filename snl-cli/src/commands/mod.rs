@@ -201,7 +201,9 @@ pub struct RunResult {
     pub test: Metrics,
     /// Which model was kept: [`KEPT_BEST_VAL`] or [`KEPT_LAST`].
     pub model_kept: String,
-    /// Epoch (from 0) of the best model in the last training phase; None if it did not train.
+    /// Epoch (from 0) of the best model in the last training phase; None if no epoch of it
+    /// was kept: nothing trained, or (linearize) the binarized model before finetuning did
+    /// best on validation, or was kept as is (`--finetune-epochs 0`).
     pub best_epoch: Option<usize>,
     pub epochs: usize,
     /// Search epochs (snl) or frozen-mask epochs (random, uniform) before the finetuning.
