@@ -229,16 +229,24 @@ impl Splits {
             snl_data::load(name, Split::Test, &opts).with_context(|| format!("cannot load {name} (test)"))?;
         same_classes(train.classes(), test.classes())
             .with_context(|| format!("{name}: the test split's classes are not the training split's"))?;
-        Self::hold_out(train, test, config.val_size, seed)
+        Self::hold_out(name, train, test, config.val_size, seed)
     }
 
-    fn hold_out(train: Dataset, test: Dataset, val_size: usize, seed: u64) -> Result<Self> {
+    fn hold_out(
+        name: DatasetName,
+        train: Dataset,
+        test: Dataset,
+        val_size: usize,
+        seed: u64,
+    ) -> Result<Self> {
         if val_size == 0 {
             return Ok(Self { train: Arc::new(train), val: None, test: Arc::new(test) });
         }
+        // Worded for all three sources of the size: --val-size, its default, a model's record.
         if val_size >= train.len() {
             return Err(usage(format!(
-                "--val-size {val_size}: must be below the {} training images (0: no validation split)",
+                "{name}: a validation split of {val_size} images needs more than its {} training images; \
+                 give a smaller --val-size (default 5000; 0: no validation split)",
                 train.len()
             )));
         }

@@ -108,6 +108,47 @@ impl Loaded {
         self.metadata.get(keys::THRESHOLD).and_then(|t| t.parse().ok()).unwrap_or(DEFAULT_THRESHOLD)
     }
 
+    /// Mask tensors holding values other than 0 and 1 (a model saved mid-search), each as
+    /// `name (n of total)`, sorted.
+    pub fn soft_masks(&self) -> Result<Vec<String>> {
+        let mut soft = Vec::new();
+        for (name, t) in self.tensors.iter().filter(|(name, _)| name.ends_with(".alphas")) {
+            let values = t.to_dtype(candle::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let n = values.iter().filter(|&&v| v != 0.0 && v != 1.0).count();
+            if n > 0 {
+                soft.push(format!("{name} ({n} of {})", values.len()));
+            }
+        }
+        soft.sort();
+        Ok(soft)
+    }
+
+    /// What to know before trusting figures computed from the model at `path`: masks that are
+    /// not binary (the commands differ on them) and a file from a newer snl.
+    pub fn cautions(&self, path: &Path) -> Result<Vec<String>> {
+        let mut cautions = Vec::new();
+        let soft = self.soft_masks()?;
+        if !soft.is_empty() {
+            cautions.push(format!(
+                "{}: masks with values other than 0 and 1 (a model mid-search?): {}; eval and predict \
+                 use them as they are, count and export binarize them at the threshold",
+                path.display(),
+                crate::run::list_some(&soft)
+            ));
+        }
+        if let Some(written) = self.metadata.get(keys::VERSION)
+            && newer_than_this(written)
+        {
+            cautions.push(format!(
+                "{}: written by snl {written}, newer than this snl {}; it may record what this version \
+                 does not know",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+        Ok(cautions)
+    }
+
     /// A trainable copy: a fresh VarMap loaded strictly from the checkpoint.
     pub fn trainable(&self, device: &Device) -> Result<(Model, VarMap)> {
         let (model, vars) = self.config.build_trainable(device)?;
@@ -192,6 +233,16 @@ pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
     Ok(Loaded { config, tensors: read.tensors, metadata: read.metadata })
 }
 
+/// Whether `version` (`major.minor.patch`) is above this build's; one that does not parse is
+/// not one this build wrote.
+fn newer_than_this(version: &str) -> bool {
+    let parse = |v: &str| -> Option<Vec<u64>> { v.split('.').map(|p| p.parse().ok()).collect() };
+    match (parse(version), parse(env!("CARGO_PKG_VERSION"))) {
+        (Some(written), Some(this)) => written > this,
+        _ => true,
+    }
+}
+
 /// The metadata of an snl checkpoint: the model's configuration and provenance.
 pub fn metadata(config: &ModelConfig, extra: &[(&str, String)]) -> HashMap<String, String> {
     let mut m = config.to_metadata();
@@ -201,4 +252,22 @@ pub fn metadata(config: &ModelConfig, extra: &[(&str, String)]) -> HashMap<Strin
         m.insert((*k).into(), v.clone());
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newer_than_this;
+
+    #[test]
+    fn only_a_later_or_unreadable_version_is_newer() {
+        let this = env!("CARGO_PKG_VERSION");
+        let [major, minor, patch]: [u64; 3] =
+            this.split('.').map(|p| p.parse().unwrap()).collect::<Vec<_>>().try_into().unwrap();
+        assert!(!newer_than_this(this));
+        assert!(!newer_than_this("0.0.0"));
+        assert!(newer_than_this(&format!("{major}.{minor}.{}", patch + 1)));
+        assert!(newer_than_this(&format!("{major}.{}.0", minor + 1)));
+        assert!(newer_than_this(&format!("{}.0.0", major + 1)));
+        assert!(newer_than_this("next"));
+    }
 }

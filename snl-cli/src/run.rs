@@ -462,6 +462,18 @@ impl RunDir {
     ) -> Result<Option<(StateDict, OptimizerState, T)>> {
         let path = self.path(CHECKPOINT);
         if !path.exists() {
+            // Killed before its first checkpoint, a run has logged at most its first epoch;
+            // more lines mean the checkpoint was lost, and starting over would erase them.
+            let lines = self.metrics_text()?.lines().count();
+            if lines > 1 {
+                bail!(
+                    "{}: missing, but {} records {lines} finished epochs (deleted?); the run cannot \
+                     continue: start a new run, or move {METRICS} away to start this one over \
+                     (nothing was changed)",
+                    path.display(),
+                    self.path(METRICS).display()
+                );
+            }
             self.keep_metrics("")?;
             return Ok(None);
         }

@@ -649,6 +649,35 @@ fn export_refuses_soft_masks_unless_told_to_binarize() {
     assert_eq!(leftovers.count(), 0, "the staging folder was left behind");
 }
 
+/// Figures from a model saved mid-search, or by a newer snl, come with a warning naming it.
+#[test]
+fn soft_masks_and_a_newer_snl_version_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let soft = edited_model(tmp.path(), |v, _| v[..3].fill(0.5));
+    for command in ["count", "eval"] {
+        let mut args = vec![command, "--model", s(&soft)];
+        if command == "eval" {
+            args.extend(["--dataset", "synthetic"]);
+        }
+        let output = snl().args(&args).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let needle = format!("warning: {}: masks with values other than 0 and 1", soft.display());
+        assert!(
+            stderr(&output).contains(&needle) && stderr(&output).contains("(3 of"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    let newer = edited_model(tmp.path(), |_, m| {
+        m.insert("snl_version".into(), "99.0.0".into());
+    });
+    let output = snl().args(["count", "--model", s(&newer)]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("written by snl 99.0.0, newer than this snl"), "{}", stderr(&output));
+    let own = snl().args(["count", "--model", s(&baseline_model())]).output().unwrap();
+    assert!(!stderr(&own).contains("warning"), "{}", stderr(&own));
+}
+
 /// What a file says about itself is checked as the file's: a NaN mask, a threshold out of
 /// range in its metadata (it used to be blamed on a --threshold never given).
 #[test]
@@ -680,5 +709,23 @@ fn eval_on_the_test_split_does_not_hold_out_a_validation_split() {
     assert!(output.status.success(), "{}", stderr(&output));
     let mut val = args.to_vec();
     val.extend(["--split", "val"]);
-    fails(&val, 2, &["--val-size 5000", "20 training images"]);
+    fails(&val, 2, &["folder: a validation split of 5000 images", "its 20 training images", "default 5000"]);
+}
+
+/// A warm-up as long as the search cap leaves lambda at its first value: said at the start,
+/// not discovered when the search stops at its cap.
+#[test]
+fn a_warmup_as_long_as_the_search_cap_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = linearize_args(&baseline_model(), "25%", 0);
+    let set = |args: &mut Vec<String>, flag: &str, value: &str| {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = value.into();
+    };
+    set(&mut args, "--warmup-epochs", "2");
+    set(&mut args, "--max-search-epochs", "1");
+    args.extend(["--out".into(), s(&tmp.path().join("run")).into()]);
+    let output = snl().args(&args).output().unwrap();
+    let needle = "warning: --warmup-epochs 2 is not below the search cap of 1 epochs: lambda stays at 2e-2";
+    assert!(stderr(&output).contains(needle), "{}", stderr(&output));
 }

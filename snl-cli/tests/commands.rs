@@ -503,6 +503,9 @@ fn eval_rebuilds_the_validation_split_with_the_models_seed() {
     let err = stderr(&output);
     assert!(err.starts_with("error: --seed 3 differs from the seed 5 of"), "{err}");
     assert!(output.stdout.is_empty());
+    // On synthetic data the seed draws the test images too, and the error says so.
+    let args = ["eval", "--model", s(&best), "--dataset", "synthetic", "--split", "test"];
+    fails(&[&["--seed", "3"][..], &args].concat(), 2, &["the synthetic images the model was trained on"]);
 
     // Linearizing it without --seed keeps its data and validation split too, and records so.
     let snl_run = tmp.path().join("snl");
@@ -561,4 +564,31 @@ fn quiet_still_prints_every_commands_result_on_stdout() {
         &["-q", "predict", "--model", model, "--input", &input, "--output", &at("logits")],
         "wrote logits [2, 10]",
     );
+}
+
+/// The test split of real data is the same whatever the seed: eval's `--seed` is not refused
+/// there (on the validation split, which the seed draws, it is).
+#[test]
+fn eval_on_the_test_split_of_real_data_takes_any_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let classes: Vec<String> = (0..10).map(|c| format!("c{c}")).collect();
+    let names: Vec<&str> = classes.iter().map(String::as_str).collect();
+    image_folder(tmp.path(), "train", &names, 3);
+    image_folder(tmp.path(), "test", &names, 1);
+    let run = tmp.path().join("run");
+    let data = ["--dataset", "folder", "--data-dir", s(tmp.path())];
+    let train = ["train", "--arch", "resnet18", "--width", "4", "--epochs", "1", "--val-size", "10"];
+    snl().args(["--seed", "5", "-q"]).args(train).args(data).arg("--out").arg(&run).assert().success();
+    let model = run.join("best.safetensors");
+    let eval = |seed: &str, split: &str| {
+        let args = ["--seed", seed, "eval", "--model", s(&model), "--split", split, "--json"];
+        snl().args(args).args(data).output().unwrap()
+    };
+    let (own, other) = (eval("5", "test"), eval("3", "test"));
+    assert!(other.status.success(), "{}", stderr(&other));
+    assert_eq!(stdout_json(&other), stdout_json(&own));
+    assert_eq!(stdout_json(&own), read_json(&run.join("result.json"))["test"]);
+    let val = eval("3", "val");
+    assert_eq!(val.status.code(), Some(2), "{}", stderr(&val));
+    assert!(stderr(&val).contains("the validation split the model was selected on"), "{}", stderr(&val));
 }

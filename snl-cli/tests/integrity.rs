@@ -191,3 +191,23 @@ fn nan_weights_in_a_checkpoint_are_refused_naming_the_tensor() {
     std::fs::write(&path, good).unwrap();
     snl().args(["train", "--resume", s(&run), "-q"]).assert().success();
 }
+
+#[test]
+fn a_lost_checkpoint_with_logged_epochs_is_refused_not_restarted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = stopped_train(tmp.path(), 2);
+    std::fs::remove_file(run.join("checkpoint.safetensors")).unwrap();
+    let checkpoint = run.join("checkpoint.safetensors").display().to_string();
+    refused(
+        "train",
+        &run,
+        &[&format!("{checkpoint}: missing"), "records 2 finished epochs", "nothing was changed"],
+    );
+    // Killed after logging its first epoch, before the first checkpoint: it starts over.
+    let metrics = run.join("metrics.jsonl");
+    let first = std::fs::read_to_string(&metrics).unwrap().lines().next().unwrap().to_string();
+    std::fs::write(&metrics, format!("{first}\n")).unwrap();
+    snl().args(["train", "--resume", s(&run), "-q"]).assert().success();
+    let epochs: Vec<u64> = metrics_without_time(&run).iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, [0, 1, 2]);
+}

@@ -72,20 +72,20 @@ pub fn main(args: &[String]) -> i32 {
     if !opts.no_build
         && let Err(e) = cargo::build(&root, &build)
     {
-        eprintln!("bench-vs-torch: {e}");
+        errln!("bench-vs-torch: {e}");
         return 1;
     }
     let exe = cargo::binary(&root, "vs_torch", true);
     let args = vs_torch_args(&opts);
-    eprintln!("$ {}", cargo::shell_line(&exe.display().to_string(), &args));
+    errln!("$ {}", cargo::shell_line(&exe.display().to_string(), &args));
     match Command::new(&exe).args(&args).status() {
         Ok(s) if s.success() => 0,
         Ok(s) => {
-            eprintln!("bench-vs-torch: vs_torch failed ({s})");
+            errln!("bench-vs-torch: vs_torch failed ({s})");
             1
         }
         Err(e) => {
-            eprintln!("bench-vs-torch: could not run {} ({e}); build it or drop --no-build", exe.display());
+            errln!("bench-vs-torch: could not run {} ({e}); build it or drop --no-build", exe.display());
             1
         }
     }

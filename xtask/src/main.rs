@@ -18,6 +18,15 @@ macro_rules! out {
     };
 }
 
+/// `eprintln!` that never panics: a stderr that cannot be written (/dev/full) loses the line,
+/// and the exit code still says how xtask ended.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod cargo;
 mod pareto;
@@ -44,7 +53,7 @@ pub fn parse_args<T: clap::Parser>(task: &str, args: &[String]) -> Result<T, i32
     T::try_parse_from(argv).map_err(|e| match e.print() {
         Ok(()) => e.exit_code(),
         Err(io) => {
-            eprintln!("xtask: cannot write to stdout: {io}");
+            errln!("xtask: cannot write to stdout: {io}");
             1
         }
     })
@@ -55,7 +64,7 @@ pub fn parse_args<T: clap::Parser>(task: &str, args: &[String]) -> Result<T, i32
 pub fn write_stdout(text: std::fmt::Arguments) {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
-        eprintln!("xtask: cannot write to stdout: {e}");
+        errln!("xtask: cannot write to stdout: {e}");
         std::process::exit(1);
     }
 }
@@ -81,7 +90,7 @@ fn main() {
         Some("bench-vs-torch") => bench::main(&rest),
         Some("pi-cost") => pi_cost::main(&rest),
         Some(other) => {
-            eprintln!("xtask: unknown task `{other}`\n\n{TASKS}");
+            errln!("xtask: unknown task `{other}`\n\n{TASKS}");
             2
         }
     };

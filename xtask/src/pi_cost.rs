@@ -96,7 +96,7 @@ pub fn main(args: &[String]) -> i32 {
             return 0;
         }
         Err(e) => {
-            eprintln!("pi-cost: {e}\n\n{USAGE}");
+            errln!("pi-cost: {e}\n\n{USAGE}");
             return 2;
         }
     };
@@ -104,14 +104,14 @@ pub fn main(args: &[String]) -> i32 {
     let python = match venv_python(&root, opts.python.as_deref()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("pi-cost: {e}");
+            errln!("pi-cost: {e}");
             return 2;
         }
     };
     match measure(&root, &opts, &python) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("pi-cost: {e}");
+            errln!("pi-cost: {e}");
             1
         }
     }
@@ -143,7 +143,7 @@ fn venv_python(root: &Path, python: Option<&str>) -> Result<PathBuf, String> {
         ONNX.join(" "),
         venv.display()
     );
-    eprintln!(
+    errln!(
         "pi-cost: first use: installing {SPU} (and jax), {} into {} with {base} -m pip",
         ONNX.join(", "),
         venv.display()
@@ -210,7 +210,7 @@ fn run(cmd: &mut Command) -> Result<(), String> {
         .chain(cmd.get_args())
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    eprintln!("$ {}", shown.join(" "));
+    errln!("$ {}", shown.join(" "));
     match cmd.status() {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("`{}` failed ({s})", shown[0])),

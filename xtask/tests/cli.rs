@@ -372,3 +372,19 @@ fn a_closed_or_full_stdout_never_panics() {
         "xtask: cannot write to stdout: No space left on device (os error 28)\n"
     );
 }
+
+/// A stderr that cannot be written (`2> /dev/full`) loses the message but not the exit code:
+/// no panic (it was 101).
+#[test]
+fn a_full_stderr_never_panics() {
+    let Ok(full) = std::fs::File::options().write(true).open("/dev/full") else {
+        println!("a_full_stderr_never_panics: skipped (no /dev/full)");
+        return;
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["pareto", "--preset", "no-such-preset"])
+        .stderr(full)
+        .output()
+        .expect("run xtask");
+    assert_eq!(o.status.code(), Some(1));
+}

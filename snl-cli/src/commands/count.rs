@@ -36,11 +36,11 @@ pub fn convention(config: &ModelConfig) -> String {
 }
 
 pub fn run(ctx: &Context, args: CountArgs) -> Result<()> {
-    let (config, model, threshold) = match &args.model {
+    let (config, model, threshold, cautions) = match &args.model {
         Some(path) => {
             let loaded = model::load(path, &args.model_args, &ctx.device)?;
             let threshold = args.threshold.unwrap_or_else(|| loaded.threshold());
-            (loaded.config.clone(), loaded.frozen(&ctx.device)?, threshold)
+            (loaded.config.clone(), loaded.frozen(&ctx.device)?, threshold, loaded.cautions(path)?)
         }
         None => {
             if args.model_args.arch.is_none() {
@@ -48,10 +48,13 @@ pub fn run(ctx: &Context, args: CountArgs) -> Result<()> {
             }
             let config = args.model_args.config(None, None)?;
             let (model, _vars) = config.build_trainable(&ctx.device)?;
-            (config, model, args.threshold.unwrap_or(DEFAULT_THRESHOLD))
+            (config, model, args.threshold.unwrap_or(DEFAULT_THRESHOLD), Vec::new())
         }
     };
     let report = ReluReport::of(&model, model::check_threshold(threshold)?)?;
+    for caution in cautions {
+        ctx.ui.warn(caution);
+    }
     let out = CountOutput {
         arch: config.arch_name(),
         convention: convention(&config),

@@ -81,18 +81,10 @@ pub fn run(ctx: &Context, args: ExportArgs) -> Result<()> {
 /// binarizes them, so it would compute another network than `predict` and `eval` compute
 /// with the same file, and say nothing (logits 22% apart on such a file).
 fn refuse_soft_masks(path: &Path, loaded: &Loaded) -> Result<()> {
-    let mut soft: Vec<String> = Vec::new();
-    for (name, t) in loaded.tensors.iter().filter(|(name, _)| name.ends_with(".alphas")) {
-        let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let n = values.iter().filter(|&&v| v != 0.0 && v != 1.0).count();
-        if n > 0 {
-            soft.push(format!("{name} ({n} of {})", values.len()));
-        }
-    }
+    let soft = loaded.soft_masks()?;
     if soft.is_empty() {
         return Ok(());
     }
-    soft.sort();
     Err(usage(format!(
         "{}: masks with values other than 0 and 1 (a model mid-search?): {}; its export would compute \
          another network than predict and eval do. Finish it with `snl linearize`, or pass --binarize to \

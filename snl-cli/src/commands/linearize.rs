@@ -203,6 +203,15 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             let seed = if ctx.seed_given { ctx.seed } else { split_seed };
             let splits = Splits::load(&data, split_seed, &ctx.ui)?;
             check_fits(model_path.display(), &teacher.config, data.dataset, &splits)?;
+            // Warnings once every check has passed: a refused run prints one error line.
+            super::warn_cautions(ctx, &teacher, model_path)?;
+            if args.selection == Selection::Snl && snl.warmup_epochs >= snl.max_search_epochs {
+                ctx.ui.warn(format!(
+                    "--warmup-epochs {} is not below the search cap of {} epochs: lambda stays at {:e} \
+                     (--kappa {} never applies), so the search must reach the budget with it alone",
+                    snl.warmup_epochs, snl.max_search_epochs, snl.lasso, snl.kappa
+                ));
+            }
             let config = LinearizeConfig {
                 teacher: std::path::absolute(model_path)?,
                 model: teacher.config.clone(),

@@ -145,7 +145,11 @@ pub fn model_split(
     if !loaded.metadata.get(keys::DATASET).is_some_and(same_data) {
         return Ok(ctx.seed);
     }
-    let why = format!("{use_} the validation split the model was selected on");
+    let why = if data.dataset == DatasetKind::Synthetic {
+        format!("{use_} the synthetic images the model was trained on (the seed draws them)")
+    } else {
+        format!("{use_} the validation split the model was selected on")
+    };
     let mut seed = ctx.seed;
     if let Some(recorded) = recorded(loaded, keys::SEED, path)? {
         seed = ctx.recorded_seed(recorded, path, &why)?;
@@ -177,6 +181,14 @@ fn recorded<T: FromStr>(loaded: &Loaded, key: &str, path: &Path) -> Result<Optio
     let parse =
         |v: &String| v.parse().map_err(|_| anyhow!("{}: bad {key} `{v}` in its metadata", path.display()));
     loaded.metadata.get(key).map(parse).transpose()
+}
+
+/// Warns of each of [`Loaded::cautions`] about the model at `path`.
+pub fn warn_cautions(ctx: &Context, loaded: &Loaded, path: &Path) -> Result<()> {
+    for caution in loaded.cautions(path)? {
+        ctx.ui.warn(caution);
+    }
+    Ok(())
 }
 
 /// `result.json` of a finished run.

@@ -39,6 +39,7 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
     let out = HashMap::from([("logits".to_string(), logits)]);
     // Atomic: a failed write leaves no half file, and a file made meanwhile is kept.
     snl_models::checkpoint::save_new(&out, &HashMap::new(), &args.output)?;
+    super::warn_cautions(ctx, &loaded, &args.model)?;
     ctx.ui.result(format!("wrote logits {:?} to {}", out["logits"].dims(), args.output.display()))?;
     Ok(())
 }

@@ -42,18 +42,18 @@ pub fn main(argv: &[String]) -> i32 {
     let o = match crate::parse_args::<args::Args>("pareto", argv).map(|a| Options::new(a, &root)) {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
-            eprintln!("xtask pareto: {e}");
+            errln!("xtask pareto: {e}");
             return 2;
         }
         Err(code) => return code,
     };
     if let Some(note) = &o.note {
-        eprintln!("xtask pareto: {note}");
+        errln!("xtask pareto: {note}");
     }
     if let Mode::Status(out) = &o.mode {
         return match record::read_record(out) {
             Ok(runs) if runs.is_empty() => {
-                eprintln!("xtask pareto: {} holds no sweep record ({})", out.display(), record::RECORD);
+                errln!("xtask pareto: {} holds no sweep record ({})", out.display(), record::RECORD);
                 2
             }
             Ok(runs) => {
@@ -66,7 +66,7 @@ pub fn main(argv: &[String]) -> i32 {
                 0
             }
             Err(e) => {
-                eprintln!("xtask pareto: {e}");
+                errln!("xtask pareto: {e}");
                 2
             }
         };
@@ -82,25 +82,25 @@ pub fn main(argv: &[String]) -> i32 {
     let record = match merged {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("xtask pareto: {e}");
+            errln!("xtask pareto: {e}");
             return 2;
         }
     };
     if let Some(dest) = &o.publish
         && let Err(e) = publish::check(dest, &o.out, &record)
     {
-        eprintln!("xtask pareto: {e}; nothing was run");
+        errln!("xtask pareto: {e}; nothing was run");
         return 2;
     }
     if o.mode == Mode::CollectOnly && recorded_nothing {
         let out = o.out.display();
         match o.out.is_dir() {
-            true => eprintln!(
+            true => errln!(
                 "xtask pareto: --collect-only: {out} holds no sweep record ({}), so nothing to collect \
                  (nothing was written)",
                 record::RECORD
             ),
-            false => eprintln!("xtask pareto: --out {out}: no such folder, so no sweep to collect"),
+            false => errln!("xtask pareto: --out {out}: no such folder, so no sweep to collect"),
         }
         return 2;
     }
@@ -161,7 +161,7 @@ pub fn main(argv: &[String]) -> i32 {
         Mode::Task(run) => {
             let Some(step) = steps.iter().find(|s| step_run(s) == Some(run.as_str())) else {
                 let runs: Vec<&String> = planned.keys().collect();
-                eprintln!("xtask pareto: --task {run}: not a run of this sweep (its runs: {runs:?})");
+                errln!("xtask pareto: --task {run}: not a run of this sweep (its runs: {runs:?})");
                 return 2;
             };
             // The record is the submission's; a task only checks it (above).
@@ -169,7 +169,7 @@ pub fn main(argv: &[String]) -> i32 {
                 Ok(f) if f.is_empty() => 0,
                 Ok(_) => 1,
                 Err(e) => {
-                    eprintln!("xtask pareto: {e}");
+                    errln!("xtask pareto: {e}");
                     1
                 }
             };
@@ -178,7 +178,7 @@ pub fn main(argv: &[String]) -> i32 {
             if let Some(b) = &o.baseline
                 && !b.exists()
             {
-                eprintln!("xtask pareto: --baseline {}: no such file", b.display());
+                errln!("xtask pareto: --baseline {}: no such file", b.display());
                 return 2;
             }
             let started = std::fs::create_dir_all(&o.out)
@@ -189,14 +189,14 @@ pub fn main(argv: &[String]) -> i32 {
             let _held = match started {
                 Ok(held) => held,
                 Err(e) => {
-                    eprintln!("xtask pareto: {e}; nothing was run");
+                    errln!("xtask pareto: {e}; nothing was run");
                     return 1;
                 }
             };
             match run::execute(&steps, &snl, &root, &o.out, o.jobs) {
                 Ok(f) => f,
                 Err(e) => {
-                    eprintln!("xtask pareto: {e}; nothing was run");
+                    errln!("xtask pareto: {e}; nothing was run");
                     return 1;
                 }
             }
@@ -206,18 +206,15 @@ pub fn main(argv: &[String]) -> i32 {
     let rows = match collect::collect(&dirs) {
         Ok(rows) => rows,
         Err(broken) => {
-            eprintln!(
-                "xtask pareto: {} result.json file(s) broken; pareto.* left as they were:",
-                broken.len()
-            );
+            errln!("xtask pareto: {} result.json file(s) broken; pareto.* left as they were:", broken.len());
             for why in &broken {
-                eprintln!("  {why}");
+                errln!("  {why}");
             }
             return 1;
         }
     };
     if let Err(e) = write_outputs(&o, &rows) {
-        eprintln!("xtask pareto: {e}");
+        errln!("xtask pareto: {e}");
         return 1;
     }
     if o.sites {
@@ -227,7 +224,7 @@ pub fn main(argv: &[String]) -> i32 {
                 && model.exists()
                 && let Err(e) = crate::sites::draw(&snl, &r.dir, &model, &svg)
             {
-                eprintln!("xtask pareto: no per-site chart for {}: {e}", r.dir.display());
+                errln!("xtask pareto: no per-site chart for {}: {e}", r.dir.display());
             }
         }
     }
@@ -237,7 +234,7 @@ pub fn main(argv: &[String]) -> i32 {
                 outln!("published pareto.* and {n} finished runs (no checkpoints) to {}", dest.display())
             }
             Err(e) => {
-                eprintln!("xtask pareto: {e}");
+                errln!("xtask pareto: {e}");
                 return 1;
             }
         }
@@ -245,9 +242,9 @@ pub fn main(argv: &[String]) -> i32 {
     if failures.is_empty() {
         return 0;
     }
-    eprintln!("xtask pareto: {} run(s) failed:", failures.len());
+    errln!("xtask pareto: {} run(s) failed:", failures.len());
     for f in &failures {
-        eprintln!("  {} ({})", f.dir, f.why);
+        errln!("  {} ({})", f.dir, f.why);
     }
     1
 }
@@ -302,14 +299,14 @@ fn submit(
 ) -> i32 {
     let flags = o.slurm.as_ref().expect("slurm");
     if !o.dry_run && !slurm::sbatch_on_path() {
-        eprintln!("xtask pareto: --executor slurm: sbatch is not on PATH (nothing was submitted)");
+        errln!("xtask pareto: --executor slurm: sbatch is not on PATH (nothing was submitted)");
         return 2;
     }
     if let Some(Step::Build { args }) = steps.first()
         && !o.dry_run
         && let Err(e) = cargo::build(root, args)
     {
-        eprintln!("xtask pareto: {e}; nothing was submitted");
+        errln!("xtask pareto: {e}; nothing was submitted");
         return 1;
     }
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -352,7 +349,7 @@ fn submit(
             })
         });
     if let Err(e) = written {
-        eprintln!("xtask pareto: {e}; nothing was submitted");
+        errln!("xtask pareto: {e}; nothing was submitted");
         return 1;
     }
     outln!("wrote the scripts and tasks.txt in {}", dir.display());
@@ -379,7 +376,7 @@ fn submit(
             0
         }
         Err(e) => {
-            eprintln!("xtask pareto: {e}");
+            errln!("xtask pareto: {e}");
             1
         }
     }
@@ -429,7 +426,7 @@ fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
         PaperPoints::Dataset(d) => {
             let series = paper::paper_series(d, arch);
             if series.is_none() {
-                eprintln!(
+                errln!(
                     "xtask: no paper points for {d} and {arch} (REFERENCE section 3 has cifar10, cifar100, tiny-imagenet)"
                 );
             }

@@ -150,7 +150,7 @@ pub fn execute(
             lock(&failures).push(Failure { dir: dir.display().to_string(), why });
         };
         if *role == Role::Linearize && baseline_failed.load(Ordering::SeqCst) {
-            eprintln!("# [{n}/{total}] skip {}: the baseline failed", dir.display());
+            errln!("# [{n}/{total}] skip {}: the baseline failed", dir.display());
             return fail("skipped: the baseline failed".into());
         }
         let args = match search_of {
@@ -158,7 +158,7 @@ pub fn execute(
             Some(from) => match search_count(from, "search_steps") {
                 Ok(n) => Step::with_search_steps(args, n),
                 Err(e) => {
-                    eprintln!("# [{n}/{total}] skip {}: {e}", dir.display());
+                    errln!("# [{n}/{total}] skip {}: {e}", dir.display());
                     return fail(format!("skipped: {e}"));
                 }
             },
@@ -175,7 +175,7 @@ pub fn execute(
                 }
             }
             Err(why) => {
-                eprintln!("xtask pareto: run {} failed ({why}); going on", dir.display());
+                errln!("xtask pareto: run {} failed ({why}); going on", dir.display());
                 fail(why);
                 if *role == Role::Baseline {
                     baseline_failed.store(true, Ordering::SeqCst);
