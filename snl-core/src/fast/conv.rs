@@ -14,14 +14,18 @@
 //!
 //! Where a direct kernel applies (3x3, padding 1; AVX2 or AVX-512F, see [`Forward`]), the
 //! forward and the stride-1 input gradient skip im2col altogether, and so does the weight
-//! gradient where the AVX2 kernel's applies.
+//! gradient where the AVX2 kernel's applies. Where Winograd F(2x2, 3x3) is faster (3x3,
+//! stride 1, wide layers; `geom.rs` has the rule, `winograd.rs` the kernel) it computes the
+//! forward and the input gradient instead.
 
 use std::cell::RefCell;
 
 use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-use super::direct::{Direct, Forward};
+use super::direct::Forward;
 use super::gemm::{Mat, sgemm};
+pub(super) use super::geom::Geom;
+use super::geom::Kernel;
 use super::{f32_slice, ordered_sum, par_vec, par_vec_uninit};
 
 /// Output pixels per group of images in the direct weight gradient.
@@ -29,7 +33,7 @@ const DIRECT_GROUP_PIXELS: usize = 256;
 
 /// A column matrix this wide (in output pixels) keeps gemm near its peak; wider only costs
 /// memory.
-const TARGET_COLUMNS: usize = 512;
+pub(super) const TARGET_COLUMNS: usize = 512;
 
 /// `x` (N, C, H, W) convolved with `weight` (K, C, R, S): stride and zero padding on both
 /// spatial axes, no bias, dilation 1, one group. Output (N, K, OH, OW).
@@ -40,6 +44,31 @@ const TARGET_COLUMNS: usize = 512;
 /// yet run on a GPU). Anywhere else (CUDA, Metal, other dtypes) it is candle's own
 /// `conv2d`, which it matches to rounding.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    conv2d_with(x, weight, stride, padding, ConvKernel::Auto)
+}
+
+/// Which kernel computes a convolution's forward and stride-1 input gradient on the CPU.
+/// `Auto` is the rule of [`Geom::kernel`]; tests and benchmarks force the others (one that
+/// does not apply falls back: Winograd to direct, direct to im2col).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvKernel {
+    #[default]
+    Auto,
+    Im2col,
+    Direct,
+    Winograd,
+}
+
+/// [`conv2d`] with the CPU kernel `kernel`.
+#[doc(hidden)]
+pub fn conv2d_with(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    kernel: ConvKernel,
+) -> Result<Tensor> {
     #[cfg(feature = "cudnn")]
     if super::cudnn::applies(x, weight) {
         return super::cudnn::conv2d(x, weight, stride, padding);
@@ -50,7 +79,7 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
     let geom = Geom::new(x.dims(), weight.dims(), stride, padding)?;
     let x = x.contiguous()?;
     let weight = weight.contiguous()?;
-    x.apply_op2(&weight, Conv2dOp { geom, shift: None })
+    x.apply_op2(&weight, Conv2dOp { geom, shift: None, kernel })
 }
 
 /// `conv2d(x, weight, stride, padding)` then `* scale + shift` per output channel (each
@@ -77,7 +106,8 @@ pub fn conv2d_affine(
     let k = weight.dim(0)?;
     let folded = weight.broadcast_mul(&scale.reshape((k, 1, 1, 1))?)?.contiguous()?;
     let geom = Geom::new(x.dims(), folded.dims(), stride, padding)?;
-    x.contiguous()?.apply_op2_no_bwd(&folded, &Conv2dOp { geom, shift: Some(shift.to_vec1()?) })
+    let op = Conv2dOp { geom, shift: Some(shift.to_vec1()?), kernel: ConvKernel::Auto };
+    x.contiguous()?.apply_op2_no_bwd(&folded, &op)
 }
 
 /// Where the custom op runs: both tensors on the CPU, both `f32`, both 4-D.
@@ -90,148 +120,11 @@ fn applies(x: &Tensor, weight: &Tensor) -> bool {
         && weight.rank() == 4
 }
 
-/// Every size of one convolution (shared with the cuDNN op).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Geom {
-    pub(super) n: usize,
-    pub(super) c: usize,
-    pub(super) h: usize,
-    pub(super) w: usize,
-    pub(super) k: usize,
-    pub(super) r: usize,
-    pub(super) s: usize,
-    pub(super) stride: usize,
-    pub(super) pad: usize,
-    pub(super) oh: usize,
-    pub(super) ow: usize,
-}
-
-impl Geom {
-    pub(super) fn new(x: &[usize], weight: &[usize], stride: usize, pad: usize) -> Result<Self> {
-        let (&[n, c, h, w], &[k, wc, r, s]) = (x, weight) else {
-            candle::bail!("fast conv2d: expected 4-D input and weight, got {x:?} and {weight:?}")
-        };
-        if wc != c {
-            candle::bail!("fast conv2d: input has {c} channels, weight {weight:?} expects {wc}")
-        }
-        if stride == 0 {
-            candle::bail!("fast conv2d: stride must be positive")
-        }
-        if h + 2 * pad < r || w + 2 * pad < s || r == 0 || s == 0 {
-            candle::bail!("fast conv2d: kernel {r}x{s} larger than padded input {h}x{w} (padding {pad})")
-        }
-        let oh = (h + 2 * pad - r) / stride + 1;
-        let ow = (w + 2 * pad - s) / stride + 1;
-        Ok(Self { n, c, h, w, k, r, s, stride, pad, oh, ow })
-    }
-
-    /// The direct kernel of this convolution's forward, where one applies.
-    fn direct(&self) -> Option<Forward> {
-        Forward::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
-    }
-
-    /// The AVX2 [`Direct`] kernel, whose weight gradient [`Conv2dWeightGrad`] runs where it
-    /// applies.
-    fn direct_weight_grad(&self) -> Option<Direct> {
-        Direct::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
-            .filter(|d| d.has_weight_grad(self.k))
-    }
-
-    /// The direct kernel of this convolution's input gradient, where one applies: for
-    /// stride 1, the gradient is itself a "same" convolution of the output gradient.
-    fn direct_input_grad(&self) -> Option<Forward> {
-        if self.stride != 1 {
-            return None;
-        }
-        Forward::new(self.k, (self.oh, self.ow), (self.r, self.s), 1, self.pad)
-    }
-
-    /// Rows of the column matrix.
-    fn crs(&self) -> usize {
-        self.c * self.r * self.s
-    }
-
-    /// Output pixels per image and channel.
-    fn p(&self) -> usize {
-        self.oh * self.ow
-    }
-
-    fn input_len(&self) -> usize {
-        self.c * self.h * self.w
-    }
-
-    fn output_len(&self) -> usize {
-        self.k * self.p()
-    }
-
-    /// Images per chunk, and whether chunks run in parallel (with single-threaded gemms)
-    /// or one after the other (with a parallel gemm).
-    fn plan(&self) -> (usize, bool, gemm::Parallelism) {
-        let threads = candle::utils::get_num_threads().max(1);
-        let want = TARGET_COLUMNS.div_ceil(self.p().max(1)).max(1);
-        let nb = want.min(self.n.div_ceil(threads)).max(1);
-        let chunks = self.n.div_ceil(nb);
-        if threads > 1 && chunks >= threads {
-            (nb, true, gemm::Parallelism::None)
-        } else if threads > 1 {
-            (nb, false, gemm::Parallelism::Rayon(threads))
-        } else {
-            (nb, false, gemm::Parallelism::None)
-        }
-    }
-
-    /// For stride 1 with output rows as wide as input rows (a "same" convolution), kernel
-    /// offset `(r, s)` reads input pixel `p + delta` for output pixel `p`: its column-matrix
-    /// row is one shifted copy of the input plane, give or take the padded edges. `None`
-    /// otherwise, or when this offset reads no input row at all.
-    fn shifted(&self, r: usize, s: usize) -> Option<Shift> {
-        if self.stride != 1 || self.ow != self.w {
-            return None;
-        }
-        // Output rows [oh0, oh1) read input rows oh + r - pad inside [0, H).
-        let oh0 = self.pad.saturating_sub(r);
-        let oh1 = (self.h + self.pad).saturating_sub(r).min(self.oh);
-        let (lo, hi) = self.valid_cols(s);
-        if oh0 >= oh1 || lo >= hi {
-            return None;
-        }
-        let (first, last) = (oh0 * self.ow + lo, (oh1 - 1) * self.ow + hi);
-        // The input pixel output pixel `first` reads; the rest of the span follows it.
-        let src = (oh0 + r - self.pad) * self.w + lo + s - self.pad;
-        Some(Shift { span: (first, last), src, rows: (oh0, oh1), pitch: self.ow })
-    }
-
-    /// Output columns `[lo, hi)` of kernel offset `s` that read inside the input row
-    /// (the rest read the zero padding).
-    fn valid_cols(&self, s: usize) -> (usize, usize) {
-        let (st, pad) = (self.stride, self.pad);
-        let lo = if pad > s { (pad - s).div_ceil(st) } else { 0 };
-        let hi = if self.w + pad > s { ((self.w - 1 + pad - s) / st + 1).min(self.ow) } else { 0 };
-        (lo.min(hi), hi)
-    }
-}
-
-/// One kernel offset of a stride-1 "same" convolution: output pixels `[span.0, span.1)`
-/// read as many consecutive input pixels from `src` on; the valid output rows are `rows`.
-struct Shift {
-    span: (usize, usize),
-    src: usize,
-    rows: (usize, usize),
-    pitch: usize,
-}
-
-impl Shift {
-    /// Calls `f` with the first output pixel of every valid output row.
-    fn for_each_row(&self, mut f: impl FnMut(usize)) {
-        (self.rows.0..self.rows.1).for_each(|oh| f(oh * self.pitch));
-    }
-}
-
 /// Runs `f` on a scratch buffer of `len` floats (contents unspecified), reused across
 /// calls on the same thread (columns are megabytes: a fresh allocation per chunk would be
 /// mmapped and page-faulted every time). Falls back to a fresh buffer if the thread's
 /// scratch is already in use.
-fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
+pub(super) fn with_scratch<T>(len: usize, f: impl FnOnce(&mut [f32]) -> T) -> T {
     thread_local! {
         static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     }
@@ -460,6 +353,7 @@ struct Conv2dOp {
     geom: Geom,
     /// Added to each output channel (a folded batch norm; see [`conv2d_affine`]).
     shift: Option<Vec<f32>>,
+    kernel: ConvKernel,
 }
 
 impl CustomOp2 for Conv2dOp {
@@ -484,11 +378,28 @@ impl CustomOp2 for Conv2dOp {
         }
         let x = f32_slice(xs, xl, "conv2d")?;
         let w = f32_slice(ws, wl, "conv2d")?;
-        if let Some(d) = g.direct() {
-            let packed = d.pack(g.k, g.c, |ko, ci, r, s| w[((ko * g.c + ci) * 3 + r) * 3 + s]);
-            let y =
-                direct_batch(&d, x, g.n, g.input_len(), &packed, g.k, g.output_len(), self.shift.as_deref())?;
-            return Ok((CpuStorage::F32(y), Shape::from((g.n, g.k, g.oh, g.ow))));
+        let tap = |ko: usize, ci: usize, r: usize, s: usize| w[((ko * g.c + ci) * 3 + r) * 3 + s];
+        let shape = Shape::from((g.n, g.k, g.oh, g.ow));
+        match g.kernel(self.kernel, false) {
+            Kernel::Direct(d) => {
+                let packed = d.pack(g.k, g.c, tap);
+                let y = direct_batch(
+                    &d,
+                    x,
+                    g.n,
+                    g.input_len(),
+                    &packed,
+                    g.k,
+                    g.output_len(),
+                    self.shift.as_deref(),
+                )?;
+                return Ok((CpuStorage::F32(y), shape));
+            }
+            Kernel::Winograd(wg) => {
+                let y = wg.forward(x, g.n, &wg.transform_weights(g.k, tap)?, g.k, self.shift.as_deref())?;
+                return Ok((CpuStorage::F32(y), shape));
+            }
+            Kernel::Im2col => {}
         }
         let (crs, p) = (g.crs(), g.p());
         let (nb, parallel, par) = g.plan();
@@ -529,7 +440,7 @@ impl CustomOp2 for Conv2dOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = dy.contiguous()?;
         let dx = if x.track_op() {
-            Some(dy.apply_op2_no_bwd(w, &Conv2dInputGrad { geom: self.geom })?)
+            Some(dy.apply_op2_no_bwd(w, &Conv2dInputGrad { geom: self.geom, kernel: self.kernel })?)
         } else {
             None
         };
@@ -545,6 +456,7 @@ impl CustomOp2 for Conv2dOp {
 /// Input gradient: `(dy, weight) -> dx`, `W^T dy` by gemm, then col2im.
 struct Conv2dInputGrad {
     geom: Geom,
+    kernel: ConvKernel,
 }
 
 impl CustomOp2 for Conv2dInputGrad {
@@ -565,12 +477,21 @@ impl CustomOp2 for Conv2dInputGrad {
         }
         let dy = f32_slice(ds, dl, "conv2d input grad")?;
         let w = f32_slice(ws, wl, "conv2d input grad")?;
-        if let Some(d) = g.direct_input_grad() {
-            // A "same" convolution's input gradient convolves dy with the weights
-            // transposed (input and output channels swapped) and flipped.
-            let packed = d.pack(g.c, g.k, |ci, ko, r, s| w[((ko * g.c + ci) * 3 + 2 - r) * 3 + 2 - s]);
-            let dx = direct_batch(&d, dy, g.n, g.output_len(), &packed, g.c, g.input_len(), None)?;
-            return Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))));
+        // A "same" convolution's input gradient convolves dy with the weights transposed
+        // (input and output channels swapped) and flipped.
+        let tap = |ci: usize, ko: usize, r: usize, s: usize| w[((ko * g.c + ci) * 3 + 2 - r) * 3 + 2 - s];
+        let shape = Shape::from((g.n, g.c, g.h, g.w));
+        match g.kernel(self.kernel, true) {
+            Kernel::Direct(d) => {
+                let packed = d.pack(g.c, g.k, tap);
+                let dx = direct_batch(&d, dy, g.n, g.output_len(), &packed, g.c, g.input_len(), None)?;
+                return Ok((CpuStorage::F32(dx), shape));
+            }
+            Kernel::Winograd(wg) => {
+                let dx = wg.forward(dy, g.n, &wg.transform_weights(g.c, tap)?, g.c, None)?;
+                return Ok((CpuStorage::F32(dx), shape));
+            }
+            Kernel::Im2col => {}
         }
         let (crs, p) = (g.crs(), g.p());
         let (nb, parallel, par) = g.plan();

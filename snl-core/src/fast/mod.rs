@@ -37,12 +37,14 @@ mod cudnn;
 mod direct;
 mod direct512;
 mod gemm;
+mod geom;
 mod masked;
+mod winograd;
 
 pub use alloc::tune_allocator;
 pub use bn::{batch_norm_train, channel_affine};
 pub use bn_mask::batch_norm_masked_relu;
-pub use conv::{conv2d, conv2d_affine};
+pub use conv::{ConvKernel, conv2d, conv2d_affine, conv2d_with};
 pub use masked::{masked_relu, masked_relu_add};
 
 /// The contiguous `f32` data of a custom op argument; `what` names the op in errors.
