@@ -13,7 +13,10 @@
 //!   gradient of the stride-1 one and, where one image's data fits half an L2 cache, the
 //!   weight gradient run a direct kernel instead, without im2col; with AVX-512F the forward
 //!   and the input gradient run a 512-bit one (`direct512.rs`) where the output maps have a
-//!   multiple of 16 pixels, which gives the same bits as the AVX2 one where both apply. With `--features cudnn`
+//!   multiple of 16 pixels, which gives the same bits as the AVX2 one where both apply. For
+//!   wide 3x3 stride-1 layers (`geom.rs` has the rule) Winograd F(2x2, 3x3) computes the
+//!   forward and the input gradient (`winograd.rs`; float rounding apart from the others,
+//!   `tests/fast_winograd.rs`). With `--features cudnn`
 //!   it runs on CUDA through cuDNN (forward, backward-data, backward-filter; `cudnn.rs`,
 //!   not yet run on a GPU).
 //! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
