@@ -1,5 +1,5 @@
 //! The Winograd F(2x2, 3x3) kernel of `fast::conv2d` against im2col + gemm (itself held to
-//! candle's conv2d in `fast_conv.rs`): forward and input gradient, every tile position,
+//! candle's conv2d in `fast_conv.rs`): forward and both gradients, every tile position,
 //! maps from 2x2 up, channel counts off every block size. Its products are summed in
 //! another order, so the bound is float rounding, not bits.
 
@@ -17,16 +17,16 @@ fn random(rng: &mut ChaCha8Rng, dims: &[usize]) -> Tensor {
     Tensor::from_vec(data, dims, &Device::Cpu).unwrap()
 }
 
-/// Output and input gradient of `sum(conv(x, w) * up)` with kernel `kernel`.
-fn run(x: &Tensor, w: &Tensor, up: &Tensor, kernel: ConvKernel) -> (Tensor, Tensor) {
-    let xv = Var::from_tensor(x).unwrap();
-    let y = conv2d_with(&xv, w, 1, 1, kernel).unwrap();
+/// Output, input gradient and weight gradient of `sum(conv(x, w) * up)` with kernel `kernel`.
+fn run(x: &Tensor, w: &Tensor, up: &Tensor, kernel: ConvKernel) -> (Tensor, Tensor, Tensor) {
+    let (xv, wv) = (Var::from_tensor(x).unwrap(), Var::from_tensor(w).unwrap());
+    let y = conv2d_with(&xv, &wv, 1, 1, kernel).unwrap();
     let grads = (&y * up).unwrap().sum_all().unwrap().backward().unwrap();
-    (y, grads.get(&xv).unwrap().clone())
+    (y, grads.get(&xv).unwrap().clone(), grads.get(&wv).unwrap().clone())
 }
 
 #[test]
-fn winograd_matches_im2col_forward_and_input_gradient() {
+fn winograd_matches_im2col_forward_and_both_gradients() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     // (images, in channels, out channels, height, width)
     for (n, c, k, h, w) in [
@@ -41,10 +41,13 @@ fn winograd_matches_im2col_forward_and_input_gradient() {
         let x = random(&mut rng, &[n, c, h, w]);
         let wt = random(&mut rng, &[k, c, 3, 3]);
         let up = random(&mut rng, &[n, k, h, w]);
-        let (y0, dx0) = run(&x, &wt, &up, ConvKernel::Im2col);
-        let (y1, dx1) = run(&x, &wt, &up, ConvKernel::Winograd);
-        let (ey, edx) = (rel_err(&y1, &y0), rel_err(&dx1, &dx0));
-        assert!(ey < 2e-6 && edx < 2e-6, "{n}x{c}->{k} {h}x{w}: forward {ey:e}, input gradient {edx:e}");
+        let (y0, dx0, dw0) = run(&x, &wt, &up, ConvKernel::Im2col);
+        let (y1, dx1, dw1) = run(&x, &wt, &up, ConvKernel::Winograd);
+        let (ey, edx, edw) = (rel_err(&y1, &y0), rel_err(&dx1, &dx0), rel_err(&dw1, &dw0));
+        assert!(
+            ey < 2e-6 && edx < 2e-6 && edw < 2e-6,
+            "{n}x{c}->{k} {h}x{w}: forward {ey:e}, input gradient {edx:e}, weight gradient {edw:e}"
+        );
     }
 }
 
@@ -86,9 +89,11 @@ fn auto_picks_winograd_for_wide_layers_only_and_repeats_its_bits() {
         let forced = run(&x, &wt, &up, expected);
         assert_eq!(bits(&auto.0), bits(&forced.0), "{c} channels {hw}x{hw}: forward");
         assert_eq!(bits(&auto.1), bits(&forced.1), "{c} channels {hw}x{hw}: input gradient");
+        assert_eq!(bits(&auto.2), bits(&forced.2), "{c} channels {hw}x{hw}: weight gradient");
         if winograd {
             let again = run(&x, &wt, &up, ConvKernel::Winograd);
-            assert_eq!((bits(&again.0), bits(&again.1)), (bits(&forced.0), bits(&forced.1)));
+            let all = |r: &(Tensor, Tensor, Tensor)| [bits(&r.0), bits(&r.1), bits(&r.2)];
+            assert_eq!(all(&again), all(&forced));
             let other = run(&x, &wt, &up, ConvKernel::Direct);
             assert_ne!(bits(&other.0), bits(&forced.0), "{c} channels: the kernels differ in rounding");
         }

@@ -445,7 +445,7 @@ impl CustomOp2 for Conv2dOp {
             None
         };
         let dw = if w.track_op() {
-            Some(x.apply_op2_no_bwd(&dy, &Conv2dWeightGrad { geom: self.geom })?)
+            Some(x.apply_op2_no_bwd(&dy, &Conv2dWeightGrad { geom: self.geom, kernel: self.kernel })?)
         } else {
             None
         };
@@ -521,6 +521,7 @@ impl CustomOp2 for Conv2dInputGrad {
 /// Weight gradient: `(x, dy) -> dW`, `dy im2col(x)^T` summed over the batch.
 struct Conv2dWeightGrad {
     geom: Geom,
+    kernel: ConvKernel,
 }
 
 impl Conv2dWeightGrad {
@@ -575,7 +576,11 @@ impl CustomOp2 for Conv2dWeightGrad {
         let x = f32_slice(xs, xl, "conv2d weight grad")?;
         let dy = f32_slice(ds, dl, "conv2d weight grad")?;
         let len = g.k * g.crs();
-        if let Some(d) = g.direct_weight_grad() {
+        if let Kernel::Winograd(wg) = g.kernel(self.kernel, false) {
+            let dw = wg.weight_grad(x, dy, g.n, g.k)?;
+            return Ok((CpuStorage::F32(dw), Shape::from((g.k, g.c, g.r, g.s))));
+        }
+        if let Some(d) = g.direct_weight_grad().filter(|_| self.kernel != ConvKernel::Im2col) {
             // Groups of images wide enough (in output pixels) that the kernel's final sums
             // are a small part of its work.
             let group = DIRECT_GROUP_PIXELS.div_ceil(g.p().max(1));

@@ -15,7 +15,7 @@ use std::mem::MaybeUninit;
 
 use super::conv::with_scratch;
 use super::gemm::{Mat, sgemm};
-use super::{par_vec, par_vec_uninit};
+use super::{ordered_sum, par_vec, par_vec_uninit};
 
 /// Tiles per chunk: the gemms' width. Fewer made the 4x4 maps' gemms slow (16 columns);
 /// more only cost memory.
@@ -94,7 +94,7 @@ impl Winograd {
         k: usize,
         shift: Option<&[f32]>,
     ) -> candle::Result<Vec<f32>> {
-        let (c, tiles) = (self.c, self.tiles());
+        let c = self.c;
         let (in_len, out_len) = (c * self.h * self.w, self.out_len(k));
         if x.len() != n * in_len || u.len() != 16 * k * c || shift.is_some_and(|t| t.len() != k) {
             candle::bail!(
@@ -103,9 +103,7 @@ impl Winograd {
                 u.len()
             )
         }
-        // Chunks of whole images, at least 4 where the batch allows (work for every thread),
-        // sized by the batch alone: the thread count never changes how a sum is cut.
-        let nb = TILE_COLUMNS.div_ceil(tiles).min(n / 4).max(1);
+        let nb = self.images_per_chunk(n);
         // SAFETY: `chunk` writes every element of its output (each tile of each channel).
         unsafe {
             par_vec_uninit(n * out_len, nb * out_len, |ci, y| {
@@ -114,6 +112,100 @@ impl Winograd {
                 self.chunk(xs, imgs, u, k, shift, y)
             })
         }
+    }
+
+    /// Images per chunk: whole images, at least 4 chunks where the batch allows (work for
+    /// every thread), sized by the batch alone: the thread count never changes how a sum is
+    /// cut.
+    fn images_per_chunk(&self, n: usize) -> usize {
+        TILE_COLUMNS.div_ceil(self.tiles()).min(n / 4).max(1)
+    }
+
+    /// Scratch floats for a chunk of `cols` tiles: the gathered windows and the split rows.
+    fn gather_len(&self, cols: usize) -> usize {
+        16 * cols + 2 * (self.h + 2) * (self.w / 2 + 1)
+    }
+
+    /// `B^T d B` of every window of the `imgs` images `x` into `v` (`[16][c][cols]`); `d`
+    /// (16 rows of `cols`) and `split` are scratch.
+    fn input_transform(&self, x: &[f32], imgs: usize, v: &mut [f32], d: &mut [f32], split: &mut [f32]) {
+        let (c, h, w) = (self.c, self.h, self.w);
+        let cols = imgs * self.tiles();
+        for ci in 0..c {
+            let mut rows = v.chunks_exact_mut(c * cols).map(|block| &mut block[ci * cols..(ci + 1) * cols]);
+            let out: [&mut [f32]; 16] = std::array::from_fn(|_| rows.next().expect("16 blocks"));
+            let planes = (0..imgs).map(|i| &x[(i * c + ci) * h * w..(i * c + ci + 1) * h * w]);
+            widest(InputChannel { wg: self, planes, split: &mut *split, d: &mut *d, out, cols });
+        }
+    }
+
+    /// The weight gradient (`k x c x 3 x 3`) of the convolution of the `n` images `x` whose
+    /// output gradient is `dy`: `G^T [sum over tiles of (A dy A^T) ⊙ (B^T d B)] G`, the
+    /// adjoint of the forward's transforms. Chunks are summed in order ([`ordered_sum`]).
+    pub(super) fn weight_grad(&self, x: &[f32], dy: &[f32], n: usize, k: usize) -> candle::Result<Vec<f32>> {
+        let c = self.c;
+        let (in_len, out_len) = (c * self.h * self.w, self.out_len(k));
+        if x.len() != n * in_len || dy.len() != n * out_len {
+            candle::bail!("fast winograd: {} inputs, {} output gradients for {n} images", x.len(), dy.len())
+        }
+        let nb = self.images_per_chunk(n);
+        let du = ordered_sum(n.div_ceil(nb), 16 * k * c, |chunks, acc| {
+            chunks.into_iter().try_for_each(|chunk| {
+                let (n0, imgs) = (chunk * nb, nb.min(n - chunk * nb));
+                let xs = &x[n0 * in_len..(n0 + imgs) * in_len];
+                self.weight_grad_chunk(xs, &dy[n0 * out_len..(n0 + imgs) * out_len], imgs, k, acc)
+            })
+        })?;
+        let mut dw = vec![0f32; k * c * 9];
+        for (kc, g) in dw.chunks_exact_mut(9).enumerate() {
+            let e = |a: usize, b: usize| du[(a * 4 + b) * k * c + kc];
+            // G^T on rows, then G on columns: q0 = u0 + (u1 + u2) / 2, q1 = (u1 - u2) / 2,
+            // q2 = (u1 + u2) / 2 + u3.
+            let q: [[f32; 4]; 3] = [
+                std::array::from_fn(|b| e(0, b) + 0.5 * (e(1, b) + e(2, b))),
+                std::array::from_fn(|b| 0.5 * (e(1, b) - e(2, b))),
+                std::array::from_fn(|b| 0.5 * (e(1, b) + e(2, b)) + e(3, b)),
+            ];
+            for (r, [q0, q1, q2, q3]) in q.into_iter().enumerate() {
+                g[3 * r] = q0 + 0.5 * (q1 + q2);
+                g[3 * r + 1] = 0.5 * (q1 - q2);
+                g[3 * r + 2] = 0.5 * (q1 + q2) + q3;
+            }
+        }
+        Ok(dw)
+    }
+
+    /// Adds the transformed weight gradient of `imgs` images into `acc` (`[16][k][c]`).
+    fn weight_grad_chunk(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        imgs: usize,
+        k: usize,
+        acc: &mut [f32],
+    ) -> candle::Result<()> {
+        let (c, h, w) = (self.c, self.h, self.w);
+        let cols = imgs * self.tiles();
+        let (v_len, z_len) = (16 * c * cols, 16 * k * cols);
+        with_scratch(v_len + z_len + self.gather_len(cols), |buf| {
+            let (v, rest) = buf.split_at_mut(v_len);
+            let (z, rest) = rest.split_at_mut(z_len);
+            let (d, split) = rest.split_at_mut(16 * cols);
+            self.input_transform(x, imgs, v, d, split);
+            for ko in 0..k {
+                let mut rows =
+                    z.chunks_exact_mut(k * cols).map(|block| &mut block[ko * cols..(ko + 1) * cols]);
+                let out: [&mut [f32]; 16] = std::array::from_fn(|_| rows.next().expect("16 blocks"));
+                let maps = (0..imgs).map(|i| &dy[(i * k + ko) * h * w..(i * k + ko + 1) * h * w]);
+                widest(GradChannel { wg: self, maps, d: &mut d[..4 * cols], out, cols });
+            }
+            for xi in 0..16 {
+                let a = Mat::rows(&z[xi * k * cols..(xi + 1) * k * cols], k, cols);
+                let b = Mat::rows(&v[xi * c * cols..(xi + 1) * c * cols], c, cols).t();
+                sgemm(a, b, &mut acc[xi * k * c..(xi + 1) * k * c], c, true, gemm::Parallelism::None)?;
+            }
+            Ok(())
+        })
     }
 
     /// [`Self::forward`] of the `imgs` images `x` into `y`.
@@ -131,21 +223,14 @@ impl Winograd {
         shift: Option<&[f32]>,
         y: &mut [MaybeUninit<f32>],
     ) -> candle::Result<()> {
-        let (c, h, w, tiles) = (self.c, self.h, self.w, self.tiles());
-        let cols = imgs * tiles;
-        let half = w / 2 + 1;
-        let (v_len, m_len, d_len) = (16 * c * cols, 16 * k * cols, 16 * cols);
-        with_scratch(v_len + m_len + d_len + 2 * (h + 2) * half, |buf| {
+        let (c, h, w) = (self.c, self.h, self.w);
+        let cols = imgs * self.tiles();
+        let (v_len, m_len) = (16 * c * cols, 16 * k * cols);
+        with_scratch(v_len + m_len + self.gather_len(cols), |buf| {
             let (v, rest) = buf.split_at_mut(v_len);
             let (m, rest) = rest.split_at_mut(m_len);
-            let (d, split) = rest.split_at_mut(d_len);
-            for ci in 0..c {
-                let mut rows =
-                    v.chunks_exact_mut(c * cols).map(|block| &mut block[ci * cols..(ci + 1) * cols]);
-                let out: [&mut [f32]; 16] = std::array::from_fn(|_| rows.next().expect("16 blocks"));
-                let planes = (0..imgs).map(|i| &x[(i * c + ci) * h * w..(i * c + ci + 1) * h * w]);
-                widest(InputChannel { wg: self, planes, split: &mut *split, d: &mut *d, out, cols });
-            }
+            let (d, split) = rest.split_at_mut(16 * cols);
+            self.input_transform(x, imgs, v, d, split);
             for xi in 0..16 {
                 let a = Mat { data: &u[xi * c..], rows: k, cols: c, rs: 16 * c, cs: 1 };
                 let b = Mat::rows(&v[xi * c * cols..(xi + 1) * c * cols], c, cols);
@@ -290,6 +375,65 @@ impl Body for InputTransform<'_> {
                 t2[t] = e2 - e1;
                 t3[t] = e1 - e3;
             }
+        }
+    }
+}
+
+/// Gathers the 2x2 output-gradient tiles of one output channel of every image (`maps`)
+/// and transforms them (`A dy A^T`, the adjoint of the output transform) into `out[4a + b]`,
+/// element `(a, b)` of each tile in `cols` floats; `d` holds 4 rows of `cols`.
+struct GradChannel<'a, I> {
+    wg: &'a Winograd,
+    maps: I,
+    d: &'a mut [f32],
+    out: [&'a mut [f32]; 16],
+    cols: usize,
+}
+
+impl<'a, I: Iterator<Item = &'a [f32]>> Body for GradChannel<'a, I> {
+    #[inline(always)]
+    fn run(self) {
+        let Self { wg, maps, d, out, cols } = self;
+        let (w, tw, tiles) = (wg.w, wg.w / 2, wg.tiles());
+        let (d0, rest) = d.split_at_mut(cols);
+        let (d1, rest) = rest.split_at_mut(cols);
+        let (d2, d3) = rest.split_at_mut(cols);
+        // Tile position (i, j) of tile row ty: row 2ty + i, even (j = 0) or odd columns.
+        for (i, map) in maps.enumerate() {
+            let span = i * tiles..(i + 1) * tiles;
+            let rows = map.chunks_exact(2 * w);
+            let dsts = d0[span.clone()].chunks_exact_mut(tw).zip(d1[span.clone()].chunks_exact_mut(tw));
+            let dsts = dsts.zip(d2[span.clone()].chunks_exact_mut(tw).zip(d3[span].chunks_exact_mut(tw)));
+            for (two, ((y00, y01), (y10, y11))) in rows.zip(dsts) {
+                let (top, bottom) = two.split_at(w);
+                for ((e, o), pair) in y00.iter_mut().zip(y01.iter_mut()).zip(top.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                for ((e, o), pair) in y10.iter_mut().zip(y11.iter_mut()).zip(bottom.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+            }
+        }
+        let [o0, o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15] = out;
+        let (d0, d1, d2, d3) = (&d0[..cols], &d1[..cols], &d2[..cols], &d3[..cols]);
+        let o =
+            [o0, o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15].map(|r| &mut r[..cols]);
+        let [o0, o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15] = o;
+        for t in 0..cols {
+            // A on rows: r0 = y0, r1 = y0 + y1, r2 = y0 - y1, r3 = -y1 (each of two columns);
+            // then A^T on columns the same way.
+            let r = [
+                (d0[t], d1[t]),
+                (d0[t] + d2[t], d1[t] + d3[t]),
+                (d0[t] - d2[t], d1[t] - d3[t]),
+                (-d2[t], -d3[t]),
+            ];
+            let z = |(a, b): (f32, f32)| [a, a + b, a - b, -b];
+            let [z0, z1, z2, z3] = r.map(z);
+            (o0[t], o1[t], o2[t], o3[t]) = (z0[0], z0[1], z0[2], z0[3]);
+            (o4[t], o5[t], o6[t], o7[t]) = (z1[0], z1[1], z1[2], z1[3]);
+            (o8[t], o9[t], o10[t], o11[t]) = (z2[0], z2[1], z2[2], z2[3]);
+            (o12[t], o13[t], o14[t], o15[t]) = (z3[0], z3[1], z3[2], z3[3]);
         }
     }
 }
