@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{cargo, plot};
 
 /// Runs `snl count --model RUN/model.safetensors --json` and draws kept ReLUs per site as a
-/// bar chart: RUN/sites.svg (and the JSON as RUN/sites.json).
+/// bar chart: RUN/sites.svg, and the counts beside it (RUN/sites.json).
 #[derive(Debug, clap::Parser)]
 pub struct Args {
     /// A run folder of `snl linearize`
@@ -17,7 +17,8 @@ pub struct Args {
     /// The model to count (default: RUN/model.safetensors)
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The chart (default: RUN/sites.svg)
+    /// The chart (default: RUN/sites.svg); the counts go beside it (FILE.json). Replaces
+    /// only an earlier chart and counts: any other file there is refused
     #[arg(long, value_name = "FILE.svg")]
     pub out: Option<PathBuf>,
     /// Build and use target/debug/snl instead of release
@@ -72,16 +73,36 @@ fn snl_count(snl: &Path, model: &Path) -> Result<Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("snl count --json: not JSON ({e})"))
 }
 
-/// Write `DIR/sites.json` and the bar chart `svg` for the model of a run folder.
+/// Write the bar chart `svg` and the counts beside it (`.json`) for the model of a run
+/// folder. Each replaces only a file this wrote (a chart, `snl count --json`'s counts): a
+/// mistyped `--out` never destroys a checkpoint or a log.
 pub fn draw(snl: &Path, dir: &Path, model: &Path, svg: &Path) -> Result<(), String> {
+    if svg.extension().is_none_or(|e| e != "svg") {
+        return Err(format!("{}: the chart's name must end in .svg", svg.display()));
+    }
+    let json = svg.with_extension("json");
+    ours(svg, |text| text.starts_with("<svg"))?;
+    ours(&json, |text| serde_json::from_str::<Value>(text).is_ok_and(|v| v["sites"].is_array()))?;
     let count = snl_count(snl, model)?;
     let name =
         dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
     let chart = plot::sites_svg(&count, &format!("{name}: kept ReLUs per site"))?;
-    let json = dir.join("sites.json");
     let text = serde_json::to_string_pretty(&count).expect("json") + "\n";
-    std::fs::write(&json, text).map_err(|e| format!("cannot write {}: {e}", json.display()))?;
-    std::fs::write(svg, chart).map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
-    outln!("wrote {}", svg.display());
+    crate::pareto::write_atomic(&json, &text)?;
+    crate::pareto::write_atomic(svg, &chart)?;
+    outln!("wrote {} and {}", svg.display(), json.display());
     Ok(())
+}
+
+/// Refuses an existing `path` whose text `is_ours` does not recognise.
+fn ours(path: &Path, is_ours: impl Fn(&str) -> bool) -> Result<(), String> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Ok(bytes) if std::str::from_utf8(&bytes).is_ok_and(&is_ours) => Ok(()),
+        Ok(_) => Err(format!(
+            "{} exists and is not a chart or counts of `xtask sites`; choose another --out (nothing was written)",
+            path.display()
+        )),
+    }
 }

@@ -388,3 +388,31 @@ fn a_full_stderr_never_panics() {
         .expect("run xtask");
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// `sites --out` never replaces a file it did not write (a checkpoint, a log): refused before
+/// `snl` runs, the file untouched; a name not ending in .svg is refused too.
+#[test]
+fn sites_never_overwrites_a_file_it_did_not_write() {
+    let dir = temp("sites-out");
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let model = run.join("best.safetensors");
+    std::fs::write(&model, b"precious").unwrap();
+    let chart = run.join("mine.svg");
+    std::fs::write(&chart, b"not a chart").unwrap();
+    std::fs::write(run.join("other.svg"), b"<svg></svg>").unwrap();
+    std::fs::write(run.join("other.json"), b"[1, 2]").unwrap();
+    for (out, why) in [
+        (model.clone(), "must end in .svg"),
+        (chart.clone(), "mine.svg exists and is not a chart or counts of `xtask sites`"),
+        (run.join("other.svg"), "other.json exists and is not a chart or counts"),
+    ] {
+        let o =
+            xtask(&["sites", run.to_str().unwrap(), "--out", out.to_str().unwrap(), "--snl", "/bin/false"]);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(text(&o).contains(why), "{}", text(&o));
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&chart).unwrap(), b"not a chart");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,9 +7,14 @@
 //! Every coefficient is 0, ±1 or ±1/2, so the results differ from the direct sum by float
 //! rounding only (a few ulps of the operands' magnitudes; `tests/fast_winograd.rs`).
 //!
+//! The weight gradient is the adjoint: `G^T [sum over tiles of (A dy A^T) ⊙ (B^T d B)] G`,
+//! 16 gemms `(K x tiles)(tiles x C)` on the same transformed inputs.
+//!
 //! A chunk of images is transformed, multiplied and transformed back while its tiles are
-//! still in cache; chunks run in parallel with single-threaded gemms, so each output
-//! element is summed in the same order whatever the thread count.
+//! still in cache; chunks run in parallel with single-threaded gemms, so each output of
+//! the forward and input gradient is summed in the same order whatever the thread count.
+//! The weight gradient's chunks are summed in order (`ordered_sum`), like every weight
+//! gradient here: the same bits for the same thread count.
 
 use std::mem::MaybeUninit;
 

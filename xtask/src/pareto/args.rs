@@ -72,7 +72,8 @@ pub struct Args {
     /// Run only this planned run (a Slurm array task): skipped when finished, else resumed or started
     #[arg(long, value_name = "RUN", conflicts_with_all = ["dry_run", "collect_only"])]
     pub task: Option<String>,
-    /// Print how many runs of the sweep in OUT are finished, unfinished or not started, and the failures
+    /// Print how many runs of the sweep in OUT are finished, unfinished or not started, the
+    /// failures, and finished runs whose result.json is broken (then exit 1)
     #[arg(long, value_name = "OUT", conflicts_with_all = ["dry_run", "collect_only", "task"])]
     pub status: Option<PathBuf>,
     /// local: run here; slurm: submit the sweep with sbatch

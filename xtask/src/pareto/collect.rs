@@ -55,6 +55,7 @@ impl Row {
             relu_total: u("relu_total"),
             test_top1: top1("test"),
             val_top1: top1("val"),
+            // Epochs after the baseline (issue 15's definition): none for the baseline itself.
             epochs_trained: if baseline { Some(0) } else { u("epochs_trained") },
             search_steps: u("search_steps"),
             lambda0: f("lambda0"),

@@ -31,7 +31,10 @@ use crate::{cargo, plot, selection};
 /// Write `path` through a temporary file beside it, so a killed xtask leaves the old file
 /// or the new one.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
+    // Beside it, under a name no user file has (not `with_extension`, which could name one).
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".xtask-{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -59,11 +62,11 @@ pub fn main(argv: &[String]) -> i32 {
             Ok(runs) => {
                 let names: Vec<String> = runs.into_keys().collect();
                 let failure = |run: &str| std::fs::read_to_string(status::failure_marker(out, run)).ok();
-                out!(
-                    "{}",
-                    status::text(&status::status(&names, &|r| run_state(&out.join(r)), &failure), out)
-                );
-                0
+                let broken =
+                    |run: &str| collect::collect(&[out.join(run)]).err().map(|lines| lines.join("; "));
+                let s = status::status(&names, &|r| run_state(&out.join(r)), &failure, &broken);
+                out!("{}", status::text(&s, out));
+                if s.broken.is_empty() { 0 } else { 1 }
             }
             Err(e) => {
                 errln!("xtask pareto: {e}");

@@ -28,6 +28,9 @@ pub fn mark(out: &Path, run: &str, why: Option<&str>) {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     pub finished: Vec<String>,
+    /// (run, why) for runs with a `result.json` no finished run can have (not JSON, no
+    /// test top-1, ...): neither finished nor resumable.
+    pub broken: Vec<(String, String)>,
     /// `config.json` without `result.json`: running, or killed (resumed by the next sweep).
     pub unfinished: Vec<String>,
     pub not_started: Vec<String>,
@@ -35,17 +38,22 @@ pub struct Status {
     pub failed: Vec<(String, String)>,
 }
 
-/// The status of `runs` (the record's), given each folder's state and failure marker.
+/// The status of `runs` (the record's), given each folder's state, failure marker and,
+/// for a finished one, what is wrong with its `result.json` (`broken`).
 pub fn status(
     runs: &[String],
     state: &dyn Fn(&str) -> RunState,
     failure: &dyn Fn(&str) -> Option<String>,
+    broken: &dyn Fn(&str) -> Option<String>,
 ) -> Status {
     let mut s = Status::default();
     for run in runs {
         let st = state(run);
         match st {
-            RunState::Finished => s.finished.push(run.clone()),
+            RunState::Finished => match broken(run) {
+                Some(why) => s.broken.push((run.clone(), why)),
+                None => s.finished.push(run.clone()),
+            },
             RunState::Unfinished => s.unfinished.push(run.clone()),
             RunState::Absent => s.not_started.push(run.clone()),
         }
@@ -59,14 +67,21 @@ pub fn status(
 }
 
 pub fn text(s: &Status, out: &Path) -> String {
-    let total = s.finished.len() + s.unfinished.len() + s.not_started.len();
+    let total = s.finished.len() + s.broken.len() + s.unfinished.len() + s.not_started.len();
     let mut t = format!(
-        "{}: {total} runs: {} finished, {} running or unfinished, {} not started\n",
+        "{}: {total} runs: {} finished, {} running or unfinished, {} not started",
         out.display(),
         s.finished.len(),
         s.unfinished.len(),
         s.not_started.len()
     );
+    if !s.broken.is_empty() {
+        t += &format!(", {} with a broken result.json", s.broken.len());
+    }
+    t += "\n";
+    for (_, why) in &s.broken {
+        t += &format!("broken: {why}\n");
+    }
     if !s.unfinished.is_empty() {
         t += &format!("unfinished: {}\n", s.unfinished.join(", "));
     }
@@ -90,7 +105,7 @@ mod tests {
             _ => RunState::Absent,
         };
         let failure = |r: &str| (r != "snl-1-s0").then(|| "exit code 3\n".to_string());
-        let s = status(&runs, &state, &failure);
+        let s = status(&runs, &state, &failure, &|_| None);
         assert_eq!((s.finished.len(), s.unfinished.len(), s.not_started.len()), (1, 2, 1));
         assert_eq!(
             s.failed,
@@ -102,6 +117,16 @@ mod tests {
         let t = text(&s, Path::new("/o"));
         assert!(t.starts_with("/o: 4 runs: 1 finished, 2 running or unfinished, 1 not started\n"), "{t}");
         assert!(t.contains("failed: /o/random-1-s0 (exit code 3)\n"), "{t}");
+        let broken =
+            |r: &str| (r == "baseline").then(|| "/o/baseline/result.json: no test top-1".to_string());
+        let s = status(&runs, &state, &failure, &broken);
+        assert_eq!((s.finished.len(), s.broken.len()), (0, 1));
+        let t = text(&s, Path::new("/o"));
+        assert!(
+            t.starts_with("/o: 4 runs: 0 finished, 2 running or unfinished, 1 not started, 1 with a broken"),
+            "{t}"
+        );
+        assert!(t.contains("broken: /o/baseline/result.json: no test top-1\n"), "{t}");
     }
 
     #[test]
