@@ -35,8 +35,13 @@ const OPTIMIZER_PREFIX: &str = "optimizer.";
 /// Metadata key of the run's configuration (the JSON of `config.json`) in the checkpoint:
 /// a resume whose `config.json` differs from it is refused, naming the changed keys.
 const CONFIG_KEY: &str = "snl_config";
-/// Metadata key of the number of `metrics.jsonl` lines the checkpoint's epochs wrote.
+/// Metadata key of the number of `metrics.jsonl` lines the checkpoint's epochs wrote (in
+/// `best.safetensors`: the lines when it was saved).
 const METRICS_KEY: &str = "snl_metrics_lines";
+/// Metadata key, in the checkpoint, of `best.safetensors`'s checksum when the checkpoint was
+/// made: a resume refuses a best model deleted or replaced since, whose figures would not
+/// be the run's. (`best.safetensors` also records the run's configuration and its line.)
+const BEST_KEY: &str = "snl_best_crc32";
 /// What a resume state says `metrics.jsonl` holds: each phase (`"train"`, `"search"`, ...)
 /// and its number of epochs, in the order they ran.
 pub type Logged = Vec<(&'static str, usize)>;
@@ -276,24 +281,44 @@ impl RunDir {
     /// The JSON value stored under `key` in the checkpoint's header; None without a checkpoint.
     fn checkpoint_metadata(&self, key: &str) -> Result<Option<Value>> {
         let path = self.path(CHECKPOINT);
-        let Ok(mut file) = File::open(&path) else { return Ok(None) };
-        let bad = || format!("{}: not a checkpoint snl wrote (bad header)", path.display());
-        let mut len = [0u8; 8];
-        file.read_exact(&mut len).with_context(bad)?;
-        let len = u64::from_le_bytes(len);
-        let file_len = file.metadata().with_context(bad)?.len();
-        if len > file_len.saturating_sub(8) || len > 100 << 20 {
-            bail!(bad());
-        }
-        let mut header = vec![0u8; len as usize];
-        file.read_exact(&mut header).with_context(bad)?;
-        let header: Value = serde_json::from_slice(&header).with_context(bad)?;
-        let text = header["__metadata__"][key]
-            .as_str()
+        let Some(metadata) = header_metadata(&path)? else { return Ok(None) };
+        let text = metadata
+            .get(key)
+            .and_then(Value::as_str)
             .with_context(|| format!("{}: no resume state ({key})", path.display()))?;
         let value = serde_json::from_str(text)
             .with_context(|| format!("{}: bad resume state ({key})", path.display()))?;
         Ok(Some(value))
+    }
+
+    /// Refuses a `best.safetensors` that is not the one the checkpoint (`metadata`, of
+    /// `lines` metrics lines) recorded, or is gone: but a newer best of this run, saved in
+    /// the epoch after the checkpoint by a process killed before its next one, is fine
+    /// (that epoch runs again and saves it again).
+    fn check_best(&self, metadata: &HashMap<String, String>, lines: usize) -> Result<()> {
+        let Some(recorded) = metadata.get(BEST_KEY) else { return Ok(()) };
+        let path = self.path(BEST);
+        let Some(best) = header_metadata(&path)? else {
+            bail!(
+                "{}: missing, but the run's checkpoint records it (deleted?); the run cannot finish \
+                 without its best model: put it back, or start a new run (nothing was changed)",
+                path.display()
+            );
+        };
+        let text = |key: &str| best.get(key).and_then(Value::as_str);
+        if text(checkpoint::CHECKSUM_KEY) == Some(recorded.as_str()) {
+            return Ok(());
+        }
+        let config = text(CONFIG_KEY).and_then(|c| serde_json::from_str::<Value>(c).ok());
+        let newer = text(METRICS_KEY).and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l >= lines);
+        if newer && config.as_ref() == Some(&self.config()?) {
+            return Ok(());
+        }
+        bail!(
+            "{}: not the best model the run's checkpoint recorded (replaced or edited?); the run's \
+             figures would be another model's: put it back, or start a new run (nothing was changed)",
+            path.display()
+        )
     }
 
     /// The run's `config.json` as `command`'s configuration; a run of the other command
@@ -445,6 +470,11 @@ impl RunDir {
         metadata.insert(STATE_KEY.into(), serde_json::to_string(state)?);
         metadata.insert(CONFIG_KEY.into(), serde_json::to_string(&self.config()?)?);
         metadata.insert(METRICS_KEY.into(), self.metrics_text()?.lines().count().to_string());
+        let best = header_metadata(&self.path(BEST))?;
+        if let Some(crc) = best.as_ref().and_then(|m| m.get(checkpoint::CHECKSUM_KEY)).and_then(Value::as_str)
+        {
+            metadata.insert(BEST_KEY.into(), crc.to_string());
+        }
         checkpoint::save(&tensors, &metadata, self.path(CHECKPOINT))?;
         Ok(())
     }
@@ -498,6 +528,7 @@ impl RunDir {
             );
         }
         let kept = self.checked_metrics(&expected)?;
+        self.check_best(&read.metadata, lines)?;
         // A NaN weight would make the next loss NaN; a NaN optimizer buffer, every weight.
         for (name, t) in &read.tensors {
             let bad = checkpoint::count_non_finite(t)?;
@@ -520,10 +551,37 @@ impl RunDir {
         Ok(Some((model, optimizer, state)))
     }
 
-    /// Saves a model checkpoint (PyTorch names, snl metadata) under `name`.
+    /// Saves a model checkpoint (PyTorch names, snl metadata) under `name`; the best model
+    /// also records the run's configuration and metrics line ([`Self::check_best`]).
     pub fn save_model(&self, name: &str, vars: &VarMap, metadata: &HashMap<String, String>) -> Result<()> {
-        checkpoint::save_varmap(vars, metadata, self.path(name))?;
+        let mut metadata = metadata.clone();
+        if name == BEST {
+            metadata.insert(CONFIG_KEY.into(), serde_json::to_string(&self.config()?)?);
+            metadata.insert(METRICS_KEY.into(), self.metrics_text()?.lines().count().to_string());
+        }
+        checkpoint::save_varmap(vars, &metadata, self.path(name))?;
         Ok(())
+    }
+}
+
+/// The `__metadata__` of the safetensors header of `path`, read alone (no tensor); None
+/// when there is no such file. The length is checked before anything is allocated.
+fn header_metadata(path: &Path) -> Result<Option<serde_json::Map<String, Value>>> {
+    let Ok(mut file) = File::open(path) else { return Ok(None) };
+    let bad = || format!("{}: not a file snl wrote (bad header)", path.display());
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).with_context(bad)?;
+    let len = u64::from_le_bytes(len);
+    let file_len = file.metadata().with_context(bad)?.len();
+    if len > file_len.saturating_sub(8) || len > 100 << 20 {
+        bail!(bad());
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).with_context(bad)?;
+    let mut header: Value = serde_json::from_slice(&header).with_context(bad)?;
+    match header["__metadata__"].take() {
+        Value::Object(map) => Ok(Some(map)),
+        _ => Ok(Some(serde_json::Map::new())),
     }
 }
 

@@ -136,3 +136,25 @@ fn of_predicts_racing_for_one_output_one_writes_it() {
     assert_eq!(read_tensors(&out)["logits"].shape, [2, 10]);
     assert_eq!(names(tmp.path()), ["logits.safetensors", "model.safetensors", "x.safetensors"]);
 }
+
+/// A NaN or infinite pixel gives its image NaN logits: written as computed, and a warning
+/// names the images.
+#[test]
+fn predict_names_the_images_whose_logits_are_not_finite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _) = model_and_input(tmp.path());
+    let side = 32 * 32;
+    let mut pixels = vec![0.25f32; 4 * 3 * side];
+    pixels[3 * side + 5] = f32::NAN;
+    pixels[3 * 3 * side] = f32::INFINITY;
+    let data = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let x = RawTensor { dtype: safetensors::Dtype::F32, shape: vec![4, 3, 32, 32], data };
+    let input = tmp.path().join("nan.safetensors");
+    write_tensors(&input, &[("x".to_string(), x)].into_iter().collect(), None);
+    let out = tmp.path().join("logits.safetensors");
+    let args = ["predict", "--model", s(&model), "--input", s(&input), "--output", s(&out)];
+    let output = snl().args(args).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let needle = "warning: 2 of 4 images have NaN or infinite logits (images 1, 3; counted from 0)";
+    assert!(stderr(&output).contains(needle), "{}", stderr(&output));
+}

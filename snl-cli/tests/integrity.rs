@@ -211,3 +211,44 @@ fn a_lost_checkpoint_with_logged_epochs_is_refused_not_restarted() {
     let epochs: Vec<u64> = metrics_without_time(&run).iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, [0, 1, 2]);
 }
+
+/// `best.safetensors` is what result.json's figures come from: one deleted or replaced since
+/// the checkpoint is refused at the start of the resume, not after the remaining epochs;
+/// a newer best of the same run (saved by an epoch killed before its checkpoint) is fine.
+#[test]
+fn a_best_model_deleted_or_replaced_since_the_checkpoint_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = stopped_train(tmp.path(), 2);
+    let best = run.join("best.safetensors");
+    let name = best.display().to_string();
+    let saved = std::fs::read(&best).unwrap();
+    std::fs::remove_file(&best).unwrap();
+    refused(
+        "train",
+        &run,
+        &[&format!("{name}: missing, but the run's checkpoint records it"), "nothing was changed"],
+    );
+    // Another run's model in its place.
+    std::fs::copy(baseline_model(), &best).unwrap();
+    refused("train", &run, &[&format!("{name}: not the best model the run's checkpoint recorded")]);
+    // This run's best, edited to say it came from an epoch before the checkpoint's, or after.
+    let tensors = read_tensors_of(&saved, tmp.path());
+    let mut metadata = read_metadata(&tmp.path().join("saved.safetensors"));
+    metadata.remove(CHECKSUM_KEY);
+    for (lines, resumes) in [("1", false), ("3", true)] {
+        metadata.insert("snl_metrics_lines".into(), lines.into());
+        write_tensors(&best, &tensors, Some(metadata.clone()));
+        if resumes {
+            snl().args(["train", "--resume", s(&run), "-q"]).assert().success();
+        } else {
+            refused("train", &run, &[&format!("{name}: not the best model")]);
+        }
+    }
+}
+
+/// The tensors of the safetensors `bytes` (written to `dir/saved.safetensors`).
+fn read_tensors_of(bytes: &[u8], dir: &Path) -> std::collections::BTreeMap<String, RawTensor> {
+    let path = dir.join("saved.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    read_tensors(&path)
+}

@@ -37,7 +37,8 @@ pub struct Checkpoint {
     pub metadata: HashMap<String, String>,
 }
 
-const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+/// A zip archive's first bytes: a member's header, or (an empty archive) the end record.
+const ZIP_MAGICS: [&[u8]; 2] = [b"PK\x03\x04", b"PK\x05\x06"];
 
 /// `__metadata__` key of the CRC-32 (hex) of a file's tensors (names, dtypes, shapes, bytes)
 /// and its other metadata, written by [`save`] and checked by [`read`]. Files without it
@@ -81,7 +82,7 @@ fn io_error(path: &Path, source: std::io::Error) -> Error {
 pub fn read(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
     let path = path.as_ref();
     let bytes = read_bytes(path)?;
-    let checkpoint = if bytes.starts_with(ZIP_MAGIC) {
+    let checkpoint = if ZIP_MAGICS.iter().any(|magic| bytes.starts_with(magic)) {
         Checkpoint {
             format: Format::TorchZip,
             tensors: read_pth(path, bytes, device)?,

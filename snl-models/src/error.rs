@@ -105,7 +105,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a safetensors file: {source}")]
+    #[error("{path}: not a safetensors file (nor a torch.save zip archive): {source}")]
     Safetensors {
         path: PathBuf,
         #[source]

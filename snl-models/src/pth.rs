@@ -20,6 +20,10 @@ const MAX_PICKLE: u64 = 64 << 20;
 const MAX_DEFLATE_RATIO: u64 = 1032;
 /// The deepest nesting of pickled objects accepted (a state_dict's is about 6).
 const MAX_DEPTH: u16 = 64;
+/// The most objects a pickle may push or memoize (a ResNet18 state_dict's pushes a few
+/// thousand): each costs about 80 bytes, so a 64 MB pickle of one-byte opcodes would
+/// otherwise take 5 GB.
+const MAX_OBJECTS: usize = 1 << 20;
 /// The most dimensions a tensor may have (PyTorch's own limit is 64).
 const MAX_RANK: usize = 64;
 
@@ -79,6 +83,8 @@ struct Machine<'a> {
     memo: HashMap<u32, Obj>,
     /// Entries copied when a shared dict or list is modified, bounded by the input length.
     copied: usize,
+    /// Objects pushed so far, bounded by [`MAX_OBJECTS`].
+    pushed: usize,
 }
 
 type Step<T> = std::result::Result<T, String>;
@@ -323,14 +329,28 @@ impl<'a> Machine<'a> {
 
 /// Runs the pickle `data` to its STOP and returns the object it built.
 fn unpickle(data: &[u8]) -> Result<Obj, PthError> {
-    let mut m =
-        Machine { data, at: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new(), copied: 0 };
+    let mut m = Machine {
+        data,
+        at: 0,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        copied: 0,
+        pushed: 0,
+    };
     loop {
         let at = m.at;
         if at == data.len() {
             return Err(PthError::Pickle { at, reason: "ends before its STOP opcode".into() });
         }
-        match m.step() {
+        let before = m.stack.len();
+        let stepped = m.step();
+        m.pushed += m.stack.len().saturating_sub(before);
+        if m.pushed > MAX_OBJECTS || m.memo.len() > MAX_OBJECTS {
+            let reason = format!("more than {MAX_OBJECTS} objects (no state_dict has so many)");
+            return Err(PthError::Pickle { at, reason });
+        }
+        match stepped {
             Ok(Some(obj)) => return Ok(obj),
             Ok(None) => {}
             Err(reason) => return Err(PthError::Pickle { at, reason }),

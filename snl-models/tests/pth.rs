@@ -176,4 +176,22 @@ fn shared_and_nested_objects_cost_no_more_than_the_input() {
     deep.push(b'.');
     let path = pth(tmp.path(), &deep, &[]);
     assert!(pth_error(&path).to_string().contains("nested more than 64 deep"));
+    // Millions of empty lists, one byte each, kept on the stack: gigabytes of objects from a
+    // few megabytes (a 64 MB pickle took 5-6 GB and aborted), refused once past the cap.
+    let mut lists = vec![0x80, 2];
+    lists.extend(std::iter::repeat_n(b']', 3_000_000));
+    lists.push(b'.');
+    let path = pth(tmp.path(), &lists, &[]);
+    let err = pth_error(&path).to_string();
+    assert!(err.contains("more than 1048576 objects"), "{err}");
+    // And as many memo entries of one object.
+    let mut memo = vec![0x80, 2, b']'];
+    for id in 0..1_100_000u32 {
+        memo.push(b'r');
+        memo.extend(id.to_le_bytes());
+    }
+    memo.push(b'.');
+    let path = pth(tmp.path(), &memo, &[]);
+    let err = pth_error(&path).to_string();
+    assert!(err.contains("more than 1048576 objects"), "{err}");
 }

@@ -36,11 +36,30 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
     } else {
         Tensor::cat(&logits, 0)?
     };
+    // A NaN or infinite pixel makes its image's logits NaN: said, with the images named.
+    let bad: Vec<usize> = logits
+        .to_dtype(DType::F32)?
+        .to_vec2::<f32>()?
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
+        .map(|(i, _)| i)
+        .collect();
     let out = HashMap::from([("logits".to_string(), logits)]);
     // Atomic: a failed write leaves no half file, and a file made meanwhile is kept.
     snl_models::checkpoint::save_new(&out, &HashMap::new(), &args.output)?;
     super::warn_cautions(ctx, &loaded, &args.model)?;
     ctx.ui.result(format!("wrote logits {:?} to {}", out["logits"].dims(), args.output.display()))?;
+    if !bad.is_empty() {
+        let listed: Vec<String> = bad.iter().map(usize::to_string).collect();
+        ctx.ui.warn(format!(
+            "{} of {n} images have NaN or infinite logits (images {}; counted from 0): their pixels in {} \
+             may not be finite",
+            bad.len(),
+            crate::run::list_some(&listed),
+            args.input.display()
+        ));
+    }
     Ok(())
 }
 
