@@ -303,8 +303,41 @@ fn serialize(tensors: &StateDict, metadata: &HashMap<String, String>, path: &Pat
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut metadata = metadata.clone();
     metadata.insert(CHECKSUM_KEY.into(), checksum(&entries, &metadata));
-    safetensors::serialize(entries, Some(metadata))
-        .map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })
+    let mut bytes = safetensors::serialize(entries, Some(metadata))
+        .map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+    sort_header(&mut bytes);
+    Ok(bytes)
+}
+
+/// Rewrites the JSON header of the safetensors `bytes` with its keys sorted, in place (the
+/// same length: only the order changes). safetensors writes the metadata in a `HashMap`'s
+/// order, which differs from one process to the next: sorted, the same model is the same
+/// bytes in every run.
+fn sort_header(bytes: &mut [u8]) {
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return;
+    };
+    let Some(header) = bytes.get(8..8 + len) else { return };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else { return };
+    let Ok(mut sorted) = serde_json::to_vec(&sort_keys(value)) else { return };
+    if sorted.len() <= len {
+        sorted.resize(len, b' ');
+        bytes[8..8 + len].copy_from_slice(&sorted);
+    }
+}
+
+/// `value` with every object's keys in order (inserted sorted: right whether serde_json's
+/// maps sort or, with its `preserve_order` feature, keep insertion order).
+fn sort_keys(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+        }
+        other => other,
+    }
 }
 
 /// [`save`] of every tensor in `vars` (weights, masks, BN statistics).
@@ -319,6 +352,31 @@ pub fn save_varmap(vars: &VarMap, metadata: &HashMap<String, String>, path: impl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two maps of the same metadata iterate in different orders (each has its own random
+    /// state); the files are the same bytes, their header keys sorted, and read back.
+    #[test]
+    fn the_same_model_is_the_same_bytes() {
+        let tensors: StateDict = (0..6)
+            .map(|i| (format!("layer{i}.weight"), Tensor::full(i as f32, (2, 3), &Device::Cpu).unwrap()))
+            .collect();
+        let entries: Vec<(String, String)> =
+            (0..40).map(|i| (format!("key{i}"), format!("value {i}"))).collect();
+        let files: Vec<Vec<u8>> = (0..8)
+            .map(|_| serialize(&tensors, &entries.iter().cloned().collect(), Path::new("m")).unwrap())
+            .collect();
+        assert!(files.windows(2).all(|w| w[0] == w[1]), "the bytes differ between saves");
+        let len = u64::from_le_bytes(files[0][..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&files[0][8..8 + len]).unwrap();
+        let keys: Vec<&String> = header["__metadata__"].as_object().unwrap().keys().collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        std::fs::write(&path, &files[0]).unwrap();
+        let back = read(&path, &Device::Cpu).unwrap();
+        assert_eq!(back.metadata.len(), 40);
+        assert_eq!(back.tensors["layer5.weight"].to_vec2::<f32>().unwrap()[1][2], 5.0);
+    }
 
     /// What only a unit test reaches: the window between writing the temporary file and
     /// moving it into place, where another process may create the target.
