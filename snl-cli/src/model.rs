@@ -215,7 +215,20 @@ pub fn load(path: &Path, args: &ModelArgs, device: &Device) -> Result<Loaded> {
     }
     let mismatch = checkpoint::compare(&config.tensor_shapes()?, &read.tensors);
     if !mismatch.is_empty() {
-        bail!("{} does not fit {}: {mismatch}", path.display(), config.arch_name());
+        // Masks of the other granularity misfit every site: say which flag fits them.
+        let mask_is = |shape: &[usize]| match shape {
+            [1, _, 1, 1] => Some("channel"),
+            [1, _, _, _] => Some("pixel"),
+            _ => None,
+        };
+        let other = mismatch
+            .shapes
+            .iter()
+            .filter(|m| m.name.ends_with(".alphas"))
+            .find_map(|m| mask_is(&m.found).filter(|&found| Some(found) != mask_is(&m.expected)));
+        let hint =
+            other.map_or(String::new(), |g| format!(" (its masks are per {g}: give --granularity {g})"));
+        bail!("{} does not fit {}: {mismatch}{hint}", path.display(), config.arch_name());
     }
     // A bad threshold in the file is the file's fault, not a --threshold the user never gave.
     if let Some(t) = read.metadata.get(keys::THRESHOLD)

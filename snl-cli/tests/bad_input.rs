@@ -223,6 +223,7 @@ fn a_checkpoint_of_another_architecture_lists_what_differs() {
         &[
             "1 unexpected: alpha0.alphas",
             "layer1.0.alpha1.alphas (model [1, 4, 32, 32], checkpoint [1, 4, 1, 1])",
+            "(its masks are per channel: give --granularity channel)",
         ],
     );
     assert!(!out.exists());
@@ -375,6 +376,11 @@ fn a_budget_fraction_must_be_below_100_percent() {
             fails(&refs(&args), 2, &[&format!("--budget {budget}"), "below 100%", "fewer than the network"]);
         assert!(!err.contains("(0, 1]"), "{err}");
     }
+    // A fraction too small to keep one ReLU is named in a few characters, not 300 digits.
+    let mut args = linearize_args(&baseline_model(), "1e-300", 1);
+    args.extend(["--out".to_string(), s(&out).to_string()]);
+    let err = fails(&refs(&args), 2, &["--budget 1.000e-298%: budget must keep at least one ReLU"]);
+    assert!(err.len() < 200, "{err}");
     assert!(!out.exists());
 }
 

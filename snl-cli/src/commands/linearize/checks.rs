@@ -36,6 +36,8 @@ pub(super) fn config_error(err: &ConfigError, snl: &SnlConfig, model: &Path) -> 
         ConfigError::BudgetTooLarge { .. } | ConfigError::BudgetZero | ConfigError::FractionOutOfRange(_) => {
             let budget = match snl.budget {
                 Budget::Absolute(n) => n.to_string(),
+                // Tiny fractions in exponent form: `{}` writes 1e-300 as 300 digits.
+                Budget::Fraction(f) if f != 0.0 && f.abs() < 1e-5 => format!("{:.3e}%", f * 100.0),
                 Budget::Fraction(f) => format!("{}%", f * 100.0),
             };
             return usage(format!("--budget {budget}: {err} of {}", model.display()));
