@@ -72,7 +72,7 @@ pub fn main(args: &[String]) -> i32 {
     if !opts.no_build
         && let Err(e) = cargo::build(&root, &build)
     {
-        errln!("bench-vs-torch: {e}");
+        errln!("error: bench-vs-torch: {e}");
         return 1;
     }
     let exe = cargo::binary(&root, "vs_torch", true);
@@ -81,11 +81,14 @@ pub fn main(args: &[String]) -> i32 {
     match Command::new(&exe).args(&args).status() {
         Ok(s) if s.success() => 0,
         Ok(s) => {
-            errln!("bench-vs-torch: vs_torch failed ({s})");
+            errln!("error: bench-vs-torch: vs_torch failed ({s})");
             1
         }
         Err(e) => {
-            errln!("bench-vs-torch: could not run {} ({e}); build it or drop --no-build", exe.display());
+            errln!(
+                "error: bench-vs-torch: could not run {} ({e}); build it or drop --no-build",
+                exe.display()
+            );
             1
         }
     }

@@ -53,7 +53,7 @@ pub fn parse_args<T: clap::Parser>(task: &str, args: &[String]) -> Result<T, i32
     T::try_parse_from(argv).map_err(|e| match e.print() {
         Ok(()) => e.exit_code(),
         Err(io) => {
-            errln!("xtask: cannot write to stdout: {io}");
+            errln!("error: xtask: cannot write to stdout: {io}");
             1
         }
     })
@@ -64,7 +64,7 @@ pub fn parse_args<T: clap::Parser>(task: &str, args: &[String]) -> Result<T, i32
 pub fn write_stdout(text: std::fmt::Arguments) {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
-        errln!("xtask: cannot write to stdout: {e}");
+        errln!("error: xtask: cannot write to stdout: {e}");
         std::process::exit(1);
     }
 }
@@ -90,7 +90,7 @@ fn main() {
         Some("bench-vs-torch") => bench::main(&rest),
         Some("pi-cost") => pi_cost::main(&rest),
         Some(other) => {
-            errln!("xtask: unknown task `{other}`\n\n{TASKS}");
+            errln!("error: xtask: unknown task `{other}`\n\n{TASKS}");
             2
         }
     };

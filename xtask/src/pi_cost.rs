@@ -96,7 +96,7 @@ pub fn main(args: &[String]) -> i32 {
             return 0;
         }
         Err(e) => {
-            errln!("pi-cost: {e}\n\n{USAGE}");
+            errln!("error: pi-cost: {e}\n\n{USAGE}");
             return 2;
         }
     };
@@ -104,14 +104,14 @@ pub fn main(args: &[String]) -> i32 {
     let python = match venv_python(&root, opts.python.as_deref()) {
         Ok(p) => p,
         Err(e) => {
-            errln!("pi-cost: {e}");
+            errln!("error: pi-cost: {e}");
             return 2;
         }
     };
     match measure(&root, &opts, &python) {
         Ok(()) => 0,
         Err(e) => {
-            errln!("pi-cost: {e}");
+            errln!("error: pi-cost: {e}");
             1
         }
     }
@@ -144,7 +144,7 @@ fn venv_python(root: &Path, python: Option<&str>) -> Result<PathBuf, String> {
         venv.display()
     );
     errln!(
-        "pi-cost: first use: installing {SPU} (and jax), {} into {} with {base} -m pip",
+        "error: pi-cost: first use: installing {SPU} (and jax), {} into {} with {base} -m pip",
         ONNX.join(", "),
         venv.display()
     );

@@ -43,7 +43,7 @@ pub fn main(args: &[String]) -> i32 {
         && !a.no_build
         && let Err(e) = cargo::build(&root, &cargo::snl_build_args(!a.debug, None))
     {
-        errln!("xtask sites: {e}");
+        errln!("error: xtask sites: {e}");
         return 1;
     }
     let model = a.model.unwrap_or_else(|| a.run.join("model.safetensors"));
@@ -51,7 +51,7 @@ pub fn main(args: &[String]) -> i32 {
     match draw(&snl, &a.run, &model, &svg) {
         Ok(()) => 0,
         Err(e) => {
-            errln!("xtask sites: {e}");
+            errln!("error: xtask sites: {e}");
             1
         }
     }

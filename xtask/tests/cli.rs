@@ -369,7 +369,7 @@ fn a_closed_or_full_stdout_never_panics() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
-        "xtask: cannot write to stdout: No space left on device (os error 28)\n"
+        "error: xtask: cannot write to stdout: No space left on device (os error 28)\n"
     );
 }
 

@@ -45,7 +45,7 @@ pub fn main(argv: &[String]) -> i32 {
     let o = match crate::parse_args::<args::Args>("pareto", argv).map(|a| Options::new(a, &root)) {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {
-            errln!("xtask pareto: {e}");
+            errln!("error: xtask pareto: {e}");
             return 2;
         }
         Err(code) => return code,
@@ -56,7 +56,7 @@ pub fn main(argv: &[String]) -> i32 {
     if let Mode::Status(out) = &o.mode {
         return match record::read_record(out) {
             Ok(runs) if runs.is_empty() => {
-                errln!("xtask pareto: {} holds no sweep record ({})", out.display(), record::RECORD);
+                errln!("error: xtask pareto: {} holds no sweep record ({})", out.display(), record::RECORD);
                 2
             }
             Ok(runs) => {
@@ -69,7 +69,7 @@ pub fn main(argv: &[String]) -> i32 {
                 if s.broken.is_empty() { 0 } else { 1 }
             }
             Err(e) => {
-                errln!("xtask pareto: {e}");
+                errln!("error: xtask pareto: {e}");
                 2
             }
         };
@@ -85,25 +85,25 @@ pub fn main(argv: &[String]) -> i32 {
     let record = match merged {
         Ok(r) => r,
         Err(e) => {
-            errln!("xtask pareto: {e}");
+            errln!("error: xtask pareto: {e}");
             return 2;
         }
     };
     if let Some(dest) = &o.publish
         && let Err(e) = publish::check(dest, &o.out, &record)
     {
-        errln!("xtask pareto: {e}; nothing was run");
+        errln!("error: xtask pareto: {e}; nothing was run");
         return 2;
     }
     if o.mode == Mode::CollectOnly && recorded_nothing {
         let out = o.out.display();
         match o.out.is_dir() {
             true => errln!(
-                "xtask pareto: --collect-only: {out} holds no sweep record ({}), so nothing to collect \
+                "error: xtask pareto: --collect-only: {out} holds no sweep record ({}), so nothing to collect \
                  (nothing was written)",
                 record::RECORD
             ),
-            false => errln!("xtask pareto: --out {out}: no such folder, so no sweep to collect"),
+            false => errln!("error: xtask pareto: --out {out}: no such folder, so no sweep to collect"),
         }
         return 2;
     }
@@ -164,7 +164,7 @@ pub fn main(argv: &[String]) -> i32 {
         Mode::Task(run) => {
             let Some(step) = steps.iter().find(|s| step_run(s) == Some(run.as_str())) else {
                 let runs: Vec<&String> = planned.keys().collect();
-                errln!("xtask pareto: --task {run}: not a run of this sweep (its runs: {runs:?})");
+                errln!("error: xtask pareto: --task {run}: not a run of this sweep (its runs: {runs:?})");
                 return 2;
             };
             // The record is the submission's; a task only checks it (above).
@@ -172,7 +172,7 @@ pub fn main(argv: &[String]) -> i32 {
                 Ok(f) if f.is_empty() => 0,
                 Ok(_) => 1,
                 Err(e) => {
-                    errln!("xtask pareto: {e}");
+                    errln!("error: xtask pareto: {e}");
                     1
                 }
             };
@@ -181,7 +181,7 @@ pub fn main(argv: &[String]) -> i32 {
             if let Some(b) = &o.baseline
                 && !b.exists()
             {
-                errln!("xtask pareto: --baseline {}: no such file", b.display());
+                errln!("error: xtask pareto: --baseline {}: no such file", b.display());
                 return 2;
             }
             let started = std::fs::create_dir_all(&o.out)
@@ -192,14 +192,14 @@ pub fn main(argv: &[String]) -> i32 {
             let _held = match started {
                 Ok(held) => held,
                 Err(e) => {
-                    errln!("xtask pareto: {e}; nothing was run");
+                    errln!("error: xtask pareto: {e}; nothing was run");
                     return 1;
                 }
             };
             match run::execute(&steps, &snl, &root, &o.out, o.jobs) {
                 Ok(f) => f,
                 Err(e) => {
-                    errln!("xtask pareto: {e}; nothing was run");
+                    errln!("error: xtask pareto: {e}; nothing was run");
                     return 1;
                 }
             }
@@ -209,7 +209,10 @@ pub fn main(argv: &[String]) -> i32 {
     let rows = match collect::collect(&dirs) {
         Ok(rows) => rows,
         Err(broken) => {
-            errln!("xtask pareto: {} result.json file(s) broken; pareto.* left as they were:", broken.len());
+            errln!(
+                "error: xtask pareto: {} result.json file(s) broken; pareto.* left as they were:",
+                broken.len()
+            );
             for why in &broken {
                 errln!("  {why}");
             }
@@ -217,7 +220,7 @@ pub fn main(argv: &[String]) -> i32 {
         }
     };
     if let Err(e) = write_outputs(&o, &rows) {
-        errln!("xtask pareto: {e}");
+        errln!("error: xtask pareto: {e}");
         return 1;
     }
     if o.sites {
@@ -227,7 +230,7 @@ pub fn main(argv: &[String]) -> i32 {
                 && model.exists()
                 && let Err(e) = crate::sites::draw(&snl, &r.dir, &model, &svg)
             {
-                errln!("xtask pareto: no per-site chart for {}: {e}", r.dir.display());
+                errln!("warning: xtask pareto: no per-site chart for {}: {e}", r.dir.display());
             }
         }
     }
@@ -237,7 +240,7 @@ pub fn main(argv: &[String]) -> i32 {
                 outln!("published pareto.* and {n} finished runs (no checkpoints) to {}", dest.display())
             }
             Err(e) => {
-                errln!("xtask pareto: {e}");
+                errln!("error: xtask pareto: {e}");
                 return 1;
             }
         }
@@ -245,7 +248,7 @@ pub fn main(argv: &[String]) -> i32 {
     if failures.is_empty() {
         return 0;
     }
-    errln!("xtask pareto: {} run(s) failed:", failures.len());
+    errln!("error: xtask pareto: {} run(s) failed:", failures.len());
     for f in &failures {
         errln!("  {} ({})", f.dir, f.why);
     }
@@ -302,14 +305,14 @@ fn submit(
 ) -> i32 {
     let flags = o.slurm.as_ref().expect("slurm");
     if !o.dry_run && !slurm::sbatch_on_path() {
-        errln!("xtask pareto: --executor slurm: sbatch is not on PATH (nothing was submitted)");
+        errln!("error: xtask pareto: --executor slurm: sbatch is not on PATH (nothing was submitted)");
         return 2;
     }
     if let Some(Step::Build { args }) = steps.first()
         && !o.dry_run
         && let Err(e) = cargo::build(root, args)
     {
-        errln!("xtask pareto: {e}; nothing was submitted");
+        errln!("error: xtask pareto: {e}; nothing was submitted");
         return 1;
     }
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -352,7 +355,7 @@ fn submit(
             })
         });
     if let Err(e) = written {
-        errln!("xtask pareto: {e}; nothing was submitted");
+        errln!("error: xtask pareto: {e}; nothing was submitted");
         return 1;
     }
     outln!("wrote the scripts and tasks.txt in {}", dir.display());
@@ -379,7 +382,7 @@ fn submit(
             0
         }
         Err(e) => {
-            errln!("xtask pareto: {e}");
+            errln!("error: xtask pareto: {e}");
             1
         }
     }
@@ -430,7 +433,7 @@ fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
             let series = paper::paper_series(d, arch);
             if series.is_none() {
                 errln!(
-                    "xtask: no paper points for {d} and {arch} (REFERENCE section 3 has cifar10, cifar100, tiny-imagenet)"
+                    "error: xtask: no paper points for {d} and {arch} (REFERENCE section 3 has cifar10, cifar100, tiny-imagenet)"
                 );
             }
             series
