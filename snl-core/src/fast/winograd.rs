@@ -131,14 +131,34 @@ impl Winograd {
         16 * cols + 2 * (self.h + 2) * (self.w / 2 + 1)
     }
 
+    /// Runs `f(v, out, d)` on this thread's scratch: `v` holds the transformed inputs of the
+    /// `imgs` images `x` (`[16][c][cols]`), `out` has room for `[16][k][cols]` and `d` for
+    /// 16 rows of `cols`.
+    fn with_inputs<T>(
+        &self,
+        x: &[f32],
+        imgs: usize,
+        k: usize,
+        f: impl FnOnce(&[f32], &mut [f32], &mut [f32]) -> T,
+    ) -> T {
+        let cols = imgs * self.tiles();
+        let (v_len, out_len) = (16 * self.c * cols, 16 * k * cols);
+        with_scratch(v_len + out_len + self.gather_len(cols), |buf| {
+            let (v, rest) = buf.split_at_mut(v_len);
+            let (out, rest) = rest.split_at_mut(out_len);
+            let (d, split) = rest.split_at_mut(16 * cols);
+            self.input_transform(x, imgs, v, d, split);
+            f(v, out, d)
+        })
+    }
+
     /// `B^T d B` of every window of the `imgs` images `x` into `v` (`[16][c][cols]`); `d`
     /// (16 rows of `cols`) and `split` are scratch.
     fn input_transform(&self, x: &[f32], imgs: usize, v: &mut [f32], d: &mut [f32], split: &mut [f32]) {
         let (c, h, w) = (self.c, self.h, self.w);
         let cols = imgs * self.tiles();
         for ci in 0..c {
-            let mut rows = v.chunks_exact_mut(c * cols).map(|block| &mut block[ci * cols..(ci + 1) * cols]);
-            let out: [&mut [f32]; 16] = std::array::from_fn(|_| rows.next().expect("16 blocks"));
+            let out = rows16(v, ci, cols);
             let planes = (0..imgs).map(|i| &x[(i * c + ci) * h * w..(i * c + ci + 1) * h * w]);
             widest(InputChannel { wg: self, planes, split: &mut *split, d: &mut *d, out, cols });
         }
@@ -191,16 +211,9 @@ impl Winograd {
     ) -> candle::Result<()> {
         let (c, h, w) = (self.c, self.h, self.w);
         let cols = imgs * self.tiles();
-        let (v_len, z_len) = (16 * c * cols, 16 * k * cols);
-        with_scratch(v_len + z_len + self.gather_len(cols), |buf| {
-            let (v, rest) = buf.split_at_mut(v_len);
-            let (z, rest) = rest.split_at_mut(z_len);
-            let (d, split) = rest.split_at_mut(16 * cols);
-            self.input_transform(x, imgs, v, d, split);
+        self.with_inputs(x, imgs, k, |v, z, d| {
             for ko in 0..k {
-                let mut rows =
-                    z.chunks_exact_mut(k * cols).map(|block| &mut block[ko * cols..(ko + 1) * cols]);
-                let out: [&mut [f32]; 16] = std::array::from_fn(|_| rows.next().expect("16 blocks"));
+                let out = rows16(z, ko, cols);
                 let maps = (0..imgs).map(|i| &dy[(i * k + ko) * h * w..(i * k + ko + 1) * h * w]);
                 widest(GradChannel { wg: self, maps, d: &mut d[..4 * cols], out, cols });
             }
@@ -230,12 +243,7 @@ impl Winograd {
     ) -> candle::Result<()> {
         let (c, h, w) = (self.c, self.h, self.w);
         let cols = imgs * self.tiles();
-        let (v_len, m_len) = (16 * c * cols, 16 * k * cols);
-        with_scratch(v_len + m_len + self.gather_len(cols), |buf| {
-            let (v, rest) = buf.split_at_mut(v_len);
-            let (m, rest) = rest.split_at_mut(m_len);
-            let (d, split) = rest.split_at_mut(16 * cols);
-            self.input_transform(x, imgs, v, d, split);
+        self.with_inputs(x, imgs, k, |v, m, d| {
             for xi in 0..16 {
                 let a = Mat { data: &u[xi * c..], rows: k, cols: c, rs: 16 * c, cs: 1 };
                 let b = Mat::rows(&v[xi * c * cols..(xi + 1) * c * cols], c, cols);
@@ -472,6 +480,12 @@ impl Body for OutputTransform<'_> {
             y3[t] = s1[1] - s1[2] - s1[3] + add;
         }
     }
+}
+
+/// Row `i` of each of the 16 matrices of `buf` (`[16][n][cols]`, any `n`).
+fn rows16(buf: &mut [f32], i: usize, cols: usize) -> [&mut [f32]; 16] {
+    let mut rows = buf.chunks_exact_mut(buf.len() / 16).map(|block| &mut block[i * cols..(i + 1) * cols]);
+    std::array::from_fn(|_| rows.next().expect("16 blocks"))
 }
 
 /// A loop nest of plain Rust, inlined into [`widest`].
