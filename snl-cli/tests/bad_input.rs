@@ -425,6 +425,19 @@ fn val_size_is_refused_for_the_synthetic_data() {
 #[test]
 fn a_model_too_large_to_build_is_an_error_not_an_abort() {
     fails(&["count", "--arch", "resnet18", "--width", "100000"], 2, &["width 100000", "would hold over"]);
+    // Training on synthetic data: the error names its 16x16 images, not the default 32x32.
+    let train = [
+        "train",
+        "--arch",
+        "resnet18",
+        "--width",
+        "100000",
+        "--dataset",
+        "synthetic",
+        "--out",
+        "/nonexistent/x",
+    ];
+    fails(&train, 2, &["16x16 inputs, width 100000", "would hold over"]);
     fails(
         &["count", "--arch", "resnet18", "--image-size", "100000"],
         2,

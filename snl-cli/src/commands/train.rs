@@ -77,7 +77,9 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
         None => {
             // Bad flags fail before any data is read (which may start a download).
             let data = DataConfig::from_args(&args.data, 256)?;
-            args.model.config(None, None)?;
+            // Synthetic data's sizes are known already; other data's once it is read.
+            let spec = data.synthetic_spec();
+            args.model.config(spec.map(|s| s.classes), spec.map(|s| s.image_size))?;
             if args.epochs == 0 {
                 return Err(usage("--epochs must be at least 1"));
             }
