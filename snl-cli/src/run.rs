@@ -178,6 +178,8 @@ pub struct RunDir {
     resumed: bool,
     /// `config.json` as first read: what each checkpoint records.
     config: Arc<Mutex<Option<Value>>>,
+    /// The `config.json` keys a resume may change (`open`'s `may_change`).
+    may_change: Arc<[String]>,
 }
 
 impl RunDir {
@@ -225,6 +227,7 @@ impl RunDir {
             _lock: Arc::new(lock),
             resumed: false,
             config: Arc::new(Mutex::new(None)),
+            may_change: Arc::new([]),
         })
     }
 
@@ -244,19 +247,18 @@ impl RunDir {
             _lock: Arc::new(lock),
             resumed: true,
             config: Arc::new(Mutex::new(None)),
+            may_change: may_change.iter().map(|k| k.to_string()).collect(),
         };
-        run.check_config(may_change)?;
+        run.check_config()?;
         Ok(run)
     }
 
     /// Refuses a `config.json` that differs from the one the checkpoint (if any) was made
     /// with, naming the changed keys (but those in `may_change`). Reads only the checkpoint's
     /// header: a resume with an edited configuration fails before any data is read.
-    fn check_config(&self, may_change: &[&str]) -> Result<()> {
-        let config = self.config()?;
+    fn check_config(&self) -> Result<()> {
         let Some(saved) = self.checkpoint_metadata(CONFIG_KEY)? else { return Ok(()) };
-        let mut changed = changed_keys(&saved, &config);
-        changed.retain(|key| !may_change.contains(&key.as_str()));
+        let changed = self.changed_since(&saved)?;
         if !changed.is_empty() {
             bail!(
                 "{} was edited since the run's checkpoint (changed: {}); a run continues with the \
@@ -276,6 +278,13 @@ impl RunDir {
                 serde_json::from_value(state).with_context(|| format!("{}: bad resume state", path.display()))
             })
             .transpose()
+    }
+
+    /// The keys of `config.json` that differ from `earlier`, but those a resume may change.
+    fn changed_since(&self, earlier: &Value) -> Result<Vec<String>> {
+        let mut changed = changed_keys(earlier, &self.config()?);
+        changed.retain(|key| !self.may_change.contains(key));
+        Ok(changed)
     }
 
     /// The JSON value stored under `key` in the checkpoint's header; None without a checkpoint.
@@ -311,7 +320,10 @@ impl RunDir {
         }
         let config = text(CONFIG_KEY).and_then(|c| serde_json::from_str::<Value>(c).ok());
         let newer = text(METRICS_KEY).and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l >= lines);
-        if newer && config.as_ref() == Some(&self.config()?) {
+        if newer
+            && let Some(config) = config
+            && self.changed_since(&config)?.is_empty()
+        {
             return Ok(());
         }
         bail!(

@@ -252,3 +252,29 @@ fn read_tensors_of(bytes: &[u8], dir: &Path) -> std::collections::BTreeMap<Strin
     std::fs::write(&path, bytes).unwrap();
     read_tensors(&path)
 }
+
+/// A newer best of a linearize run is accepted even when the resume changes a key a resume
+/// may change (`--max-search-epochs`, which rewrites config.json before the check).
+#[test]
+fn a_newer_best_survives_a_resume_that_changes_the_search_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("linearize");
+    let mut args = linearize_args(&baseline_model(), "25%", 4);
+    args.extend(["--out".to_string(), s(&run).to_string(), "--stop-after-epochs".into(), "1".into()]);
+    snl().args(&args).assert().code(3);
+    // Go on one epoch at a time until a finetuning epoch is checkpointed.
+    for stop in 2..20 {
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        if metrics.contains("\"finetune\"") {
+            break;
+        }
+        let stop = stop.to_string();
+        snl().args(["linearize", "--resume", s(&run), "-q", "--stop-after-epochs", &stop]).assert().code(3);
+    }
+    let best = run.join("best.safetensors");
+    let lines = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count();
+    let mut metadata = read_metadata(&best);
+    metadata.insert("snl_metrics_lines".into(), (lines + 1).to_string());
+    write_tensors(&best, &read_tensors(&best), Some(metadata));
+    snl().args(["linearize", "--resume", s(&run), "-q", "--max-search-epochs", "31"]).assert().success();
+}

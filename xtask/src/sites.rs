@@ -81,18 +81,21 @@ pub fn draw(snl: &Path, dir: &Path, model: &Path, svg: &Path) -> Result<(), Stri
         return Err(format!("{}: the chart's name must end in .svg", svg.display()));
     }
     let json = svg.with_extension("json");
-    ours(svg, |text| text.starts_with("<svg"))?;
+    ours(svg, |text| text.starts_with("<svg") && text.contains(TITLE))?;
     ours(&json, |text| serde_json::from_str::<Value>(text).is_ok_and(|v| v["sites"].is_array()))?;
     let count = snl_count(snl, model)?;
     let name =
         dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let chart = plot::sites_svg(&count, &format!("{name}: kept ReLUs per site"))?;
+    let chart = plot::sites_svg(&count, &format!("{name}{TITLE}"))?;
     let text = serde_json::to_string_pretty(&count).expect("json") + "\n";
     crate::pareto::write_atomic(&json, &text)?;
     crate::pareto::write_atomic(svg, &chart)?;
     outln!("wrote {} and {}", svg.display(), json.display());
     Ok(())
 }
+
+/// The end of every chart's title: how a chart of ours is told from another SVG.
+const TITLE: &str = ": kept ReLUs per site";
 
 /// Refuses an existing `path` whose text `is_ours` does not recognise.
 fn ours(path: &Path, is_ours: impl Fn(&str) -> bool) -> Result<(), String> {

@@ -400,11 +400,13 @@ fn sites_never_overwrites_a_file_it_did_not_write() {
     std::fs::write(&model, b"precious").unwrap();
     let chart = run.join("mine.svg");
     std::fs::write(&chart, b"not a chart").unwrap();
-    std::fs::write(run.join("other.svg"), b"<svg></svg>").unwrap();
+    std::fs::write(run.join("pareto.svg"), b"<svg><text>test top-1</text></svg>").unwrap();
+    std::fs::write(run.join("other.svg"), b"<svg><text>run: kept ReLUs per site</text></svg>").unwrap();
     std::fs::write(run.join("other.json"), b"[1, 2]").unwrap();
     for (out, why) in [
         (model.clone(), "must end in .svg"),
         (chart.clone(), "mine.svg exists and is not a chart or counts of `xtask sites`"),
+        (run.join("pareto.svg"), "pareto.svg exists and is not a chart or counts"),
         (run.join("other.svg"), "other.json exists and is not a chart or counts"),
     ] {
         let o =
