@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod support;
+
 fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("run xtask")
 }
@@ -110,11 +112,8 @@ fn dry_run_prints_every_command_and_an_estimate_and_runs_nothing() {
 #[cfg(unix)]
 #[test]
 fn sweep_with_a_stand_in_binary() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = temp("sweep");
-    let fake = dir.join("snl");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-snl.sh"), &fake).unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = support::fake_snl(&dir);
     let out = dir.join("sweep");
     let args =
         ["pareto", "--snl", fake.to_str().unwrap(), "--out", out.to_str().unwrap(), "--budgets", "30%,60%"];
@@ -290,7 +289,6 @@ fn bench_finds_a_relative_target_dir_under_the_workspace_root() {
 #[cfg(unix)]
 #[test]
 fn slurm_submission_and_its_bad_input() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = temp("slurm");
     let out = dir.join("sweep");
     let base =
@@ -327,8 +325,7 @@ fn slurm_submission_and_its_bad_input() {
     let sbatch = "#!/bin/sh\n[ -e \"$0.once\" ] && { echo 'sbatch: error: invalid partition specified: p' >&2; exit 1; }\ntouch \"$0.once\"; echo 41\n";
     let scancel = format!("#!/bin/sh\necho \"$@\" > {}\n", log.display());
     for (name, body) in [("sbatch", sbatch.to_string()), ("scancel", scancel)] {
-        std::fs::write(bin.join(name), body).unwrap();
-        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+        support::write_executable(&bin.join(name), body.as_bytes());
     }
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let o = Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod support;
+
 fn script(args: &[&Path]) -> Output {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sweep-state.sh");
     Command::new("bash").arg(path).args(args).output().expect("run bash")
@@ -64,17 +66,16 @@ fn names(dir: &Path) -> Vec<String> {
 /// `uniform-60pct-s0` fails after writing its config.json (unfinished). Returns the xtask
 /// arguments that run it.
 fn fake_sweep(root: &Path) -> Vec<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let fake = root.join("snl");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-snl.sh"), &fake).unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = support::fake_snl(root);
     let args: Vec<String> = ["pareto", "--snl", fake.to_str().unwrap(), "--out"]
         .into_iter()
         .map(String::from)
         .chain([root.join("sweep").display().to_string(), "--budgets".into(), "30%,60%".into()])
         .collect();
     let o = Command::new(env!("CARGO_BIN_EXE_xtask")).args(&args).output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("1 run(s) failed:\n  ") && t.contains("uniform-60pct-s0 (exit code 3)"), "{t}");
     args
 }
 
