@@ -4,10 +4,12 @@
 //! widths 16 and 64, best of several calls per kernel, the kernels alternating.
 //!
 //! ```sh
-//! cargo run --release -p snl-bench --example conv_kernels -- 2 fwd   # threads, fwd | bwd
+//! cargo run --release -p snl-bench --example conv_kernels -- 2 fwd   # threads, fwd | bwd | wgrad
 //! cargo run --release -p snl-bench --example conv_kernels -- 1 fwd 512,4 # one layer, Winograd only (for perf)
 //! ```
-//! `bwd` times forward and backward (both gradients) of `sum(conv(x, w) * up)`.
+//! `bwd` times forward and backward (both gradients) of `sum(conv(x, w) * up)`, `wgrad` the
+//! same with the weight gradient only (the input is no variable): minus `fwd`'s time, what
+//! the weight gradient of each kernel costs.
 
 use std::time::Instant;
 
@@ -22,7 +24,13 @@ const LAYERS: [(usize, usize); 8] =
 fn main() {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().map_or(2, |a| a.parse().expect("threads: a number"));
-    let backward = args.next().is_some_and(|m| m == "bwd");
+    let mode = args.next().unwrap_or_else(|| "fwd".into());
+    let (backward, input_grad) = match mode.as_str() {
+        "fwd" => (false, false),
+        "bwd" => (true, true),
+        "wgrad" => (true, false),
+        other => panic!("mode {other}: fwd, bwd or wgrad"),
+    };
     let only = args.next().map(|a| {
         let v: Vec<usize> = a.split(',').map(|x| x.parse().expect("C,SIDE")).collect();
         (v[0], v[1])
@@ -52,7 +60,12 @@ fn main() {
             for (i, &kernel) in kernels.iter().enumerate() {
                 let start = Instant::now();
                 if backward {
-                    let (xv, wv) = (Var::from_tensor(&x).unwrap(), Var::from_tensor(&w).unwrap());
+                    let xv = if input_grad {
+                        Var::from_tensor(&x).unwrap().as_tensor().clone()
+                    } else {
+                        x.clone()
+                    };
+                    let wv = Var::from_tensor(&w).unwrap();
                     let y = conv2d_with(&xv, &wv, 1, 1, kernel).unwrap();
                     std::hint::black_box((&y * &up).unwrap().sum_all().unwrap().backward().unwrap());
                 } else {

@@ -25,11 +25,8 @@ use candle::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use super::direct::Forward;
 use super::gemm::{Mat, sgemm};
 pub(super) use super::geom::Geom;
-use super::geom::Kernel;
+use super::geom::{Kernel, WeightGrad};
 use super::{f32_slice, ordered_sum, par_vec, par_vec_uninit};
-
-/// Output pixels per group of images in the direct weight gradient.
-const DIRECT_GROUP_PIXELS: usize = 256;
 
 /// A column matrix this wide (in output pixels) keeps gemm near its peak; wider only costs
 /// memory.
@@ -576,25 +573,26 @@ impl CustomOp2 for Conv2dWeightGrad {
         let x = f32_slice(xs, xl, "conv2d weight grad")?;
         let dy = f32_slice(ds, dl, "conv2d weight grad")?;
         let len = g.k * g.crs();
-        if let Kernel::Winograd(wg) = g.kernel(self.kernel, false) {
+        let kernel = g.weight_grad_kernel(self.kernel);
+        if let WeightGrad::Winograd(wg) = kernel {
             let dw = wg.weight_grad(x, dy, g.n, g.k)?;
             return Ok((CpuStorage::F32(dw), Shape::from((g.k, g.c, g.r, g.s))));
         }
-        if let Some(d) = g.direct_weight_grad().filter(|_| self.kernel != ConvKernel::Im2col) {
+        if let WeightGrad::Direct(d) = kernel {
             // Groups of images wide enough (in output pixels) that the kernel's final sums
             // are a small part of its work.
-            let group = DIRECT_GROUP_PIXELS.div_ceil(g.p().max(1));
+            let group = d.group(g.p(), g.k);
             let dw = ordered_sum(g.n, len, |range, acc| {
                 let end = range.end;
                 range.step_by(group).for_each(|n0| {
                     let imgs = group.min(end - n0);
-                    with_scratch(imgs * d.padded_len(), |padded| {
+                    with_scratch(d.scratch_len(imgs, g.k), |scratch| {
                         d.weight_grad(
                             &x[n0 * g.input_len()..(n0 + imgs) * g.input_len()],
                             &dy[n0 * g.output_len()..(n0 + imgs) * g.output_len()],
                             imgs,
                             g.k,
-                            padded,
+                            scratch,
                             acc,
                         )
                     })

@@ -72,6 +72,11 @@ impl Direct {
         self.ow >= LANES && self.padded_len() + k * self.oh * self.ow <= CACHE_FLOATS
     }
 
+    /// Input channels, output map size and stride.
+    pub(super) fn shape(&self) -> (usize, (usize, usize), usize) {
+        (self.c, (self.oh, self.ow), self.stride)
+    }
+
     /// Floats of one image's output of `k` channels.
     pub fn out_len(&self, k: usize) -> usize {
         k * self.oh * self.ow

@@ -4,6 +4,7 @@ use candle::Result;
 
 use super::conv::{ConvKernel, TARGET_COLUMNS};
 use super::direct::{Direct, Forward};
+use super::wgrad::DirectWgrad;
 use super::winograd::Winograd;
 
 /// Every size of one convolution (shared with the cuDNN op).
@@ -64,11 +65,22 @@ impl Geom {
         found.unwrap_or(Kernel::Im2col)
     }
 
-    /// The AVX2 [`Direct`] kernel, whose weight gradient [`Conv2dWeightGrad`] runs where it
-    /// applies.
-    pub(super) fn direct_weight_grad(&self) -> Option<Direct> {
-        Direct::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
-            .filter(|d| d.has_weight_grad(self.k))
+    /// The kernel of this convolution's weight gradient: Winograd's where the forward runs
+    /// Winograd, except on layers under 256 channels when the AVX-512 direct kernel
+    /// applies (it took 88 ms against Winograd's 107 on 128 channels of 16x16 maps, and lost
+    /// on 256 and 512 channels: BENCHMARKS.md); else the direct one where it applies.
+    pub(super) fn weight_grad_kernel(&self, asked: ConvKernel) -> WeightGrad {
+        let direct = Direct::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
+            .and_then(|d| DirectWgrad::new(d, self.k))
+            .filter(|_| asked != ConvKernel::Im2col);
+        if let Kernel::Winograd(wg) = self.kernel(asked, false) {
+            let direct_pays = asked == ConvKernel::Auto && self.c.min(self.k) < 256;
+            match direct {
+                Some(d @ DirectWgrad::Avx512(_)) if direct_pays => return WeightGrad::Direct(d),
+                _ => return WeightGrad::Winograd(wg),
+            }
+        }
+        direct.map_or(WeightGrad::Im2col, WeightGrad::Direct)
     }
 
     /// Rows of the column matrix.
@@ -144,6 +156,13 @@ impl Geom {
 fn winograd_pays(c: usize, k: usize, (h, w): (usize, usize)) -> bool {
     let channels = c.min(k);
     channels >= 256 || (channels >= 128 && h * w >= 256)
+}
+
+/// A kernel chosen by [`Geom::weight_grad_kernel`].
+pub(super) enum WeightGrad {
+    Im2col,
+    Direct(DirectWgrad),
+    Winograd(Winograd),
 }
 
 /// A kernel chosen by [`Geom::kernel`].

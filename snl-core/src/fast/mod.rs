@@ -16,7 +16,10 @@
 //!   multiple of 16 pixels, which gives the same bits as the AVX2 one where both apply. For
 //!   wide 3x3 stride-1 layers (`geom.rs` has the rule) Winograd F(2x2, 3x3) computes the
 //!   forward and the input gradient (`winograd.rs`; float rounding apart from the others,
-//!   `tests/fast_winograd.rs`). With `--features cudnn`
+//!   `tests/fast_winograd.rs`). With AVX-512F the weight gradient of a stride-1 3x3 layer
+//!   with a multiple of 16 output channels runs `wgrad.rs`'s kernel (16 output channels in
+//!   a register, where the AVX2 one holds 8 pixels), also under a Winograd forward below
+//!   256 channels (`geom.rs`). With `--features cudnn`
 //!   it runs on CUDA through cuDNN (forward, backward-data, backward-filter; `cudnn.rs`,
 //!   not yet run on a GPU).
 //! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
@@ -42,6 +45,7 @@ mod direct512;
 mod gemm;
 mod geom;
 mod masked;
+mod wgrad;
 mod winograd;
 
 pub use alloc::tune_allocator;
