@@ -88,7 +88,8 @@ pub(super) struct Wgrad512 {
 
 impl Wgrad512 {
     /// The kernel for `k` output channels, or `None` where it does not apply: it needs
-    /// AVX-512F, stride 1, `k` a multiple of 16 and one image's data within the cache budget.
+    /// AVX-512F, stride 1, `k` and the output pixels multiples of 16 (whole 16x16 blocks to
+    /// transpose) and one image's data within the cache budget.
     pub fn new(d: Direct, k: usize) -> Option<Self> {
         let (c, (oh, ow), stride) = d.shape();
         let w = Self { d, c, oh, ow };
@@ -96,6 +97,7 @@ impl Wgrad512 {
             && stride == 1
             && k.is_multiple_of(LANES)
             && k > 0
+            && (oh * ow).is_multiple_of(LANES)
             && w.image_floats(k) <= CACHE_FLOATS)
             .then_some(w)
     }
@@ -121,9 +123,12 @@ impl Wgrad512 {
             self.d.pad_into(&x[i * in_len..(i + 1) * in_len], &mut padded[i * pad_len..(i + 1) * pad_len]);
             // Pixel-major: the 16 channels a register takes are consecutive.
             let (src, dst) = (&dy[i * k * p..(i + 1) * k * p], &mut dyt[i * k * p..(i + 1) * k * p]);
-            for (ko, plane) in src.chunks_exact(p).enumerate() {
-                for (q, &v) in plane.iter().enumerate() {
-                    dst[q * k + ko] = v;
+            for (k0, q0) in (0..k).step_by(LANES).flat_map(|k0| (0..p).step_by(LANES).map(move |q0| (k0, q0)))
+            {
+                // SAFETY: `new` checked AVX-512F and that `k` and `p` are multiples of 16, so the block's 16 rows of 16 floats lie inside `src`
+                // (rows `p` apart) and `dst` (rows `k` apart).
+                unsafe {
+                    x86::transpose16(src.as_ptr().add(k0 * p + q0), p, dst.as_mut_ptr().add(q0 * k + k0), k)
                 }
             }
         }
@@ -167,6 +172,48 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{LANES, Wgrad512};
+
+    /// Writes the transpose of the 16x16 block at `src` (rows `src_stride` floats apart)
+    /// to `dst` (rows `dst_stride` apart): row `j` of `dst` is column `j` of `src`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F and the 16 rows of 16 floats on either side are in bounds.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose16(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+        // SAFETY: as the caller promises.
+        let r: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
+        // Within each 128-bit lane L: rows 2j and 2j + 1 of columns 4L, 4L + 1 (even t),
+        // and of columns 4L + 2, 4L + 3 (odd t).
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 { _mm512_unpacklo_ps(a, b) } else { _mm512_unpackhi_ps(a, b) }
+        });
+        // `q[4g + m]`, lane L: rows 4g..4g + 4 of column 4L + m.
+        let q: [__m512; 16] = std::array::from_fn(|i| {
+            let (g, m) = (i / 4, i % 4);
+            let (a, b) = (_mm512_castps_pd(t[4 * g + m / 2]), _mm512_castps_pd(t[4 * g + m / 2 + 2]));
+            _mm512_castpd_ps(if m % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+        });
+        // `u[m]`: column m's rows 0-3, 4-7 of lanes 0 and 2; `u[4 + m]` of lanes 1 and 3;
+        // `u[8 + m]`, `u[12 + m]` the same of rows 8-15.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let (half, odd_lanes, m) = (i / 8, i / 4 % 2 == 1, i % 4);
+            let (a, b) = (q[8 * half + m], q[8 * half + 4 + m]);
+            if odd_lanes { _mm512_shuffle_f32x4::<0xdd>(a, b) } else { _mm512_shuffle_f32x4::<0x88>(a, b) }
+        });
+        for m in 0..4 {
+            let columns = [
+                (m, _mm512_shuffle_f32x4::<0x88>(u[m], u[8 + m])),
+                (4 + m, _mm512_shuffle_f32x4::<0x88>(u[4 + m], u[12 + m])),
+                (8 + m, _mm512_shuffle_f32x4::<0xdd>(u[m], u[8 + m])),
+                (12 + m, _mm512_shuffle_f32x4::<0xdd>(u[4 + m], u[12 + m])),
+            ];
+            for (col, v) in columns {
+                // SAFETY: as the caller promises.
+                unsafe { _mm512_storeu_ps(dst.add(col * dst_stride), v) };
+            }
+        }
+    }
 
     /// Adds into `dw` the gradient of the weights of output channels `k0..k0 + 16 KV` and
     /// input channels `c0..c0 + NC`, summed over `imgs` images: `padded` holds them as
@@ -231,6 +278,11 @@ mod x86 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
+    /// Never called: [`super::Wgrad512::new`] is `None` off x86-64.
+    pub(super) unsafe fn transpose16(_: *const f32, _: usize, _: *mut f32, _: usize) {
+        unreachable!("AVX-512 transpose called without AVX-512F")
+    }
+
     /// Never called: [`super::Wgrad512::new`] is `None` off x86-64.
     pub(super) unsafe fn block<const KV: usize, const NC: usize>(
         _: &super::Wgrad512,
