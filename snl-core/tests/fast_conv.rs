@@ -157,10 +157,10 @@ fn matches_candle_on_direct_kernel_shapes() {
     check(51, (1, 4, 64, 64), (5, 3, 3), 2, 1);
 }
 
-/// The shapes of the AVX-512 weight-gradient kernel (stride 1, output channels a multiple
-/// of 16; channels in lanes, so rows of any width the direct layout takes): two registers
-/// of channels and one, input channels off its blocks of 3, groups of images summed in
-/// order (64 images of 4x4 maps make a group), and width 64's first stage. Where the CPU
+/// The shapes of the AVX-512 weight-gradient kernel (output channels a multiple of 16;
+/// channels in lanes, so rows of any width the direct layout takes): two registers of
+/// channels and one, input channels off its blocks of 3, groups of images summed in order
+/// (64 images of 4x4 maps make a group), width 64's first stage, and stride 2. Where the CPU
 /// has no AVX-512F these run the AVX2 kernel or im2col, against the same reference.
 #[test]
 fn matches_candle_on_channel_lane_weight_gradient_shapes() {
@@ -169,6 +169,9 @@ fn matches_candle_on_channel_lane_weight_gradient_shapes() {
     check(62, (70, 2, 4, 4), (32, 3, 3), 1, 1);
     check(63, (2, 3, 16, 8), (16, 3, 3), 1, 1);
     check(64, (1, 64, 32, 32), (64, 3, 3), 1, 1);
+    check(65, (2, 5, 8, 8), (16, 3, 3), 2, 1);
+    check(66, (3, 4, 16, 16), (48, 3, 3), 2, 1);
+    check(67, (1, 64, 32, 32), (128, 3, 3), 2, 1);
 }
 
 #[test]

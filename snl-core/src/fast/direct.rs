@@ -72,9 +72,9 @@ impl Direct {
         self.ow >= LANES && self.padded_len() + k * self.oh * self.ow <= CACHE_FLOATS
     }
 
-    /// Input channels, output map size and stride.
+    /// Floats of one input image, output map size and stride.
     pub(super) fn shape(&self) -> (usize, (usize, usize), usize) {
-        (self.c, (self.oh, self.ow), self.stride)
+        (self.c * self.h * self.w, (self.oh, self.ow), self.stride)
     }
 
     /// Floats of one image's output of `k` channels.
@@ -95,11 +95,12 @@ impl Direct {
     /// Where in a channel of the padded copy the nine taps `(r, s)` (row-major) of an output
     /// pixel are, from the pixel's [`Self::pixel_offset`].
     pub(super) fn tap_offsets(&self) -> [usize; 9] {
-        let (st, phase, pitch) = (self.stride, self.phase, self.pitch);
-        std::array::from_fn(|i| {
-            let (r, s) = (i / 3, i % 3);
-            ((r % st) * st + s % st) * phase + r / st * pitch + s / st
-        })
+        std::array::from_fn(|t| tap_offset(self.stride, t, self.pitch, self.phase))
+    }
+
+    /// Row pitch and floats of one (phase) plane of the padded copy.
+    pub(super) fn pitch_phase(&self) -> (usize, usize) {
+        (self.pitch, self.phase)
     }
 
     /// Where output pixel `p` (raster order) reads its top-left tap in a channel of the
@@ -228,6 +229,15 @@ impl Direct {
             }
         }
     }
+}
+
+/// [`Direct::tap_offsets`]'s offset of tap `t` (`3 r + s`) at stride `st`, for a padded copy
+/// of row pitch `pitch` and (phase) planes of `phase` floats; a kernel with the stride as a
+/// constant gets each tap's offset folded to a sum of those two.
+#[inline(always)]
+pub(super) fn tap_offset(st: usize, t: usize, pitch: usize, phase: usize) -> usize {
+    let (r, s) = (t / 3, t % 3);
+    ((r % st) * st + s % st) * phase + r / st * pitch + s / st
 }
 
 /// The output size of a convolution both direct kernels can compute: 3x3, padding 1, stride

@@ -8,7 +8,8 @@
 //! pixel-major copy of the output gradient, and multiplies it by one broadcast input float
 //! per tap, into 18 to 27 registers (2 blocks of output channels by one input channel's 9
 //! taps, or 1 by 3 input channels'). Every product is a full-width FMA, no sum crosses
-//! lanes, and any map size works (the 4x4 maps of ResNet18's last stage too).
+//! lanes, and any map size works (the 4x4 maps of ResNet18's last stage too). Stride 2
+//! reads the phase-split padded copy of the AVX2 kernel, as its forward does.
 
 use super::direct::Direct;
 
@@ -26,7 +27,7 @@ const CACHE_FLOATS: usize = 1 << 18;
 /// The direct weight-gradient kernel of one convolution.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum DirectWgrad {
-    /// Channels in lanes (AVX-512F, stride 1, output channels a multiple of 16).
+    /// Channels in lanes (AVX-512F, output channels and pixels multiples of 16).
     Avx512(Wgrad512),
     /// Pixels in lanes (AVX2; see [`Direct::has_weight_grad`]).
     Avx2(Direct),
@@ -73,28 +74,31 @@ impl DirectWgrad {
     }
 }
 
-/// One block size of [`x86::block`].
+/// One block size and stride of [`x86::block`].
 type BlockKernel = unsafe fn(&Wgrad512, &[f32], &[f32], usize, usize, (usize, usize), &mut [f32]);
 
-/// The AVX-512 weight gradient of a stride-1 convolution, reading the AVX2 kernel's padded
-/// copy of each image.
+/// The AVX-512 weight gradient of a convolution, reading the AVX2 kernel's padded (at
+/// stride 2 phase-split) copy of each image.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Wgrad512 {
     d: Direct,
+    /// Input channels.
     c: usize,
+    /// Floats of one input image.
+    in_len: usize,
     oh: usize,
     ow: usize,
+    stride: usize,
 }
 
 impl Wgrad512 {
     /// The kernel for `k` output channels, or `None` where it does not apply: it needs
-    /// AVX-512F, stride 1, `k` and the output pixels multiples of 16 (whole 16x16 blocks to
+    /// AVX-512F, `k` and the output pixels multiples of 16 (whole 16x16 blocks to
     /// transpose) and one image's data within the cache budget.
     pub fn new(d: Direct, k: usize) -> Option<Self> {
-        let (c, (oh, ow), stride) = d.shape();
-        let w = Self { d, c, oh, ow };
+        let (in_len, (oh, ow), stride) = d.shape();
+        let w = Self { d, c: d.padded_len() / d.chan_len(), in_len, oh, ow, stride };
         (cpu_has_avx512f()
-            && stride == 1
             && k.is_multiple_of(LANES)
             && k > 0
             && (oh * ow).is_multiple_of(LANES)
@@ -109,8 +113,7 @@ impl Wgrad512 {
 
     /// See [`DirectWgrad::weight_grad`].
     fn weight_grad(&self, x: &[f32], dy: &[f32], imgs: usize, k: usize, scratch: &mut [f32], dw: &mut [f32]) {
-        let (c, p, pad_len) = (self.c, self.oh * self.ow, self.d.padded_len());
-        let in_len = c * (self.oh * self.ow);
+        let (c, p, pad_len, in_len) = (self.c, self.oh * self.ow, self.d.padded_len(), self.in_len);
         assert!(
             x.len() >= imgs * in_len
                 && dy.len() >= imgs * k * p
@@ -141,11 +144,15 @@ impl Wgrad512 {
             let mut c0 = 0;
             while c0 < c {
                 let nc = if pair { 1 } else { 3.min(c - c0) };
-                let kernel: BlockKernel = match (pair, nc) {
-                    (true, _) => x86::block::<2, 1>,
-                    (false, 3) => x86::block::<1, 3>,
-                    (false, 2) => x86::block::<1, 2>,
-                    (false, _) => x86::block::<1, 1>,
+                let kernel: BlockKernel = match (self.stride, pair, nc) {
+                    (1, true, _) => x86::block::<1, 2, 1>,
+                    (1, false, 3) => x86::block::<1, 1, 3>,
+                    (1, false, 2) => x86::block::<1, 1, 2>,
+                    (1, false, _) => x86::block::<1, 1, 1>,
+                    (_, true, _) => x86::block::<2, 2, 1>,
+                    (_, false, 3) => x86::block::<2, 1, 3>,
+                    (_, false, 2) => x86::block::<2, 1, 2>,
+                    (_, false, _) => x86::block::<2, 1, 1>,
                 };
                 // SAFETY: `new` checked AVX-512F; the assert above the buffer lengths, and
                 // `k0 + 16 KV <= k`, `c0 + NC <= c` (see `block`).
@@ -171,6 +178,7 @@ fn cpu_has_avx512f() -> bool {
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::direct::tap_offset;
     use super::{LANES, Wgrad512};
 
     /// Writes the transpose of the 16x16 block at `src` (rows `src_stride` floats apart)
@@ -221,12 +229,13 @@ mod x86 {
     /// gradients pixel-major, `(imgs, oh ow, k)`.
     ///
     /// # Safety
-    /// The CPU has AVX-512F, `w` came from [`Wgrad512::new`], the slices are at least as
-    /// long as their shapes, `k0 + 16 KV <= k` and `c0 + NC <= c`. Tap `(r, s)` of output
-    /// pixel `(row, col)` is then padded float `(row + r) pitch + col + s` of its channel,
-    /// inside the channel's `(oh + 2) pitch` floats.
+    /// The CPU has AVX-512F, `w` came from [`Wgrad512::new`] with stride `S`, the slices are
+    /// at least as long as their shapes, `k0 + 16 KV <= k` and `c0 + NC <= c`. Tap `(r, s)`
+    /// of output pixel `(row, col)` is then padded float `row pitch + col` plus the tap's
+    /// offset (`Direct::tap_offsets`: at stride 1 `r pitch + s`) of its channel, inside the
+    /// channel.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block<const KV: usize, const NC: usize>(
+    pub(super) unsafe fn block<const S: usize, const KV: usize, const NC: usize>(
         w: &Wgrad512,
         padded: &[f32],
         dyt: &[f32],
@@ -236,7 +245,7 @@ mod x86 {
         dw: &mut [f32],
     ) {
         let (c, oh, ow, chan) = (w.c, w.oh, w.ow, w.d.chan_len());
-        let pitch = w.d.tap_offsets()[3];
+        let (pitch, phase) = w.d.pitch_phase();
         let mut acc = [[[_mm512_setzero_ps(); 9]; NC]; KV];
         // SAFETY: the caller's promises above keep every pointer inside its slice.
         unsafe {
@@ -251,7 +260,7 @@ mod x86 {
                         for cc in 0..NC {
                             let xc = xo.add(cc * chan);
                             for t in 0..9 {
-                                let b = _mm512_set1_ps(*xc.add(t / 3 * pitch + t % 3));
+                                let b = _mm512_set1_ps(*xc.add(tap_offset(S, t, pitch, phase)));
                                 for (a, g) in acc.iter_mut().zip(&gv) {
                                     a[cc][t] = _mm512_fmadd_ps(*g, b, a[cc][t]);
                                 }
@@ -284,7 +293,7 @@ mod x86 {
     }
 
     /// Never called: [`super::Wgrad512::new`] is `None` off x86-64.
-    pub(super) unsafe fn block<const KV: usize, const NC: usize>(
+    pub(super) unsafe fn block<const S: usize, const KV: usize, const NC: usize>(
         _: &super::Wgrad512,
         _: &[f32],
         _: &[f32],
@@ -301,8 +310,15 @@ mod x86 {
 mod tests {
     use super::*;
 
-    /// The definition: `dw[k][c][r][s] = sum over images and pixels of dy x`, in f64.
-    fn reference(x: &[f32], dy: &[f32], (n, c, h, w): (usize, usize, usize, usize), k: usize) -> Vec<f32> {
+    /// The definition: `dw[k][c][r][s] = sum over images and output pixels of dy x`, in f64.
+    fn reference(
+        x: &[f32],
+        dy: &[f32],
+        (n, c, h, w): (usize, usize, usize, usize),
+        k: usize,
+        stride: usize,
+    ) -> Vec<f32> {
+        let (oh, ow) = (h / stride, w / stride);
         let mut dw = vec![0f64; k * c * 9];
         for i in 0..n {
             for ko in 0..k {
@@ -310,14 +326,15 @@ mod tests {
                     for t in 0..9 {
                         let (r, s) = (t / 3, t % 3);
                         let mut sum = 0f64;
-                        for row in 0..h {
-                            for col in 0..w {
-                                let (a, b) = ((row + r) as isize - 1, (col + s) as isize - 1);
+                        for row in 0..oh {
+                            for col in 0..ow {
+                                let (a, b) =
+                                    ((stride * row + r) as isize - 1, (stride * col + s) as isize - 1);
                                 if a < 0 || b < 0 || a >= h as isize || b >= w as isize {
                                     continue;
                                 }
                                 let xv = x[((i * c + ci) * h + a as usize) * w + b as usize] as f64;
-                                sum += dy[((i * k + ko) * h + row) * w + col] as f64 * xv;
+                                sum += dy[((i * k + ko) * oh + row) * ow + col] as f64 * xv;
                             }
                         }
                         dw[(ko * c + ci) * 9 + t] += sum;
@@ -329,8 +346,8 @@ mod tests {
     }
 
     /// Every block shape (two registers of output channels by one input channel, one by
-    /// three, two or one), maps with rows of 4 to 32 pixels, one image and several, against
-    /// the definition; the sums start from what `dw` held.
+    /// three, two or one) at both strides, output rows of 4 to 32 pixels, one image and
+    /// several, against the definition; the sums start from what `dw` held.
     #[test]
     fn agrees_with_the_definition() {
         if !cpu_has_avx512f() {
@@ -342,25 +359,32 @@ mod tests {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
         };
-        for (n, c, (h, w), k) in [
-            (1, 1, (4, 4), 16),
-            (2, 5, (8, 8), 16),
-            (3, 4, (4, 4), 48),
-            (2, 3, (8, 16), 32),
-            (1, 2, (32, 32), 64),
+        for (n, c, (h, w), k, stride) in [
+            (1, 1, (4, 4), 16, 1),
+            (2, 5, (8, 8), 16, 1),
+            (3, 4, (4, 4), 48, 1),
+            (2, 3, (8, 16), 32, 1),
+            (1, 2, (32, 32), 64, 1),
+            (2, 5, (8, 8), 16, 2),
+            (1, 4, (16, 16), 48, 2),
+            (2, 1, (8, 32), 32, 2),
         ] {
-            let d = Direct::new(c, (h, w), (3, 3), 1, 1).expect("direct layout");
+            let d = Direct::new(c, (h, w), (3, 3), stride, 1).expect("direct layout");
+            let (oh, ow) = (h / stride, w / stride);
             let kernel = Wgrad512::new(d, k).expect("AVX-512 weight grad applies");
             let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
-            let dy: Vec<f32> = (0..n * k * h * w).map(|_| next()).collect();
+            let dy: Vec<f32> = (0..n * k * oh * ow).map(|_| next()).collect();
             let start: Vec<f32> = (0..k * c * 9).map(|_| next()).collect();
             let mut dw = start.clone();
             let mut scratch = vec![f32::NAN; n * kernel.image_floats(k)];
             kernel.weight_grad(&x, &dy, n, k, &mut scratch, &mut dw);
-            let want = reference(&x, &dy, (n, c, h, w), k);
+            let want = reference(&x, &dy, (n, c, h, w), k, stride);
             for (i, ((&got, &want), &from)) in dw.iter().zip(&want).zip(&start).enumerate() {
                 let err = (got - from - want).abs();
-                assert!(err < 1e-4, "n {n} c {c} {h}x{w} k {k}: weight {i}: {got} - {from} vs {want}");
+                assert!(
+                    err < 1e-4,
+                    "n {n} c {c} {h}x{w} k {k} stride {stride}: weight {i}: {got} - {from} vs {want}"
+                );
             }
         }
     }
@@ -376,7 +400,8 @@ mod tests {
         assert!(Wgrad512::new(d(16, (32, 32), 1), 16).is_some());
         assert!(Wgrad512::new(d(64, (32, 32), 1), 64).is_some(), "width 64's first stage fits");
         assert!(Wgrad512::new(d(16, (32, 32), 1), 24).is_none(), "k not a multiple of 16");
-        assert!(Wgrad512::new(d(16, (32, 32), 2), 16).is_none(), "stride 2");
+        assert!(Wgrad512::new(d(16, (32, 32), 2), 32).is_some(), "stride 2");
+        assert!(Wgrad512::new(d(16, (8, 8), 2), 16).is_some(), "4x4 outputs");
         assert!(Wgrad512::new(d(256, (32, 32), 1), 256).is_none(), "one image beyond the cache budget");
     }
 }
