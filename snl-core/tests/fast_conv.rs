@@ -3,7 +3,7 @@
 mod common;
 use common::rel_err;
 
-use candle::{Device, Tensor, Var};
+use candle::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -282,4 +282,20 @@ fn conv2d_affine_matches_convolution_then_channel_affine() {
     let wt = random(&mut rng, &[4, 3, 3, 3]);
     let short = random(&mut rng, &[3]);
     assert!(snl_core::fast::conv2d_affine(&x, &wt, &short, &short, 1, 1).is_err());
+}
+
+/// An empty batch: an empty output, an empty input gradient and a zero weight gradient,
+/// with every kernel (no chunk to run must not mean a panic or uninitialised memory).
+#[test]
+fn an_empty_batch_gives_zero_weight_gradients() {
+    for (c, hw, k, stride) in [(16, 8, 16, 1), (16, 8, 32, 2), (3, 5, 4, 1)] {
+        let x = Var::from_tensor(&Tensor::zeros((0, c, hw, hw), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let wt = Var::from_tensor(&Tensor::ones((k, c, 3, 3), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let y = snl_core::fast::conv2d(&x, &wt, stride, 1).unwrap();
+        assert_eq!(y.dims(), [0, k, hw.div_ceil(stride), hw.div_ceil(stride)]);
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        assert_eq!(grads.get(&x).unwrap().dims(), [0, c, hw, hw]);
+        let dw = grads.get(&wt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(dw.iter().all(|&v| v == 0.0), "{c} -> {k}, stride {stride}: {dw:?}");
+    }
 }
