@@ -14,9 +14,11 @@
 //!
 //! Where a direct kernel applies (3x3, padding 1; AVX2 or AVX-512F, see [`Forward`]), the
 //! forward and the stride-1 input gradient skip im2col altogether, and so does the weight
-//! gradient where the AVX2 kernel's applies. Where Winograd F(2x2, 3x3) is faster (3x3,
-//! stride 1, wide layers; `geom.rs` has the rule, `winograd.rs` the kernel) it computes the
-//! forward and the input gradient instead.
+//! gradient where a direct one applies (AVX2 `direct.rs`, or AVX-512F `wgrad.rs`). Where
+//! Winograd F(2x2, 3x3) is faster (3x3, stride 1, wide layers; `geom.rs` has the rules,
+//! `winograd.rs` the kernel) it computes the forward and the input gradient instead, and
+//! the weight gradient unless [`Geom::weight_grad_kernel`] picks `wgrad.rs`'s (below 256
+//! channels).
 
 use std::cell::RefCell;
 
@@ -46,7 +48,9 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
 
 /// Which kernel computes a convolution's forward and stride-1 input gradient on the CPU.
 /// `Auto` is the rule of [`Geom::kernel`]; tests and benchmarks force the others (one that
-/// does not apply falls back: Winograd to direct, direct to im2col).
+/// does not apply falls back: Winograd to direct, direct to im2col). The weight gradient
+/// follows [`Geom::weight_grad_kernel`]: the same kernel, except that under `Auto` a
+/// Winograd layer below 256 channels takes the AVX-512 direct one where it applies.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvKernel {

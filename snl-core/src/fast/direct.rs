@@ -99,6 +99,7 @@ impl Direct {
     }
 
     /// Row pitch and floats of one (phase) plane of the padded copy.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) fn pitch_phase(&self) -> (usize, usize) {
         (self.pitch, self.phase)
     }

@@ -66,8 +66,8 @@ impl Geom {
     }
 
     /// The kernel of this convolution's weight gradient: Winograd's where the forward runs
-    /// Winograd, except on layers under 256 channels when the AVX-512 direct kernel
-    /// applies (it took 88 ms against Winograd's 107 on 128 channels of 16x16 maps, and lost
+    /// Winograd, except, under `Auto` only, on layers under 256 channels when the AVX-512
+    /// direct kernel applies (it took 88 ms against Winograd's 107 on 128 channels of 16x16 maps, and lost
     /// on 256 and 512 channels: BENCHMARKS.md); else the direct one where it applies.
     pub(super) fn weight_grad_kernel(&self, asked: ConvKernel) -> WeightGrad {
         let direct = Direct::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)

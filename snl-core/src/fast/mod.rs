@@ -16,12 +16,12 @@
 //!   multiple of 16 pixels, which gives the same bits as the AVX2 one where both apply. For
 //!   wide 3x3 stride-1 layers (`geom.rs` has the rule) Winograd F(2x2, 3x3) computes the
 //!   forward and the input gradient (`winograd.rs`; float rounding apart from the others,
-//!   `tests/fast_winograd.rs`). With AVX-512F the weight gradient of a 3x3 padding-1 layer
-//!   (stride 1 or 2) with a multiple of 16 output channels runs `wgrad.rs`'s kernel (16 output channels in
-//!   a register, where the AVX2 one holds 8 pixels), also under a Winograd forward below
-//!   256 channels (`geom.rs`). With `--features cudnn`
-//!   it runs on CUDA through cuDNN (forward, backward-data, backward-filter; `cudnn.rs`,
-//!   not yet run on a GPU).
+//!   `tests/fast_winograd.rs`). With AVX-512F the weight gradient of a 3x3 padding-1
+//!   layer (stride 1 or 2) with a multiple of 16 output channels, whose image fits the
+//!   kernel's cache budget, runs `wgrad.rs`'s kernel (16 output channels in a register,
+//!   where the AVX2 one holds 8 pixels), also under a Winograd forward below 256 channels
+//!   (`geom.rs`). With `--features cudnn`, [`conv2d`] runs on CUDA through cuDNN (forward,
+//!   backward-data, backward-filter; `cudnn.rs`, not yet run on a GPU).
 //! - [`conv2d_affine`]: a convolution and an eval-mode batch norm in one op when nothing
 //!   needs a gradient (the scale folded into the weights, the shift added in cache).
 //! - [`masked_relu`]: the SNL activation `x + a * relu(-x)` in one pass each way;

@@ -6,9 +6,10 @@
 //! the end of each group of images. The AVX-512 one here keeps 16 *output channels* of
 //! one weight in a register instead: each pixel loads `dy[p][k0..k0 + 16]` once, from a
 //! pixel-major copy of the output gradient, and multiplies it by one broadcast input float
-//! per tap, into 18 to 27 registers (2 blocks of output channels by one input channel's 9
+//! per tap, into up to 27 registers (2 blocks of output channels by one input channel's 9
 //! taps, or 1 by 3 input channels'). Every product is a full-width FMA, no sum crosses
-//! lanes, and any map size works (the 4x4 maps of ResNet18's last stage too). Stride 2
+//! lanes, and rows of any width the direct layout takes work (the 4x4 maps of ResNet18's
+//! last stage too, where the AVX2 kernel needs rows of 8 pixels). Stride 2
 //! reads the phase-split padded copy of the AVX2 kernel, as its forward does.
 
 use super::direct::Direct;
@@ -149,10 +150,11 @@ impl Wgrad512 {
                     (1, false, 3) => x86::block::<1, 1, 3>,
                     (1, false, 2) => x86::block::<1, 1, 2>,
                     (1, false, _) => x86::block::<1, 1, 1>,
-                    (_, true, _) => x86::block::<2, 2, 1>,
-                    (_, false, 3) => x86::block::<2, 1, 3>,
-                    (_, false, 2) => x86::block::<2, 1, 2>,
-                    (_, false, _) => x86::block::<2, 1, 1>,
+                    (2, true, _) => x86::block::<2, 2, 1>,
+                    (2, false, 3) => x86::block::<2, 1, 3>,
+                    (2, false, 2) => x86::block::<2, 1, 2>,
+                    (2, false, _) => x86::block::<2, 1, 1>,
+                    (stride, ..) => unreachable!("direct layout with stride {stride}"),
                 };
                 // SAFETY: `new` checked AVX-512F; the assert above the buffer lengths, and
                 // `k0 + 16 KV <= k`, `c0 + NC <= c` (see `block`).
@@ -394,7 +396,8 @@ mod tests {
         let d = |c, hw, stride| Direct::new(c, hw, (3, 3), stride, 1).unwrap();
         if !cpu_has_avx512f() {
             eprintln!("skipped: this CPU has no AVX-512F");
-            assert!(Wgrad512::new(d(16, (32, 32), 1), 16).is_none());
+            let layout = Direct::new(16, (32, 32), (3, 3), 1, 1);
+            assert!(layout.and_then(|d| Wgrad512::new(d, 16)).is_none());
             return;
         }
         assert!(Wgrad512::new(d(16, (32, 32), 1), 16).is_some());
