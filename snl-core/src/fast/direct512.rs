@@ -208,12 +208,12 @@ fn kernel(runs: usize, nk: usize) -> Kernel {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn cpu_has_avx512f() -> bool {
+pub(super) fn cpu_has_avx512f() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn cpu_has_avx512f() -> bool {
+pub(super) fn cpu_has_avx512f() -> bool {
     false
 }
 

@@ -13,6 +13,7 @@
 //! reads the phase-split padded copy of the AVX2 kernel, as its forward does.
 
 use super::direct::Direct;
+use super::direct512::cpu_has_avx512f;
 
 /// Output pixels per group of images summed before the group's sums are added into the
 /// gradient, so those final adds are a small part of the work (AVX-512: 16 adds per
@@ -164,16 +165,6 @@ impl Wgrad512 {
             k0 += if pair { 2 * LANES } else { LANES };
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn cpu_has_avx512f() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn cpu_has_avx512f() -> bool {
-    false
 }
 
 #[cfg(target_arch = "x86_64")]
