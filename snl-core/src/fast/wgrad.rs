@@ -130,8 +130,9 @@ impl Wgrad512 {
             let (src, dst) = (&dy[i * k * p..(i + 1) * k * p], &mut dyt[i * k * p..(i + 1) * k * p]);
             for (k0, q0) in (0..k).step_by(LANES).flat_map(|k0| (0..p).step_by(LANES).map(move |q0| (k0, q0)))
             {
-                // SAFETY: `new` checked AVX-512F and that `k` and `p` are multiples of 16, so the block's 16 rows of 16 floats lie inside `src`
-                // (rows `p` apart) and `dst` (rows `k` apart).
+                // SAFETY: `new` checked AVX-512F and that `k` and `p` are multiples of 16, so
+                // the block's 16 rows of 16 floats lie inside `src` (rows `p` apart) and
+                // `dst` (rows `k` apart).
                 unsafe {
                     x86::transpose16(src.as_ptr().add(k0 * p + q0), p, dst.as_mut_ptr().add(q0 * k + k0), k)
                 }
