@@ -72,9 +72,9 @@ impl Direct {
         self.ow >= LANES && self.padded_len() + k * self.oh * self.ow <= CACHE_FLOATS
     }
 
-    /// Floats of one input image, output map size and stride.
-    pub(super) fn shape(&self) -> (usize, (usize, usize), usize) {
-        (self.c * self.h * self.w, (self.oh, self.ow), self.stride)
+    /// Input channels, input and output map sizes, and stride.
+    pub(super) fn shape(&self) -> (usize, (usize, usize), (usize, usize), usize) {
+        (self.c, (self.h, self.w), (self.oh, self.ow), self.stride)
     }
 
     /// Floats of one image's output of `k` channels.

@@ -98,14 +98,14 @@ impl Wgrad512 {
     /// AVX-512F, `k` and the output pixels multiples of 16 (whole 16x16 blocks to
     /// transpose) and one image's data within the cache budget.
     pub fn new(d: Direct, k: usize) -> Option<Self> {
-        let (in_len, (oh, ow), stride) = d.shape();
-        let w = Self { d, c: d.padded_len() / d.chan_len(), in_len, oh, ow, stride };
+        let (c, (h, w), (oh, ow), stride) = d.shape();
+        let kernel = Self { d, c, in_len: c * h * w, oh, ow, stride };
         (cpu_has_avx512f()
             && k.is_multiple_of(LANES)
             && k > 0
             && (oh * ow).is_multiple_of(LANES)
-            && w.image_floats(k) <= CACHE_FLOATS)
-            .then_some(w)
+            && kernel.image_floats(k) <= CACHE_FLOATS)
+            .then_some(kernel)
     }
 
     /// Scratch floats per image: its padded copy and its pixel-major output gradient.
