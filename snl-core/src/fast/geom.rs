@@ -67,18 +67,19 @@ impl Geom {
 
     /// The kernel of this convolution's weight gradient: Winograd's where the forward runs
     /// Winograd, except, under `Auto` only, on layers under 256 channels when the AVX-512
-    /// direct kernel applies (it took 88 ms against Winograd's 107 on 128 channels of 16x16 maps, and lost
-    /// on 256 and 512 channels: BENCHMARKS.md); else the direct one where it applies.
+    /// direct kernel applies (it took 88 ms against Winograd's 107 on 128 channels of 16x16
+    /// maps, and lost on 256 and 512 channels: BENCHMARKS.md); else the direct one where it
+    /// applies.
     pub(super) fn weight_grad_kernel(&self, asked: ConvKernel) -> WeightGrad {
         let direct = Direct::new(self.c, (self.h, self.w), (self.r, self.s), self.stride, self.pad)
             .and_then(|d| DirectWgrad::new(d, self.k))
             .filter(|_| asked != ConvKernel::Im2col);
         if let Kernel::Winograd(wg) = self.kernel(asked, false) {
             let direct_pays = asked == ConvKernel::Auto && self.c.min(self.k) < 256;
-            match direct {
-                Some(d @ DirectWgrad::Avx512(_)) if direct_pays => return WeightGrad::Direct(d),
-                _ => return WeightGrad::Winograd(wg),
-            }
+            return match direct {
+                Some(d @ DirectWgrad::Avx512(_)) if direct_pays => WeightGrad::Direct(d),
+                _ => WeightGrad::Winograd(wg),
+            };
         }
         direct.map_or(WeightGrad::Im2col, WeightGrad::Direct)
     }
