@@ -5,6 +5,8 @@
 //! test thread forked at that moment, until that child execs; running the file then fails.
 //! So the bytes are written by a `sh` child, and this process never opens the file.
 
+#![cfg(unix)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
