@@ -112,7 +112,8 @@ pub struct DataArgs {
     /// Images held out of the training set for validation (model selection; default: 5000).
     /// 0 trains on every training image, as the authors do: with no validation split the
     /// last epoch's model is kept (never one chosen on the test set). Not for synthetic
-    /// data, which has its own validation set.
+    /// data, which has its own validation set. `eval` and `linearize` rebuild the split a
+    /// model records, on its dataset; this chooses only where that data cannot hold it.
     #[arg(long)]
     pub val_size: Option<usize>,
     /// Batch size.

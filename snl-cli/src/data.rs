@@ -139,6 +139,21 @@ pub struct DataConfig {
     /// (then [`SyntheticSpec::legacy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic: Option<SyntheticSpec>,
+    /// Set when `val_size` is a model's record (`commands::model_split`); not saved.
+    #[serde(skip)]
+    pub recorded_split: Option<RecordedSplit>,
+}
+
+/// A validation size read from a model's metadata. Where the data holds more training
+/// images than that, the model's split is rebuilt and another `--val-size` (`given`) is
+/// refused; where it does not, this is not the data the model was trained on, and
+/// `--val-size` chooses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedSplit {
+    pub model: PathBuf,
+    pub given: Option<usize>,
+    /// Why the model's split is kept, for the refusal.
+    pub why: String,
 }
 
 impl DataConfig {
@@ -173,6 +188,7 @@ impl DataConfig {
             val_size: args.val_size.unwrap_or(5000),
             batch_size,
             synthetic: None,
+            recorded_split: None,
         };
         Ok(match dataset {
             DatasetKind::Synthetic => config.with_synthetic(SyntheticSpec::DEFAULT),
@@ -229,20 +245,44 @@ impl Splits {
             snl_data::load(name, Split::Test, &opts).with_context(|| format!("cannot load {name} (test)"))?;
         same_classes(train.classes(), test.classes())
             .with_context(|| format!("{name}: the test split's classes are not the training split's"))?;
-        Self::hold_out(name, train, test, config.val_size, seed)
+        Self::hold_out(name, train, test, config, seed)
     }
 
     fn hold_out(
         name: DatasetName,
         train: Dataset,
         test: Dataset,
-        val_size: usize,
+        config: &DataConfig,
         seed: u64,
     ) -> Result<Self> {
+        let val_size = match &config.recorded_split {
+            None => config.val_size,
+            Some(rec) if config.val_size < train.len() => {
+                if let Some(given) = rec.given.filter(|&given| given != config.val_size) {
+                    return Err(usage(format!(
+                        "--val-size {given} differs from the validation size {} of {}: {}; drop --val-size",
+                        config.val_size,
+                        rec.model.display(),
+                        rec.why
+                    )));
+                }
+                config.val_size
+            }
+            Some(rec) => rec.given.ok_or_else(|| {
+                usage(format!(
+                    "{name}: {} was selected on a validation split of {} images, more than these {} \
+                     training images: this is not the data it was trained on; give --val-size N to \
+                     hold out N of them (0: none)",
+                    rec.model.display(),
+                    config.val_size,
+                    train.len()
+                ))
+            })?,
+        };
         if val_size == 0 {
             return Ok(Self { train: Arc::new(train), val: None, test: Arc::new(test) });
         }
-        // Worded for all three sources of the size: --val-size, its default, a model's record.
+        // Worded for --val-size and its default (a model's record that does not fit is above).
         if val_size >= train.len() {
             return Err(usage(format!(
                 "{name}: a validation split of {val_size} images needs more than its {} training images; \

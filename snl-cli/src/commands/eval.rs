@@ -19,6 +19,7 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
         // The test split does not depend on one: no default --val-size 5000 to refuse on a
         // small training set nobody asked to split.
         data.val_size = 0;
+        data.recorded_split = None;
     }
     let splits = Splits::load(&data, seed, &ctx.ui)?;
     check_fits(args.model.display(), &loaded.config, data.dataset, &splits)?;

@@ -202,6 +202,8 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             )?;
             let seed = if ctx.seed_given { ctx.seed } else { split_seed };
             let splits = Splits::load(&data, split_seed, &ctx.ui)?;
+            // The size held out, which differs from the teacher's where this is other data.
+            data.val_size = splits.val.as_ref().map_or(0, |val| val.len());
             check_fits(model_path.display(), &teacher.config, data.dataset, &splits)?;
             // Warnings once every check has passed: a refused run prints one error line.
             super::warn_cautions(ctx, &teacher, model_path)?;

@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{Cli, Command};
-use crate::data::{DataConfig, DatasetKind, Metrics, SyntheticSpec};
+use crate::data::{DataConfig, DatasetKind, Metrics, RecordedSplit, SyntheticSpec};
 use crate::model::{Loaded, keys};
 use crate::setup::{self, usage};
 use crate::ui::Ui;
@@ -130,9 +130,10 @@ pub fn check_fits(
 /// The seed with which to rebuild the splits of `data` for the model of `path`, setting
 /// `data.val_size` (and the synthetic set) too: on the data the model was trained on, the
 /// seed, validation size and synthetic set its metadata records (else "val" could hold the
-/// model's training images, and the synthetic set would be other images), and a `--seed` or
-/// `--val-size` that differs is refused (`use_` says what needs them); on other data,
-/// `--seed` and `data`'s own.
+/// model's training images, and the synthetic set would be other images), and a `--seed`
+/// that differs is refused (`use_` says what needs them), as is a differing `--val-size`
+/// when the data turns out to hold the model's split (`data::RecordedSplit`); on other
+/// data, `--seed` and `data`'s own.
 pub fn model_split(
     ctx: &Context,
     loaded: &Loaded,
@@ -155,13 +156,9 @@ pub fn model_split(
         seed = ctx.recorded_seed(recorded, path, &why)?;
     }
     if let Some(size) = recorded(loaded, keys::VAL_SIZE, path)? {
-        if let Some(given) = val_size_given.filter(|&given| given != size) {
-            return Err(usage(format!(
-                "--val-size {given} differs from the validation size {size} of {}: {why}; drop --val-size",
-                path.display()
-            )));
-        }
         data.val_size = size;
+        data.recorded_split =
+            Some(RecordedSplit { model: path.to_path_buf(), given: val_size_given, why: why.clone() });
     }
     if data.dataset == DatasetKind::Synthetic {
         let spec = match loaded.metadata.get(keys::SYNTHETIC) {
