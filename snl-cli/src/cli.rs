@@ -100,7 +100,8 @@ pub struct DataArgs {
     /// cifar10, cifar100, tiny-imagenet, folder (with --data-dir: <dir>/{train,test}/<class>/<image>),
     /// or synthetic (a small in-memory 10-class task of 16x16 images, 1000 to train, 200 to
     /// validate, 200 to test, for trying things out; no --data-dir or --val-size).
-    /// Required by eval, and by train and linearize unless they --resume (the run names its data).
+    /// Required by train unless it --resumes (the run names its data); eval and linearize
+    /// default to the dataset their model records.
     #[arg(long)]
     pub dataset: Option<DatasetKind>,
     /// A local copy (folder or official archive); without it, the Hugging Face Hub cache.

@@ -157,8 +157,13 @@ pub struct RecordedSplit {
 }
 
 impl DataConfig {
-    pub fn from_args(args: &DataArgs, default_batch: usize) -> Result<Self> {
-        let Some(dataset) = args.dataset else {
+    /// The data `args` name; without `--dataset`, `model_dataset` (the one a model records).
+    pub fn from_args(
+        args: &DataArgs,
+        default_batch: usize,
+        model_dataset: Option<DatasetKind>,
+    ) -> Result<Self> {
+        let Some(dataset) = args.dataset.or(model_dataset) else {
             return Err(usage(
                 "--dataset is required (cifar10, cifar100, tiny-imagenet, folder or synthetic)",
             ));
@@ -175,6 +180,12 @@ impl DataConfig {
                     dir.display()
                 )));
             }
+        }
+        if dataset == DatasetKind::Named(DatasetName::Folder) && args.data_dir.is_none() {
+            return Err(usage(
+                "--dataset folder needs --data-dir <dir>, laid out as <dir>/train/<class>/<image> and \
+                 <dir>/test/<class>/<image>",
+            ));
         }
         let batch_size = args.batch_size.unwrap_or(default_batch);
         if batch_size == 0 {

@@ -103,6 +103,11 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The dataset the metadata says the model was trained on, if it names one snl knows.
+    pub fn dataset(&self) -> Option<crate::data::DatasetKind> {
+        self.metadata.get(keys::DATASET)?.parse().ok()
+    }
+
     /// The metadata's threshold (checked by [`load`]; else the authors' 1e-2).
     pub fn threshold(&self) -> f64 {
         self.metadata.get(keys::THRESHOLD).and_then(|t| t.parse().ok()).unwrap_or(DEFAULT_THRESHOLD)

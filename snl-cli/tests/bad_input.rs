@@ -28,7 +28,11 @@ fn unknown_flags_and_values_are_usage_errors() {
     fails(&["train", "--arch", "resnet18", "--dataset", "imagenet22k", "--out", s(&out)], 2, &["--dataset"]);
     fails(&["train", "--arch", "resnet18", "--out", s(&out)], 2, &["--dataset"]);
     fails(&["train", "--dataset", "synthetic", "--out", s(&out)], 2, &["--arch"]);
-    fails(&["eval", "--model", s(&model)], 2, &["--dataset"]);
+    // eval takes the dataset its model records; a model that records none needs --dataset.
+    let unnamed = edited_model(tmp.path(), |_, meta| {
+        meta.remove("dataset");
+    });
+    fails(&["eval", "--model", s(&unnamed)], 2, &["--dataset is required"]);
     let lin = |budget: &str| {
         let mut args = linearize_args(&model, budget, 1);
         args.extend(["--out".to_string(), s(&out).to_string()]);

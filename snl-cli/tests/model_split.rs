@@ -50,9 +50,13 @@ fn a_recorded_split_is_kept_where_it_fits_and_chosen_anew_where_it_cannot() {
         &["--val-size 4 differs from the validation size 20"],
     );
     assert!(refused.contains(s(&model)), "{refused}");
-    let output = snl().args(eval(&own, &[])).output().unwrap();
+    let needle = "--dataset folder needs --data-dir <dir>";
+    fails(&["eval", "--model", s(&model)], 2, &[needle]);
+    // (Without --dataset: the model records it.)
+    let args = ["eval", "--model", s(&model), "--data-dir", s(&own), "--split", "val"];
+    let output = snl().args(args).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("(val, 20 images)"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("on folder (val, 20 images)"));
 
     // A folder of 10 training images cannot hold it: said so, with the way out, not the
     // advice to give a --val-size that the next run refuses.

@@ -9,7 +9,7 @@ use crate::model;
 
 pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
-    let mut data = DataConfig::from_args(&args.data, 256)?;
+    let mut data = DataConfig::from_args(&args.data, 256, loaded.dataset())?;
     // The test split of a real dataset is the same whatever the seed; synthetic images are not.
     let seed_matters = args.split == EvalSplit::Val || data.dataset == DatasetKind::Synthetic;
     let unchecked = Context { seed_given: false, device: ctx.device.clone(), ..*ctx };

@@ -188,7 +188,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             // Every value is checked before any data is read.
             let total = snl_core::relu_total(&teacher.frozen(&ctx.device)?);
             snl.clone().check(total).map_err(|e| config_error(&e, &snl, model_path))?;
-            let mut data = DataConfig::from_args(&args.data, 128)?;
+            let mut data = DataConfig::from_args(&args.data, 128, teacher.dataset())?;
             // The validation split is the teacher's own (on its data); --seed moves only
             // this run's data order and draws.
             let unchecked = Context { seed_given: false, device: ctx.device.clone(), ..*ctx };

@@ -76,7 +76,7 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
         }
         None => {
             // Bad flags fail before any data is read (which may start a download).
-            let data = DataConfig::from_args(&args.data, 256)?;
+            let data = DataConfig::from_args(&args.data, 256, None)?;
             // Synthetic data's sizes are known already; other data's once it is read.
             let spec = data.synthetic_spec();
             args.model.config(spec.map(|s| s.classes), spec.map(|s| s.image_size))?;
