@@ -144,10 +144,12 @@ pub struct DataConfig {
     pub recorded_split: Option<RecordedSplit>,
 }
 
-/// A validation size read from a model's metadata. Where the data holds more training
-/// images than that, the model's split is rebuilt and another `--val-size` (`given`) is
-/// refused; where it does not, this is not the data the model was trained on, and
-/// `--val-size` chooses.
+/// A validation size read from a model trained on an image folder (the folder itself is not
+/// recorded). Where the data holds more training images than that, the model's split is
+/// rebuilt and another `--val-size` (`given`) is refused; where it does not, the data cannot
+/// be the folder the model was split from, and `--val-size` chooses, with a warning (a
+/// subset of that folder would hold the model's training images). Named datasets have fixed
+/// sizes: their refusal comes before any data is read (`commands::model_split`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedSplit {
     pub model: PathBuf,
@@ -256,7 +258,7 @@ impl Splits {
             snl_data::load(name, Split::Test, &opts).with_context(|| format!("cannot load {name} (test)"))?;
         same_classes(train.classes(), test.classes())
             .with_context(|| format!("{name}: the test split's classes are not the training split's"))?;
-        Self::hold_out(name, train, test, config, seed)
+        Self::hold_out(name, train, test, config, seed, ui)
     }
 
     fn hold_out(
@@ -265,6 +267,7 @@ impl Splits {
         test: Dataset,
         config: &DataConfig,
         seed: u64,
+        ui: &Ui,
     ) -> Result<Self> {
         let val_size = match &config.recorded_split {
             None => config.val_size,
@@ -279,16 +282,27 @@ impl Splits {
                 }
                 config.val_size
             }
-            Some(rec) => rec.given.ok_or_else(|| {
-                usage(format!(
-                    "{name}: {} was selected on a validation split of {} images, more than these {} \
-                     training images: this is not the data it was trained on; give --val-size N to \
-                     hold out N of them (0: none)",
-                    rec.model.display(),
+            Some(rec) => {
+                let given = rec.given.ok_or_else(|| {
+                    usage(format!(
+                        "{name}: {} was selected on a validation split of {} images, which needs more \
+                         than these {} training images: this cannot be the data it was split from; \
+                         give --val-size N to hold out N of them",
+                        rec.model.display(),
+                        config.val_size,
+                        train.len()
+                    ))
+                })?;
+                ui.warn(format!(
+                    "--val-size {given}: a new validation split, not the {} images {} was selected on \
+                     (too many for these {} training images); if they include its training images, \
+                     validation accuracy overstates",
                     config.val_size,
+                    rec.model.display(),
                     train.len()
-                ))
-            })?,
+                ));
+                given
+            }
         };
         if val_size == 0 {
             return Ok(Self { train: Arc::new(train), val: None, test: Arc::new(test) });
@@ -355,7 +369,7 @@ impl Splits {
     /// The validation split, or an error saying the run has none.
     pub fn val(&self) -> Result<&Arc<Dataset>> {
         self.val.as_ref().ok_or_else(|| {
-            usage("no validation split: the model was trained with --val-size 0 (every training image)")
+            usage("no validation split: --val-size 0 holds out no images (every training image trains)")
         })
     }
 

@@ -62,17 +62,17 @@ fn a_recorded_split_is_kept_where_it_fits_and_chosen_anew_where_it_cannot() {
     // advice to give a --val-size that the next run refuses.
     let needles = [
         &format!(
-            "{} was selected on a validation split of 20 images, more than these 10 training images",
+            "{} was selected on a validation split of 20 images, which needs more than these 10",
             s(&model)
         )[..],
-        "this is not the data it was trained on; give --val-size N",
+        "this cannot be the data it was split from; give --val-size N",
     ];
     fails(&refs(&eval(&small, &[])), 2, &needles);
     let output = snl().args(eval(&small, &["--val-size", "4"])).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("(val, 4 images)"));
 
-    // A linearized run on it records the size it held out, and resumes with it.
+    // A linearized run on it records the size it held out, in its config and its models.
     let out = tmp.path().join("linearized");
     // Six training images search one step per epoch: one epoch, then binarized at the cap.
     let mut linearize =
@@ -82,4 +82,21 @@ fn a_recorded_split_is_kept_where_it_fits_and_chosen_anew_where_it_cannot() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(read_json(&out.join("config.json"))["data"]["val_size"], 4);
     assert_eq!(read_json(&out.join("result.json"))["val"]["samples"], 4);
+    assert_eq!(read_metadata(&out.join("best.safetensors"))["val_size"], "4");
+    let warning = "warning: --val-size 4: a new validation split, not the 20 images";
+    assert!(stderr(&output).contains(warning), "{}", stderr(&output));
+}
+
+/// A named dataset's size is fixed: a `--val-size` against its model's split is refused
+/// before any data is read (there is none here: no CIFAR-10 on disk and no network).
+#[test]
+fn a_named_datasets_split_is_refused_before_any_data_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = baseline_model();
+    let mut meta = read_metadata(&base);
+    meta.insert("dataset".into(), "cifar10".into());
+    let model = tmp.path().join("cifar10-model.safetensors");
+    write_tensors(&model, &read_tensors(&base), Some(meta));
+    let args = ["eval", "--model", s(&model), "--split", "val", "--val-size", "10"];
+    fails(&args, 2, &["--val-size 10 differs from the validation size 200", "drop --val-size"]);
 }

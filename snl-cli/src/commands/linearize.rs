@@ -185,7 +185,8 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                     nesterov: false,
                 },
             };
-            // Every value is checked before any data is read.
+            // Every value is checked before any data is read (but --val-size against the split
+            // of a teacher trained on a folder: that needs the folder's size).
             let total = snl_core::relu_total(&teacher.frozen(&ctx.device)?);
             snl.clone().check(total).map_err(|e| config_error(&e, &snl, model_path))?;
             let mut data = DataConfig::from_args(&args.data, 128, teacher.dataset())?;
@@ -204,6 +205,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             let splits = Splits::load(&data, split_seed, &ctx.ui)?;
             // The size held out, which differs from the teacher's where this is other data.
             data.val_size = splits.val.as_ref().map_or(0, |val| val.len());
+            data.recorded_split = None;
             check_fits(model_path.display(), &teacher.config, data.dataset, &splits)?;
             // Warnings once every check has passed: a refused run prints one error line.
             super::warn_cautions(ctx, &teacher, model_path)?;

@@ -20,6 +20,7 @@ use crate::data::{DataConfig, DatasetKind, Metrics, RecordedSplit, SyntheticSpec
 use crate::model::{Loaded, keys};
 use crate::setup::{self, usage};
 use crate::ui::Ui;
+use snl_data::DatasetName;
 
 /// What every command needs from the global flags.
 pub struct Context {
@@ -156,6 +157,16 @@ pub fn model_split(
         seed = ctx.recorded_seed(recorded, path, &why)?;
     }
     if let Some(size) = recorded(loaded, keys::VAL_SIZE, path)? {
+        // A named dataset's size is fixed: refused before any data is read. A folder's is
+        // settled once its training set is counted (`data::RecordedSplit`).
+        if let Some(given) = val_size_given.filter(|&given| given != size)
+            && data.dataset != DatasetKind::Named(DatasetName::Folder)
+        {
+            return Err(usage(format!(
+                "--val-size {given} differs from the validation size {size} of {}: {why}; drop --val-size",
+                path.display()
+            )));
+        }
         data.val_size = size;
         data.recorded_split =
             Some(RecordedSplit { model: path.to_path_buf(), given: val_size_given, why: why.clone() });
