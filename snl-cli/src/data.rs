@@ -158,6 +158,20 @@ pub struct RecordedSplit {
     pub why: String,
 }
 
+impl RecordedSplit {
+    /// Refuses a `--val-size` other than the recorded `size`.
+    pub fn refuse_another(&self, size: usize) -> Result<()> {
+        match self.given.filter(|&given| given != size) {
+            Some(given) => Err(usage(format!(
+                "--val-size {given} differs from the validation size {size} of {}: {}; drop --val-size",
+                self.model.display(),
+                self.why
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 impl DataConfig {
     /// The data `args` name; without `--dataset`, `model_dataset` (the one a model records).
     pub fn from_args(
@@ -272,14 +286,7 @@ impl Splits {
         let val_size = match &config.recorded_split {
             None => config.val_size,
             Some(rec) if config.val_size < train.len() => {
-                if let Some(given) = rec.given.filter(|&given| given != config.val_size) {
-                    return Err(usage(format!(
-                        "--val-size {given} differs from the validation size {} of {}: {}; drop --val-size",
-                        config.val_size,
-                        rec.model.display(),
-                        rec.why
-                    )));
-                }
+                rec.refuse_another(config.val_size)?;
                 config.val_size
             }
             Some(rec) => {

@@ -159,17 +159,12 @@ pub fn model_split(
     if let Some(size) = recorded(loaded, keys::VAL_SIZE, path)? {
         // A named dataset's size is fixed: refused before any data is read. A folder's is
         // settled once its training set is counted (`data::RecordedSplit`).
-        if let Some(given) = val_size_given.filter(|&given| given != size)
-            && data.dataset != DatasetKind::Named(DatasetName::Folder)
-        {
-            return Err(usage(format!(
-                "--val-size {given} differs from the validation size {size} of {}: {why}; drop --val-size",
-                path.display()
-            )));
+        let rec = RecordedSplit { model: path.to_path_buf(), given: val_size_given, why: why.clone() };
+        if data.dataset != DatasetKind::Named(DatasetName::Folder) {
+            rec.refuse_another(size)?;
         }
         data.val_size = size;
-        data.recorded_split =
-            Some(RecordedSplit { model: path.to_path_buf(), given: val_size_given, why: why.clone() });
+        data.recorded_split = Some(rec);
     }
     if data.dataset == DatasetKind::Synthetic {
         let spec = match loaded.metadata.get(keys::SYNTHETIC) {
