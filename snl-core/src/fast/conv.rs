@@ -28,7 +28,7 @@ use super::direct::Forward;
 use super::gemm::{Mat, sgemm};
 pub(super) use super::geom::Geom;
 use super::geom::{Kernel, WeightGrad};
-use super::{f32_slice, ordered_sum, par_vec, par_vec_uninit};
+use super::{copy_row, f32_slice, ordered_sum, par_vec, par_vec_uninit};
 
 /// A column matrix this wide (in output pixels) keeps gemm near its peak; wider only costs
 /// memory.
@@ -207,7 +207,7 @@ fn im2col_padded(g: &Geom, img: &[f32], col: &mut [f32], ld: usize, off: usize) 
         buf.resize(g.c * chan, 0.0);
         for (plane, dst) in img.chunks_exact(g.h * g.w).zip(buf.chunks_exact_mut(chan)) {
             for (src, line) in plane.chunks_exact(g.w).zip(dst[pitch..].chunks_exact_mut(pitch)) {
-                line[1..=g.w].copy_from_slice(src);
+                copy_row(&mut line[1..=g.w], src);
             }
         }
         for c in 0..g.c {

@@ -122,7 +122,7 @@ impl Direct {
                     let line = &mut d[(row + 1) * pitch..(row + 2) * pitch];
                     line[0] = 0.0;
                     line[w + 1] = 0.0;
-                    line[1..=w].copy_from_slice(src);
+                    copy_row(&mut line[1..=w], src);
                 }
                 continue;
             }
@@ -357,6 +357,7 @@ fn wgrad_kernel(nk: usize, nc: usize) -> WgradKernel {
 
 use std::mem::MaybeUninit;
 
+use super::copy_row;
 use super::direct512::Direct512;
 
 #[cfg(target_arch = "x86_64")]

@@ -22,6 +22,7 @@
 
 use std::mem::MaybeUninit;
 
+use super::copy_row;
 use super::direct::Direct;
 
 /// Output pixels per AVX-512 register.
@@ -136,11 +137,11 @@ impl Direct512 {
                 match (st, s) {
                     (1, 0) => {
                         row[0] = 0.0;
-                        row[1..].copy_from_slice(&src[..w - 1]);
+                        copy_row(&mut row[1..], &src[..w - 1]);
                     }
-                    (1, 1) => row.copy_from_slice(src),
+                    (1, 1) => copy_row(row, src),
                     (1, _) => {
-                        row[..w - 1].copy_from_slice(&src[1..]);
+                        copy_row(&mut row[..w - 1], &src[1..]);
                         row[w - 1] = 0.0;
                     }
                     (_, 0) => {

@@ -156,6 +156,28 @@ impl Shared {
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short rows of small maps (an image row, a tile row):
+/// up to 32 floats are copied inline in pieces of constant size, where `copy_from_slice`
+/// called `memmove` for each row.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len();
+    if n > 32 || src.len() != n {
+        return dst.copy_from_slice(src);
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        dst[i..i + 8].copy_from_slice(&src[i..i + 8]);
+        i += 8;
+    }
+    for piece in [4, 2, 1] {
+        if i + piece <= n {
+            dst[i..i + piece].copy_from_slice(&src[i..i + piece]);
+            i += piece;
+        }
+    }
+}
+
 /// Zeroes `c` and returns it as the initialised floats it now is.
 fn init_zeroed(c: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
     c.iter_mut().for_each(|x| {
@@ -283,4 +305,24 @@ where
         merge(&mut sum, part);
     }
     Ok((out, sum))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every length a row can have, inside the inline pieces and past them, at every offset.
+    #[test]
+    fn copy_row_copies_every_length_exactly() {
+        let src: Vec<f32> = (0..48).map(|i| i as f32 + 0.5).collect();
+        for n in 0..=40 {
+            for at in [0, 1, 3, 7] {
+                let mut dst = vec![-1.0f32; 48];
+                super::copy_row(&mut dst[at..at + n], &src[..n]);
+                assert_eq!(&dst[at..at + n], &src[..n], "length {n} at {at}");
+                assert!(
+                    dst[..at].iter().chain(&dst[at + n..]).all(|&v| v == -1.0),
+                    "length {n} at {at}: wrote outside"
+                );
+            }
+        }
+    }
 }

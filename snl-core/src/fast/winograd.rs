@@ -20,7 +20,7 @@ use std::mem::MaybeUninit;
 
 use super::conv::with_scratch;
 use super::gemm::{Mat, sgemm};
-use super::{ordered_sum, par_vec, par_vec_uninit};
+use super::{copy_row, ordered_sum, par_vec, par_vec_uninit};
 
 /// Tiles per chunk: the gemms' width. Fewer made the 4x4 maps' gemms slow (16 columns);
 /// more only cost memory.
@@ -303,7 +303,7 @@ impl<'a, I: Iterator<Item = &'a [f32]>> Body for InputChannel<'a, I> {
                 for (ty, line) in dst.chunks_exact_mut(tw).enumerate() {
                     let r = 2 * ty + a;
                     let src = (2 * r + b % 2) * half + b / 2;
-                    line.copy_from_slice(&split[src..src + tw]);
+                    copy_row(line, &split[src..src + tw]);
                 }
             }
         }
