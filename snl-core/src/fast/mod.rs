@@ -315,7 +315,7 @@ mod tests {
         let src: Vec<f32> = (0..48).map(|i| i as f32 + 0.5).collect();
         for n in 0..=40 {
             for at in [0, 1, 3, 7] {
-                let mut dst = vec![-1.0f32; 48];
+                let mut dst = [-1.0f32; 48];
                 super::copy_row(&mut dst[at..at + n], &src[..n]);
                 assert_eq!(&dst[at..at + n], &src[..n], "length {n} at {at}");
                 assert!(
