@@ -144,12 +144,13 @@ pub struct DataConfig {
     pub recorded_split: Option<RecordedSplit>,
 }
 
-/// A validation size read from a model trained on an image folder (the folder itself is not
-/// recorded). Where the data holds more training images than that, the model's split is
-/// rebuilt and another `--val-size` (`given`) is refused; where it does not, the data cannot
-/// be the folder the model was split from, and `--val-size` chooses, with a warning (a
-/// subset of that folder would hold the model's training images). Named datasets have fixed
-/// sizes: their refusal comes before any data is read (`commands::model_split`).
+/// A validation size read from a model's metadata, on the dataset it records. Where the data
+/// holds more training images than that, the model's split is rebuilt and another
+/// `--val-size` (`given`) is refused; where it does not (an image folder: its path is not
+/// recorded), the data cannot be the one the model was split from, and `--val-size`
+/// chooses, with a warning (a subset of that folder would hold the model's training images).
+/// Named datasets have fixed sizes: their refusal comes before any data is read
+/// (`commands::model_split`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedSplit {
     pub model: PathBuf,
