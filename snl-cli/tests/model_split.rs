@@ -50,6 +50,8 @@ fn a_recorded_split_is_kept_where_it_fits_and_chosen_anew_where_it_cannot() {
         &["--val-size 4 differs from the validation size 20"],
     );
     assert!(refused.contains(s(&model)), "{refused}");
+    let test_split = ["eval", "--model", s(&model), "--data-dir", s(&small), "--val-size", "4"];
+    fails(&test_split, 2, &["--val-size 4: the test split holds nothing out"]);
     let needle = "--dataset folder needs --data-dir <dir>";
     fails(&["eval", "--model", s(&model)], 2, &[needle]);
     // (Without --dataset: the model records it.)

@@ -8,6 +8,12 @@ use crate::data::{self, DataConfig, DatasetKind, Splits};
 use crate::model;
 
 pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
+    if let (EvalSplit::Test, Some(size)) = (args.split, args.data.val_size) {
+        // A flag that would do nothing is refused, as elsewhere.
+        return Err(crate::setup::usage(format!(
+            "--val-size {size}: the test split holds nothing out; drop --val-size (it shapes --split val)"
+        )));
+    }
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
     let mut data = DataConfig::from_args(&args.data, 256, loaded.dataset())?;
     // The test split of a real dataset is the same whatever the seed; synthetic images are not.
