@@ -329,3 +329,20 @@ pub fn with_flag(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> 
     }
     args
 }
+
+/// A copy of the baseline model with `edit` applied to its first mask and its metadata.
+pub fn edited_model(dir: &Path, edit: impl Fn(&mut Vec<f32>, &mut HashMap<String, String>)) -> PathBuf {
+    let base = baseline_model();
+    let mut tensors = read_tensors(&base);
+    let mut meta = read_metadata(&base);
+    let site = tensors.keys().find(|k| k.ends_with(".alphas")).unwrap().clone();
+    let mut values = tensors[&site].f32s();
+    edit(&mut values, &mut meta);
+    let t = &tensors[&site];
+    let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let edited = RawTensor { dtype: t.dtype, shape: t.shape.clone(), data };
+    tensors.insert(site, edited);
+    let path = dir.join("edited.safetensors");
+    write_tensors(&path, &tensors, Some(meta));
+    path
+}
