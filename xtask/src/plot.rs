@@ -219,13 +219,16 @@ pub fn pareto_svg(dots: &[Dot], means: &[Mean], reference: Option<&Reference>, t
     }
     for m in means {
         let (x, colour) = (sx(m.fraction), selection::colour(&m.selection));
-        let _ = writeln!(
-            s,
-            r##"<line class="spread {}" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{colour}" stroke-width="1.5"/>"##,
-            escape(&m.selection),
-            sy(m.min),
-            sy(m.max)
-        );
+        // One run has no spread: a bar of zero length would pass for two runs that agree.
+        if m.runs > 1 {
+            let _ = writeln!(
+                s,
+                r##"<line class="spread {}" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{colour}" stroke-width="1.5"/>"##,
+                escape(&m.selection),
+                sy(m.min),
+                sy(m.max)
+            );
+        }
         let (y, ring) = (sy(m.mean), if m.front { "black" } else { "white" });
         let _ = writeln!(
             s,
@@ -435,7 +438,7 @@ mod tests {
             mean("baseline", 122_880, 91.0, true),
             mean("snl", 3_210, 71.0, true),
             mean("snl", 24_900, 85.0, true),
-            mean("random", 3_225, 40.0, true),
+            Mean { runs: 1, min: 40.0, max: 40.0, ..mean("random", 3_225, 40.0, true) },
             mean("uniform", 3_225, 50.5, false),
         ];
         let paper = Reference { label: "paper <w64>".into(), points: vec![(0.026, 88.23), (0.1, 92.27)] };
@@ -443,7 +446,8 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 6, "one per run");
         assert_eq!(svg.matches(r##"<circle class="run snl""##).count(), 3);
         assert_eq!(svg.matches(r##"<path class="mean "##).count(), 5);
-        assert_eq!(svg.matches(r##"<line class="spread "##).count(), 5);
+        assert_eq!(svg.matches(r##"<line class="spread "##).count(), 4, "none for a single run");
+        assert!(!svg.contains(r##"<line class="spread random""##));
         assert_eq!(svg.matches(r##"stroke="black" stroke-width="1.2""##).count(), 4, "ringed means");
         assert_eq!(svg.matches(r##"class="paper""##).count(), 2);
         assert!(svg.contains(r##"<polyline class="means snl""##));

@@ -83,6 +83,40 @@ impl Row {
         }
     }
 
+    /// Refuses a linearize run that does not say which it is, or says it is another run:
+    /// a selection of its own, a budget, a seed and its epochs, agreeing with its folder's
+    /// name (`snl-3225-s0`; a budget label such as `30pct` is not compared). A result.json
+    /// copied into another run's folder would otherwise count as a second seed.
+    pub fn check_identity(&self) -> Result<(), String> {
+        if self.selection == selection::BASELINE {
+            return Ok(());
+        }
+        if !selection::LINEARIZE.contains(&self.selection.as_str()) {
+            return Err(format!(
+                "selection `{}` is not one of {}",
+                self.selection,
+                selection::LINEARIZE.join(", ")
+            ));
+        }
+        let (Some(budget), Some(seed)) = (self.budget, self.seed) else {
+            return Err("no numeric `budget` and `seed`".into());
+        };
+        if self.epochs_trained.is_none() {
+            return Err("no numeric `epochs_trained`".into());
+        }
+        let label = self
+            .name
+            .strip_prefix(&format!("{}-", self.selection))
+            .and_then(|rest| rest.strip_suffix(&format!("-s{seed}")));
+        match label {
+            Some(l) if l.parse::<u64>().map_or(true, |b| b == budget) => Ok(()),
+            _ => Err(format!(
+                "it reports {} at budget {budget}, seed {seed}: not the run of folder `{}`",
+                self.selection, self.name
+            )),
+        }
+    }
+
     /// ReLUs kept as a fraction of the network's.
     pub fn fraction(&self) -> Option<f64> {
         let (c, t) = (self.relu_count?, self.relu_total?);
@@ -108,10 +142,24 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Row>, Vec<String>> {
         let row = serde_json::from_str::<Value>(&text)
             .map_err(|e| format!("not valid JSON ({e})"))
             .map(|v| Row::from_result(&folder_name(dir), dir, &v))
-            .and_then(|row| row.check().map(|()| row));
+            .and_then(|row| row.check().and_then(|()| row.check_identity()).map(|()| row));
         match row {
             Ok(row) => rows.push(row),
             Err(why) => broken.push(format!("{}: {why}", path.display())),
+        }
+    }
+    // One run per (selection, budget, seed): a second would be counted as another seed.
+    let mut seen: BTreeMap<(&str, Option<u64>, Option<u64>), &Row> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.selection != selection::BASELINE) {
+        if let Some(first) = seen.insert((r.selection.as_str(), r.budget, r.seed), r) {
+            broken.push(format!(
+                "{}: the same run ({} at budget {}, seed {}) as {}",
+                r.dir.join("result.json").display(),
+                r.selection,
+                num(r.budget),
+                num(r.seed),
+                first.dir.join("result.json").display()
+            ));
         }
     }
     if !broken.is_empty() {
@@ -136,6 +184,10 @@ pub const CSV_HEADER: &str = "run,selection,budget,seed,relu_count,relu_total,te
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn num<T: ToString>(v: Option<T>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
 }
 
 pub fn to_csv(rows: &[Row]) -> String {
@@ -420,8 +472,7 @@ mod tests {
     fn collect_reads_finished_runs_only_and_refuses_broken_ones() {
         let dir = std::env::temp_dir().join(format!("xtask-collect-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let snl =
-            r#"{"command":"linearize","selection":"snl","relu_count":5,"relu_total":10,"test":{"top1":80}}"#;
+        let snl = r#"{"command":"linearize","selection":"snl","budget":5,"seed":0,"epochs_trained":3,"relu_count":5,"relu_total":10,"test":{"top1":80}}"#;
         for (name, result) in [
             ("snl-5-s0", Some(snl)),
             ("baseline", Some(r#"{"command":"train","relu_count":10,"relu_total":10,"test":{"top1":90}}"#)),
@@ -431,6 +482,16 @@ mod tests {
             ("over-100", Some(r#"{"relu_count":5,"relu_total":10,"test":{"top1":250}}"#)),
             ("too-many", Some(r#"{"relu_count":11,"relu_total":10,"test":{"top1":50}}"#)),
             ("bad-val", Some(r#"{"relu_count":5,"relu_total":10,"test":{"top1":50},"val":{"top1":-1}}"#)),
+            // Copied into another seed's folder, another budget's, or saying too little.
+            ("snl-5-s1", Some(snl)),
+            ("snl-7-s0", Some(snl)),
+            ("snl-5pct-s0", Some(snl)),
+            ("odd-5-s0", Some(snl.replace(r#""snl""#, r#""odd""#).as_str())),
+            ("snl-6-s0", Some(snl.replace(r#""seed":0,"#, "").as_str())),
+            (
+                "uniform-5-s0",
+                Some(snl.replace(r#""epochs_trained":3,"#, "").replace(r#""snl""#, r#""uniform""#).as_str()),
+            ),
         ] {
             std::fs::create_dir_all(dir.join(name)).unwrap();
             let (file, text) = result.map_or(("config.json", "{}"), |r| ("result.json", r));
@@ -448,6 +509,21 @@ mod tests {
             "over-100/result.json: test top-1 250 is not a percentage",
             "too-many/result.json: 11 ReLUs kept of 10",
             "bad-val/result.json: validation top-1 -1 is not a percentage",
+        ];
+        assert_eq!(broken.len(), expect.len(), "{broken:?}");
+        for (line, want) in broken.iter().zip(expect) {
+            assert!(line.contains(want), "{line} lacks {want}");
+        }
+        let names =
+            ["snl-5-s0", "snl-5-s1", "snl-7-s0", "snl-5pct-s0", "odd-5-s0", "snl-6-s0", "uniform-5-s0"];
+        let broken = collect(&at(&names)).unwrap_err();
+        let expect = [
+            "snl-5-s1/result.json: it reports snl at budget 5, seed 0: not the run of folder `snl-5-s1`",
+            "snl-7-s0/result.json: it reports snl at budget 5, seed 0: not the run of folder `snl-7-s0`",
+            "odd-5-s0/result.json: selection `odd` is not one of snl, random, uniform",
+            "snl-6-s0/result.json: no numeric `budget` and `seed`",
+            "uniform-5-s0/result.json: no numeric `epochs_trained`",
+            "snl-5pct-s0/result.json: the same run (snl at budget 5, seed 0) as ",
         ];
         assert_eq!(broken.len(), expect.len(), "{broken:?}");
         for (line, want) in broken.iter().zip(expect) {

@@ -219,7 +219,8 @@ pub fn main(argv: &[String]) -> i32 {
             return 1;
         }
     };
-    if let Err(e) = write_outputs(&o, &rows) {
+    let planned: Vec<String> = record.keys().cloned().collect();
+    if let Err(e) = write_outputs(&o, &rows, &planned) {
         errln!("error: xtask pareto: {e}");
         return 1;
     }
@@ -420,8 +421,9 @@ fn logged_epochs(run: &Path) -> Vec<(String, f64)> {
         .unwrap_or_default()
 }
 
-/// pareto.csv, pareto.json, pareto.svg (and .png), pareto.md in OUT, and the summary on stdout.
-fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
+/// pareto.csv, pareto.json, pareto.svg (and .png), pareto.md in OUT, and the summary on stdout;
+/// `planned` names every run of the sweep record, finished or not.
+fn write_outputs(o: &Options, rows: &[Row], planned: &[String]) -> Result<(), String> {
     let groups = collect::groups(rows);
     let arch = o.preset.model.get("arch").unwrap_or("resnet18");
     let paper = match &o.paper_points {
@@ -445,7 +447,7 @@ fn write_outputs(o: &Options, rows: &[Row]) -> Result<(), String> {
     };
     write("pareto.csv", &collect::to_csv(rows))?;
     write("pareto.json", &collect::to_json(rows, &groups, paper.as_ref()))?;
-    write("pareto.md", &report::to_markdown(rows, &groups))?;
+    write("pareto.md", &report::to_markdown(rows, &groups, planned))?;
     let dots: Vec<plot::Dot> = rows
         .iter()
         .filter_map(|r| {

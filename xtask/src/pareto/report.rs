@@ -6,12 +6,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::collect::{Group, Row};
 use crate::selection;
 
-/// The baseline, then per budget each selection's test top-1 (mean, min-max, runs), ReLUs
-/// kept and epochs trained, SNL's lead over each control (of the means, and per seed), then
-/// the checks: equal training within each (budget, seed), budgets kept, one lambda0, lambda
-/// growing.
-pub fn to_markdown(rows: &[Row], groups: &[Group]) -> String {
+/// How many of the `planned` runs (the sweep record's names) have finished, and which not,
+/// then the baseline, per budget each selection's test top-1 (mean, min-max, runs), ReLUs
+/// kept and epochs trained, SNL's lead over each control (run against run, seed by seed),
+/// then the checks: complete (budget, seed) cells, equal training within them, budgets
+/// kept, one lambda0, lambda growing, SNL above each control.
+pub fn to_markdown(rows: &[Row], groups: &[Group], planned: &[String]) -> String {
     let mut out = String::new();
+    let missing: Vec<&str> =
+        planned.iter().filter(|p| !rows.iter().any(|r| &r.name == *p)).map(String::as_str).collect();
+    out += &format!("{} of {} planned runs finished", planned.len() - missing.len(), planned.len());
+    out += &match missing.is_empty() {
+        true => ".\n\n".to_string(),
+        false => format!("; still missing: {}.\n\n", missing.join(", ")),
+    };
     for b in rows.iter().filter(|r| r.selection == selection::BASELINE) {
         out += &format!(
             "Baseline `{}`: test top-1 {}, val top-1 {}, {} of {} ReLUs.\n\n",
@@ -32,13 +40,15 @@ pub fn to_markdown(rows: &[Row], groups: &[Group]) -> String {
     let budgets: BTreeSet<u64> = groups.iter().filter_map(|g| g.budget).collect();
     for &b in &budgets {
         for g in groups.iter().filter(|g| g.budget == Some(b)) {
-            let epochs: Vec<String> = g.epochs_trained.iter().map(|e| num(*e)).collect();
+            let epochs: Vec<String> =
+                g.seeds.iter().zip(&g.epochs_trained).map(|(s, e)| format!("s{s} {}", num(*e))).collect();
+            let top1 = match g.runs {
+                1 => format!("{:.2} (one run)", g.mean),
+                _ => format!("{:.2} ({:.2}-{:.2})", g.mean, g.min, g.max),
+            };
             out += &format!(
-                "| {b} | {} | {:.2} ({:.2}-{:.2}) | {} | {:.0} | {} |\n",
+                "| {b} | {} | {top1} | {} | {:.0} | {} |\n",
                 g.selection,
-                g.mean,
-                g.min,
-                g.max,
                 g.runs,
                 g.relu_count,
                 epochs.join(", ")
@@ -46,14 +56,15 @@ pub fn to_markdown(rows: &[Row], groups: &[Group]) -> String {
         }
     }
     if !controls.is_empty() {
-        out += "\nSNL's lead in test top-1 points: the difference of the means, and per seed (min..max).\n\n";
+        out += "\nSNL's lead in test top-1 points: SNL's run minus the control's of the same seed, \
+                averaged over the seeds that have both (min..max).\n\n";
         out +=
             &format!("| budget |{}\n", controls.iter().map(|c| format!(" SNL - {c} |")).collect::<String>());
         out += &format!("|---:|{}\n", "---|".repeat(controls.len()));
         for &b in &budgets {
             out += &format!("| {b} |");
             for c in &controls {
-                out += &format!(" {} |", lead(rows, groups, b, c));
+                out += &format!(" {} |", lead(rows, b, c));
             }
             out += "\n";
         }
@@ -65,64 +76,129 @@ pub fn to_markdown(rows: &[Row], groups: &[Group]) -> String {
     out
 }
 
-/// SNL's mean minus the control's, and the per-seed differences; `-` when either is missing.
-fn lead(rows: &[Row], groups: &[Group], budget: u64, control: &str) -> String {
-    let mean = |s: &str| groups.iter().find(|g| g.selection == s && g.budget == Some(budget)).map(|g| g.mean);
-    let (Some(snl), Some(other)) = (mean(selection::SNL), mean(control)) else { return "-".into() };
-    let acc = |s: &str, seed| {
+/// The mean of SNL's test top-1 minus the control's, seed by seed, with their range, and
+/// the runs left unpaired (a seed only one of them has finished); `-` when no seed has both.
+fn lead(rows: &[Row], budget: u64, control: &str) -> String {
+    let top1 = |s: &str| -> BTreeMap<u64, f64> {
         rows.iter()
-            .find(|r| r.selection == s && r.budget == Some(budget) && r.seed == Some(seed))
-            .and_then(|r| r.test_top1)
+            .filter(|r| r.selection == s && r.budget == Some(budget))
+            .filter_map(|r| Some((r.seed?, r.test_top1?)))
+            .collect()
     };
-    let paired: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.selection == selection::SNL && r.budget == Some(budget))
-        .filter_map(|r| Some(acc(selection::SNL, r.seed?)? - acc(control, r.seed?)?))
-        .collect();
+    let (snl, other) = (top1(selection::SNL), top1(control));
+    let paired: Vec<f64> = snl.iter().filter_map(|(seed, a)| Some(a - other.get(seed)?)).collect();
+    if paired.is_empty() {
+        return "-".into();
+    }
     let lo = paired.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = paired.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let seeds = if paired.is_empty() {
-        "no seed has both".to_string()
-    } else {
-        format!("{lo:+.2}..{hi:+.2} over {} seeds", paired.len())
+    let mean = paired.iter().sum::<f64>() / paired.len() as f64;
+    let mut text = match paired.len() {
+        1 => format!("{mean:+.2} (one seed)"),
+        n => format!("{mean:+.2} ({lo:+.2}..{hi:+.2} over {n} seeds)"),
     };
-    format!("{:+.2} ({seeds})", snl - other)
+    let mut unpaired: Vec<String> = Vec::new();
+    for (of, than, name) in [(&snl, &other, selection::SNL), (&other, &snl, control)] {
+        unpaired.extend(of.keys().filter(|s| !than.contains_key(s)).map(|s| format!("{name} s{s}")));
+    }
+    if !unpaired.is_empty() {
+        text += &format!("; unpaired: {}", unpaired.join(", "));
+    }
+    text
 }
 
 /// Whether `value` is one value within each (budget, seed) cell of `runs`, stated with
-/// the cells where it is not.
+/// the cells where it is not; runs that do not say it fail the check (a cell of runs that
+/// all lack it would otherwise look equal).
 fn equal_within_cells(runs: &[&Row], name: &str, value: fn(&Row) -> Option<u64>) -> String {
-    // (budget, seed) -> the values of its runs.
-    type Cells = BTreeMap<(Option<u64>, Option<u64>), BTreeSet<Option<u64>>>;
-    let mut cells = Cells::new();
-    for r in runs {
-        cells.entry((r.budget, r.seed)).or_default().insert(value(r));
+    let silent: Vec<&str> = runs.iter().filter(|r| value(r).is_none()).map(|r| r.name.as_str()).collect();
+    if !silent.is_empty() {
+        return format!("MISSING {name} in: {}", silent.join(", "));
     }
+    let mut cells: BTreeMap<(Option<u64>, Option<u64>), Vec<u64>> = BTreeMap::new();
+    for r in runs {
+        cells.entry((r.budget, r.seed)).or_default().extend(value(r));
+    }
+    let compared = cells.values().filter(|v| v.len() > 1).count();
     let unequal: Vec<String> = cells
         .iter()
-        .filter(|(_, e)| e.len() > 1)
-        .map(|((b, s), e)| {
-            let e: Vec<String> = e.iter().map(|v| num(*v)).collect();
-            format!("budget {} seed {}: {}", num(*b), num(*s), e.join(" vs "))
+        .filter_map(|((b, s), v)| {
+            let distinct: BTreeSet<u64> = v.iter().copied().collect();
+            let shown: Vec<String> = distinct.iter().map(u64::to_string).collect();
+            (distinct.len() > 1)
+                .then(|| format!("budget {} seed {}: {}", num(*b), num(*s), shown.join(" vs ")))
         })
         .collect();
     if unequal.is_empty() {
-        format!("equal {name} within each of the {} (budget, seed) cells", cells.len())
+        format!("equal {name} within each of the {compared} (budget, seed) cells with more than one run")
     } else {
         format!("UNEQUAL {name}: {}", unequal.join("; "))
     }
 }
 
-/// Issue 15's conditions on the finished linearize runs, each stated with what was found.
+/// Whether every (budget, seed) cell has a run of every selection the study has: a cell
+/// with SNL alone compares nothing, and must not pass for an equal one.
+fn complete_cells(runs: &[&Row]) -> String {
+    let present: Vec<&str> =
+        selection::LINEARIZE.iter().copied().filter(|s| runs.iter().any(|r| r.selection == *s)).collect();
+    let mut cells: BTreeMap<(Option<u64>, Option<u64>), Vec<&str>> = BTreeMap::new();
+    for r in runs {
+        cells.entry((r.budget, r.seed)).or_default().push(&r.selection);
+    }
+    let incomplete: Vec<String> = cells
+        .iter()
+        .filter(|(_, sels)| present.iter().any(|p| !sels.contains(p)))
+        .map(|((b, s), sels)| format!("budget {} seed {} has only {}", num(*b), num(*s), sels.join(", ")))
+        .collect();
+    if incomplete.is_empty() {
+        format!("each of the {} (budget, seed) cells has a run of {}", cells.len(), present.join(", "))
+    } else {
+        format!("INCOMPLETE cells: {}", incomplete.join("; "))
+    }
+}
+
+/// Per control: at how many budgets SNL's mean test top-1 is compared with the control's,
+/// and above it; the budgets where either has no finished run are named.
+fn snl_against(runs: &[&Row], control: &str) -> String {
+    let mean = |sel: &str, b: u64| {
+        let acc: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.selection == sel && r.budget == Some(b))
+            .filter_map(|r| r.test_top1)
+            .collect();
+        (!acc.is_empty()).then(|| acc.iter().sum::<f64>() / acc.len() as f64)
+    };
+    let budgets: BTreeSet<u64> = runs.iter().filter_map(|r| r.budget).collect();
+    let (mut above, mut compared, mut missing) = (0, 0, Vec::new());
+    for &b in &budgets {
+        match (mean(selection::SNL, b), mean(control, b)) {
+            (Some(s), Some(c)) => {
+                compared += 1;
+                above += usize::from(s > c);
+            }
+            _ => missing.push(b.to_string()),
+        }
+    }
+    let found = format!("SNL's mean above {control}'s at {above} of the {compared} budgets with both");
+    match missing.is_empty() {
+        true => format!("{found}, every budget compared"),
+        false => format!("NOT COMPARED with {control} at budget {}; {found}", missing.join(", ")),
+    }
+}
+
+/// Issue 15's conditions on the finished linearize runs, each stated with what was found;
+/// a failed one starts in capitals.
 pub fn checks(rows: &[Row]) -> Vec<String> {
     let linearized: Vec<&Row> = rows.iter().filter(|r| r.selection != selection::BASELINE).collect();
-    let mut out: Vec<String> = [
-        ("epochs_trained", (|r: &Row| r.epochs_trained) as fn(&Row) -> Option<u64>),
-        ("search_steps", |r: &Row| r.search_steps),
-    ]
-    .into_iter()
-    .map(|(name, value)| equal_within_cells(&linearized, name, value))
-    .collect();
+    let mut out = vec![complete_cells(&linearized)];
+    out.extend(
+        [
+            ("epochs_trained", (|r: &Row| r.epochs_trained) as fn(&Row) -> Option<u64>),
+            ("search_steps", |r: &Row| r.search_steps),
+        ]
+        .into_iter()
+        .map(|(name, value)| equal_within_cells(&linearized, name, value)),
+    );
     // A search that reached its cap with `--finish-at-cap` keeps more ReLUs than allowed;
     // its accuracy is then not comparable with the controls', which draw exactly the budget.
     let over: Vec<String> = linearized
@@ -137,10 +213,16 @@ pub fn checks(rows: &[Row]) -> Vec<String> {
         (false, _) => format!("OVER BUDGET: {}", over.join("; ")),
     });
     let snl: Vec<&&Row> = linearized.iter().filter(|r| r.selection == selection::SNL).collect();
-    let lambda0: BTreeSet<String> = snl.iter().map(|r| num(r.lambda0)).collect();
-    out.push(match lambda0.len() {
-        0 => "no SNL run".to_string(),
-        1 => format!("one lambda0 for all {} SNL runs: {}", snl.len(), lambda0.iter().next().expect("one")),
+    let lacking = |value: fn(&Row) -> Option<f64>| -> Vec<&str> {
+        snl.iter().filter(|r| value(r).is_none()).map(|r| r.name.as_str()).collect()
+    };
+    let lambda0: BTreeSet<String> = snl.iter().filter_map(|r| r.lambda0).map(|v| v.to_string()).collect();
+    out.push(match (lacking(|r| r.lambda0), lambda0.len()) {
+        (none, _) if !none.is_empty() => format!("MISSING lambda0 in: {}", none.join(", ")),
+        (_, 0) => "no SNL run".to_string(),
+        (_, 1) => {
+            format!("one lambda0 for all {} SNL runs: {}", snl.len(), lambda0.iter().next().expect("one"))
+        }
         _ => format!(
             "SEVERAL lambda0 among the SNL runs: {}",
             lambda0.into_iter().collect::<Vec<_>>().join(", ")
@@ -148,7 +230,19 @@ pub fn checks(rows: &[Row]) -> Vec<String> {
     });
     let grew =
         snl.iter().filter(|r| matches!((r.lambda0, r.lambda_final), (Some(a), Some(b)) if b > a)).count();
-    out.push(format!("lambda grew (lambda_final > lambda0) in {grew} of {} SNL runs", snl.len()));
+    let mut line = format!("lambda_final > lambda0 in {grew} of {} SNL runs", snl.len());
+    if grew == 0 && !snl.is_empty() {
+        line = format!("LAMBDA NEVER GREW: {line}");
+    }
+    if let none @ [_, ..] = lacking(|r| r.lambda_final).as_slice() {
+        line += &format!("; MISSING lambda_final in: {}", none.join(", "));
+    }
+    out.push(line);
+    for control in &selection::LINEARIZE[1..] {
+        if linearized.iter().any(|r| r.selection == *control) {
+            out.push(snl_against(&linearized, control));
+        }
+    }
     out
 }
 
@@ -197,26 +291,44 @@ mod tests {
         ]
     }
 
+    fn names(rows: &[Row]) -> Vec<String> {
+        rows.iter().map(|r| r.name.clone()).collect()
+    }
+
     #[test]
     fn the_table_gives_means_leads_and_checks() {
         let rows = study();
-        let md = to_markdown(&rows, &groups(&rows));
+        let mut planned = names(&rows);
+        planned.push("snl-200-s0".into());
+        let md = to_markdown(&rows, &groups(&rows), &planned);
         assert!(
-            md.starts_with("Baseline `baseline`: test top-1 88.50%, val top-1 89.00%, 1000 of 1000 ReLUs."),
+            md.starts_with(
+                "7 of 8 planned runs finished; still missing: snl-200-s0.\n\n\
+                 Baseline `baseline`: test top-1 88.50%, val top-1 89.00%, 1000 of 1000 ReLUs."
+            ),
             "{md}"
         );
-        assert!(md.contains("| 100 | snl | 81.00 (80.00-82.00) | 2 | 99 | 12, 12 |"), "{md}");
-        assert!(md.contains("| 100 | random | 72.50 (70.00-75.00) | 2 | 99 | 12, 12 |"), "{md}");
-        // 81 - 72.5; per seed 80 - 70 = +10 and 82 - 75 = +7. Uniform: 81 - 71.25.
+        assert!(md.contains("| 100 | snl | 81.00 (80.00-82.00) | 2 | 99 | s0 12, s1 12 |"), "{md}");
+        assert!(md.contains("| 100 | random | 72.50 (70.00-75.00) | 2 | 99 | s0 12, s1 12 |"), "{md}");
+        // Per seed 80 - 70 = +10 and 82 - 75 = +7; uniform +9 and +10.5.
         assert!(
             md.contains("| 100 | +8.50 (+7.00..+10.00 over 2 seeds) | +9.75 (+9.00..+10.50 over 2 seeds) |"),
             "{md}"
         );
-        assert!(md.contains("- equal epochs_trained within each of the 2 (budget, seed) cells"), "{md}");
-        assert!(md.contains("- equal search_steps within each of the 2 (budget, seed) cells"), "{md}");
-        assert!(md.contains("- all 6 linearize runs keep at most their budget of ReLUs"), "{md}");
-        assert!(md.contains("- one lambda0 for all 2 SNL runs: 0.0001"), "{md}");
-        assert!(md.contains("- lambda grew (lambda_final > lambda0) in 1 of 2 SNL runs"), "{md}");
+        for line in [
+            "- each of the 2 (budget, seed) cells has a run of snl, random, uniform",
+            "- equal epochs_trained within each of the 2 (budget, seed) cells with more than one run",
+            "- equal search_steps within each of the 2 (budget, seed) cells with more than one run",
+            "- all 6 linearize runs keep at most their budget of ReLUs",
+            "- one lambda0 for all 2 SNL runs: 0.0001",
+            "- lambda_final > lambda0 in 1 of 2 SNL runs\n",
+            "- SNL's mean above random's at 1 of the 1 budgets with both, every budget compared",
+            "- SNL's mean above uniform's at 1 of the 1 budgets with both, every budget compared",
+        ] {
+            assert!(md.contains(line), "{line}\n{md}");
+        }
+        let planned = names(&rows);
+        assert!(to_markdown(&rows, &groups(&rows), &planned).starts_with("7 of 7 planned runs finished.\n"));
     }
 
     #[test]
@@ -227,16 +339,59 @@ mod tests {
         rows[2].lambda0 = Some(3e-4);
         rows[2].relu_count = Some(130);
         let checks = checks(&rows);
-        assert_eq!(checks[0], "UNEQUAL epochs_trained: budget 100 seed 0: 2 vs 12");
-        assert_eq!(checks[1], "UNEQUAL search_steps: budget 100 seed 1: 119 vs 120");
-        assert_eq!(checks[2], "OVER BUDGET: snl-100-s1 (130 > 100)");
-        assert_eq!(checks[3], "SEVERAL lambda0 among the SNL runs: 0.0001, 0.0003");
+        assert_eq!(checks[1], "UNEQUAL epochs_trained: budget 100 seed 0: 2 vs 12");
+        assert_eq!(checks[2], "UNEQUAL search_steps: budget 100 seed 1: 119 vs 120");
+        assert_eq!(checks[3], "OVER BUDGET: snl-100-s1 (130 > 100)");
+        assert_eq!(checks[4], "SEVERAL lambda0 among the SNL runs: 0.0001, 0.0003");
         rows[2].relu_count = None;
-        assert_eq!(super::checks(&rows)[2], "1 linearize runs do not say their ReLU count or budget");
+        assert_eq!(super::checks(&rows)[3], "1 linearize runs do not say their ReLU count or budget");
         // A missing control shows as a dash, not as a lead over nothing.
         let only_snl: Vec<Row> = rows.into_iter().filter(|r| r.selection != "uniform").collect();
-        let md = to_markdown(&only_snl, &groups(&only_snl));
+        let md = to_markdown(&only_snl, &groups(&only_snl), &names(&only_snl));
         assert!(md.contains("| budget | SNL - random |\n"), "{md}");
         assert!(!md.contains("SNL - uniform"), "{md}");
+    }
+
+    /// What a half-finished study must not pass for: a cell SNL has alone, a control
+    /// missing at a budget, a seed on one side only, fields no run states.
+    #[test]
+    fn a_partial_study_is_not_called_complete() {
+        let mut rows = study();
+        rows.push(row("snl", 200, 0, 79.0, 9));
+        rows.remove(4); // random-100-s1
+        let md = to_markdown(&rows, &groups(&rows), &names(&rows));
+        assert!(md.contains("| 100 | random | 70.00 (one run) | 1 | 99 | s0 12 |"), "{md}");
+        // Only seed 0 pairs with random: +10, not 81 - 70 = +11 over unequal seed sets.
+        assert!(md.contains("| 100 | +10.00 (one seed); unpaired: snl s1 |"), "{md}");
+        assert!(md.contains("| 200 | - | - |"), "{md}");
+        let c = checks(&rows);
+        assert_eq!(
+            c[0],
+            "INCOMPLETE cells: budget 100 seed 1 has only snl, uniform; budget 200 seed 0 has only snl"
+        );
+        assert_eq!(
+            c[1],
+            "equal epochs_trained within each of the 2 (budget, seed) cells with more than one run"
+        );
+        assert_eq!(
+            c[6],
+            "NOT COMPARED with random at budget 200; SNL's mean above random's at 1 of the 1 budgets with both"
+        );
+        for r in rows.iter_mut() {
+            r.search_steps = None;
+            r.lambda_final = r.lambda0;
+        }
+        (rows[1].lambda0, rows[1].lambda_final) = (None, None);
+        let c = checks(&rows);
+        assert!(
+            c[2].starts_with("MISSING search_steps in: snl-100-s0, snl-100-s1, random-100-s0"),
+            "{}",
+            c[2]
+        );
+        assert_eq!(c[4], "MISSING lambda0 in: snl-100-s0");
+        assert_eq!(
+            c[5],
+            "LAMBDA NEVER GREW: lambda_final > lambda0 in 0 of 3 SNL runs; MISSING lambda_final in: snl-100-s0"
+        );
     }
 }
