@@ -139,24 +139,34 @@ pub struct DataConfig {
     /// (then [`SyntheticSpec::legacy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic: Option<SyntheticSpec>,
+    /// Training images before the validation split was held out, counted when the run
+    /// started: a resume on data that gives another count is refused (its split, epochs and
+    /// steps would not be the run's), and models record it (`RecordedSplit::train_images`).
+    /// Absent in runs made before it was recorded (then unchecked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_images: Option<usize>,
     /// Set when `val_size` is a model's record (`commands::model_split`); not saved.
     #[serde(skip)]
     pub recorded_split: Option<RecordedSplit>,
 }
 
 /// A validation size read from a model's metadata, on the dataset it records. Where the data
-/// holds more training images than that, the model's split is rebuilt and another
-/// `--val-size` (`given`) is refused; where it does not (an image folder: its path is not
-/// recorded), the data cannot be the one the model was split from, and `--val-size`
-/// chooses, with a warning (a subset of that folder would hold the model's training images).
-/// Named datasets have fixed sizes: their refusal comes before any data is read
-/// (`commands::model_split`).
+/// holds it (more training images than the split and, where the model records it, as many as
+/// it was trained on), the model's split is rebuilt and another `--val-size` (`given`) is
+/// refused. Where it does not, this is not the model's data (a folder changed, or another
+/// one: its path is not recorded); for a folder `--val-size` then chooses, with a warning (a
+/// subset of that folder would hold the model's training images). Named datasets have fixed
+/// sizes: a differing `--val-size` is refused before any data is read
+/// (`commands::model_split`), and a copy that cannot hold the split is an error.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedSplit {
     pub model: PathBuf,
     pub given: Option<usize>,
     /// Why the model's split is kept, for the refusal.
     pub why: String,
+    /// The training images the model's split was held out of; None in models made before
+    /// it was recorded.
+    pub train_images: Option<usize>,
 }
 
 impl RecordedSplit {
@@ -170,6 +180,47 @@ impl RecordedSplit {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// The validation size to hold out of `available` training images of `name`: the
+    /// recorded `size` where they hold the model's split, else `given` (on a folder) with
+    /// the warning to show once every check has passed.
+    fn choose(&self, name: DatasetName, size: usize, available: usize) -> Result<(usize, Option<String>)> {
+        let changed = self.train_images.filter(|&n| n != available);
+        if size < available && changed.is_none() {
+            self.refuse_another(size)?;
+            return Ok((size, None));
+        }
+        let model = self.model.display();
+        let what = match changed {
+            Some(n) => format!("{model} was made from a training set of {n} images, not these {available}"),
+            None => format!(
+                "{model} was selected on a validation split of {size} images, which needs more than \
+                 these {available} training images"
+            ),
+        };
+        let given = match (name, self.given) {
+            (DatasetName::Folder, Some(given)) => given,
+            (DatasetName::Folder, None) => {
+                return Err(usage(format!(
+                    "{name}: {what}: this cannot be the data it was split from; give --val-size N to hold \
+                     out N of them"
+                )));
+            }
+            _ => {
+                return Err(usage(format!(
+                    "{name}: {what}: this cannot be the data it was split from (a partial copy?); use the \
+                     whole dataset"
+                )));
+            }
+        };
+        let note = (given > 0).then(|| {
+            format!(
+                "--val-size {given}: a new validation split, not the one {model} was selected on ({what}); \
+                 if it holds the model's training images, validation accuracy overstates"
+            )
+        });
+        Ok((given, note))
     }
 }
 
@@ -198,6 +249,14 @@ impl DataConfig {
                 )));
             }
         }
+        if dataset == DatasetKind::Named(DatasetName::Folder)
+            && args.data_dir.is_none()
+            && args.dataset.is_none()
+        {
+            return Err(usage(
+                "the model was trained on an image folder, whose path it does not record: give --data-dir <dir>",
+            ));
+        }
         if dataset == DatasetKind::Named(DatasetName::Folder) && args.data_dir.is_none() {
             return Err(usage(
                 "--dataset folder needs --data-dir <dir>, laid out as <dir>/train/<class>/<image> and \
@@ -216,6 +275,7 @@ impl DataConfig {
             val_size: args.val_size.unwrap_or(5000),
             batch_size,
             synthetic: None,
+            train_images: None,
             recorded_split: None,
         };
         Ok(match dataset {
@@ -235,8 +295,9 @@ impl DataConfig {
             .then(|| self.synthetic.unwrap_or_else(|| SyntheticSpec::legacy(self.val_size)))
     }
 
-    /// What a model's metadata records of its data: the dataset, the validation size and,
-    /// for synthetic data, the set (see `commands::model_split`).
+    /// What a model's metadata records of its data: the dataset, the validation size, the
+    /// training images it was held out of and, for synthetic data, the set (see
+    /// `commands::model_split`).
     pub fn metadata(&self) -> Result<Vec<(&'static str, String)>> {
         let mut meta = vec![(keys::DATASET, self.dataset.to_string())];
         match self.synthetic_spec() {
@@ -245,6 +306,9 @@ impl DataConfig {
                 meta.push((keys::SYNTHETIC, serde_json::to_string(&spec)?));
             }
             None => meta.push((keys::VAL_SIZE, self.val_size.to_string())),
+        }
+        if let Some(n) = self.train_images {
+            meta.push((keys::TRAIN_IMAGES, n.to_string()));
         }
         Ok(meta)
     }
@@ -256,6 +320,12 @@ pub struct Splits {
     /// None with `--val-size 0`: every training image trains.
     pub val: Option<Arc<Dataset>>,
     pub test: Arc<Dataset>,
+    /// Training images before the hold-out (`DataConfig::train_images`); None for the
+    /// synthetic data, whose validation set is made apart.
+    pub train_images: Option<usize>,
+    /// A warning for the caller to show once its own checks have passed (a refused command
+    /// prints one error line): a new validation split where a model's could not be rebuilt.
+    pub caution: Option<String>,
 }
 
 impl Splits {
@@ -273,7 +343,7 @@ impl Splits {
             snl_data::load(name, Split::Test, &opts).with_context(|| format!("cannot load {name} (test)"))?;
         same_classes(train.classes(), test.classes())
             .with_context(|| format!("{name}: the test split's classes are not the training split's"))?;
-        Self::hold_out(name, train, test, config, seed, ui)
+        Self::hold_out(name, train, test, config, seed)
     }
 
     fn hold_out(
@@ -282,49 +352,41 @@ impl Splits {
         test: Dataset,
         config: &DataConfig,
         seed: u64,
-        ui: &Ui,
     ) -> Result<Self> {
-        let val_size = match &config.recorded_split {
-            None => config.val_size,
-            Some(rec) if config.val_size < train.len() => {
-                rec.refuse_another(config.val_size)?;
-                config.val_size
-            }
-            Some(rec) => {
-                let given = rec.given.ok_or_else(|| {
-                    usage(format!(
-                        "{name}: {} was selected on a validation split of {} images, which needs more \
-                         than these {} training images: this cannot be the data it was split from; \
-                         give --val-size N to hold out N of them",
-                        rec.model.display(),
-                        config.val_size,
-                        train.len()
-                    ))
-                })?;
-                ui.warn(format!(
-                    "--val-size {given}: a new validation split, not the {} images {} was selected on \
-                     (too many for these {} training images); if they include its training images, \
-                     validation accuracy overstates",
-                    config.val_size,
-                    rec.model.display(),
-                    train.len()
-                ));
-                given
-            }
+        let available = train.len();
+        if let Some(started) = config.train_images.filter(|&n| n != available) {
+            let data = match &config.data_dir {
+                Some(folder) => format!("the {} data in {}", config.dataset, folder.display()),
+                None => format!("the {} data", config.dataset),
+            };
+            anyhow::bail!(
+                "the run started on {started} training images, but {data} now gives {available}; a run \
+                 resumes only on the data it started with: restore it, or start a new run"
+            );
+        }
+        let (val_size, caution) = match &config.recorded_split {
+            None => (config.val_size, None),
+            Some(rec) => rec.choose(name, config.val_size, available)?,
+        };
+        let splits = |train, val, caution| Self {
+            train: Arc::new(train),
+            val,
+            test: Arc::new(test),
+            train_images: Some(available),
+            caution,
         };
         if val_size == 0 {
-            return Ok(Self { train: Arc::new(train), val: None, test: Arc::new(test) });
+            return Ok(splits(train, None, None));
         }
         // Worded for --val-size and its default (a model's record that does not fit is above).
-        if val_size >= train.len() {
+        if val_size >= available {
             return Err(usage(format!(
-                "{name}: a validation split of {val_size} images needs more than its {} training images; \
-                 give a smaller --val-size (default 5000; 0: no validation split)",
-                train.len()
+                "{name}: a validation split of {val_size} images needs more than its {available} training \
+                 images; give a smaller --val-size (default 5000; 0: no validation split)"
             )));
         }
         let (train, val) = train.split_validation(val_size, seed)?;
-        Ok(Self { train: Arc::new(train), val: Some(Arc::new(val)), test: Arc::new(test) })
+        Ok(splits(train, Some(Arc::new(val)), caution))
     }
 
     /// The synthetic data: `spec.classes` gratings (an orientation and one of two frequencies
@@ -371,7 +433,16 @@ impl Splits {
             train: Arc::new(make(train, 1)?),
             val: Some(Arc::new(make(val, 2)?)),
             test: Arc::new(make(test, 3)?),
+            train_images: None,
+            caution: None,
         })
+    }
+
+    /// Shows [`Self::caution`], if any (call once the command's own checks have passed).
+    pub fn warn_caution(&self, ui: &Ui) {
+        if let Some(caution) = &self.caution {
+            ui.warn(caution);
+        }
     }
 
     /// The validation split, or an error saying the run has none.

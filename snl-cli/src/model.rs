@@ -24,6 +24,8 @@ pub mod keys {
     pub const SEED: &str = "seed";
     /// The size of the validation split the model was selected on.
     pub const VAL_SIZE: &str = "val_size";
+    /// The training images that split was held out of (`data::DataConfig::train_images`).
+    pub const TRAIN_IMAGES: &str = "train_images";
     /// The synthetic set (JSON of `data::SyntheticSpec`), on synthetic data.
     pub const SYNTHETIC: &str = "synthetic";
 }
@@ -106,6 +108,23 @@ impl Loaded {
     /// The dataset the metadata says the model was trained on, if it names one snl knows.
     pub fn dataset(&self) -> Option<crate::data::DatasetKind> {
         self.metadata.get(keys::DATASET)?.parse().ok()
+    }
+
+    /// The dataset to use: `given`, else the model's; a name this snl does not know is
+    /// said as such (not as a missing `--dataset`).
+    pub fn dataset_or(
+        &self,
+        given: Option<crate::data::DatasetKind>,
+        path: &Path,
+    ) -> Result<Option<crate::data::DatasetKind>> {
+        match (given, self.metadata.get(keys::DATASET)) {
+            (Some(kind), _) => Ok(Some(kind)),
+            (None, Some(name)) if self.dataset().is_none() => Err(usage(format!(
+                "{}: trained on dataset `{name}`, which this snl does not know; give --dataset",
+                path.display()
+            ))),
+            (None, _) => Ok(self.dataset()),
+        }
     }
 
     /// The metadata's threshold (checked by [`load`]; else the authors' 1e-2).

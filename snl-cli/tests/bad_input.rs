@@ -32,6 +32,14 @@ fn unknown_flags_and_values_are_usage_errors() {
         meta.remove("dataset");
     });
     fails(&["eval", "--model", s(&unnamed)], 2, &["--dataset is required"]);
+    let unknown = edited_model(tmp.path(), |_, meta| {
+        meta.insert("dataset".into(), "imagenet22k".into());
+    });
+    fails(
+        &["eval", "--model", s(&unknown)],
+        2,
+        &["trained on dataset `imagenet22k`, which this snl does not know"],
+    );
     let lin = |budget: &str| {
         let mut args = linearize_args(&model, budget, 1);
         args.extend(["--out".to_string(), s(&out).to_string()]);

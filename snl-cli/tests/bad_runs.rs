@@ -264,15 +264,15 @@ fn a_resume_that_changed_the_cap_and_failed_can_still_be_resumed() {
     assert_eq!(read_json(&linearized().join("result.json"))["within_budget"], true);
 }
 
-/// Removes the top-level `key` from the run's config.json and from the copy its checkpoint holds.
-fn remove_config_key(run: &Path, key: &str) {
+/// Applies `edit` to the run's config.json and to the copy its checkpoint holds.
+fn edit_config_and_checkpoint(run: &Path, edit: impl Fn(&mut serde_json::Value)) {
     let mut config = read_json(&run.join("config.json"));
-    config.as_object_mut().unwrap().remove(key).unwrap_or_else(|| panic!("no {key} in config.json"));
+    edit(&mut config);
     std::fs::write(run.join("config.json"), serde_json::to_string(&config).unwrap()).unwrap();
     let path = run.join("checkpoint.safetensors");
     let mut metadata = read_metadata(&path);
     let mut config: serde_json::Value = serde_json::from_str(&metadata["snl_config"]).unwrap();
-    config.as_object_mut().unwrap().remove(key);
+    edit(&mut config);
     metadata.insert("snl_config".into(), config.to_string());
     write_tensors(&path, &read_tensors(&path), Some(metadata));
 }
@@ -299,7 +299,7 @@ fn a_control_resumed_on_fewer_training_images_is_refused_not_a_panic() {
         .args(["--out", s(&run), "--stop-after-epochs", "1"])
         .assert()
         .code(3);
-    assert_eq!(read_json(&run.join("config.json"))["train_size"], 24);
+    assert_eq!(read_json(&run.join("config.json"))["data"]["train_images"], 24);
     // 10 images left: the 6 steps done are all the 2 epochs of 3 batches would now take.
     for class in ["ant", "bee"] {
         for i in 5..12 {
@@ -313,8 +313,16 @@ fn a_control_resumed_on_fewer_training_images_is_refused_not_a_panic() {
     ];
     fails(&["linearize", "--resume", s(&run)], 1, &needles);
     assert_eq!(snapshot(&run), before, "a refused resume changed the run");
+    // As an older build recorded it: the training split's size after the hold-out.
+    edit_config_and_checkpoint(&run, |c: &mut serde_json::Value| {
+        c["data"].as_object_mut().unwrap().remove("train_images").unwrap();
+        c["train_size"] = 24.into();
+    });
+    fails(&["linearize", "--resume", s(&run)], 1, &needles);
     // A run made before the size was recorded: its steps no longer fit, and it says so.
-    remove_config_key(&run, "train_size");
+    edit_config_and_checkpoint(&run, |c: &mut serde_json::Value| {
+        c.as_object_mut().unwrap().remove("train_size").unwrap();
+    });
     fails(&["linearize", "--resume", s(&run)], 1, &["6 frozen-mask steps done", "asks for 6 in all"]);
 }
 

@@ -155,6 +155,7 @@ fn train_config(seed: u64) -> TrainConfig {
         val_size: spec.val_len(),
         batch_size: BATCH,
         synthetic: None,
+        train_images: None,
         recorded_split: None,
     }
     .with_synthetic(spec);

@@ -15,12 +15,21 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
         )));
     }
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
-    let mut data = DataConfig::from_args(&args.data, 256, loaded.dataset())?;
+    let mut data =
+        DataConfig::from_args(&args.data, 256, loaded.dataset_or(args.data.dataset, &args.model)?)?;
     // The test split of a real dataset is the same whatever the seed; synthetic images are not.
     let seed_matters = args.split == EvalSplit::Val || data.dataset == DatasetKind::Synthetic;
     let unchecked = Context { seed_given: false, device: ctx.device.clone(), ..*ctx };
     let split_ctx = if seed_matters { ctx } else { &unchecked };
     let seed = model_split(split_ctx, &loaded, &args.model, &mut data, args.data.val_size, "eval rebuilds")?;
+    let unsplit = data.recorded_split.as_ref().is_some_and(|rec| rec.given.is_none()) && data.val_size == 0;
+    if args.split == EvalSplit::Val && unsplit {
+        // Said before any data is read (which may start a download).
+        return Err(crate::setup::usage(format!(
+            "{}: trained on every training image (--val-size 0), it has no validation split; use --split test",
+            args.model.display()
+        )));
+    }
     if args.split == EvalSplit::Test {
         // The test split does not depend on one: no default --val-size 5000 to refuse on a
         // small training set nobody asked to split.
@@ -29,6 +38,7 @@ pub fn run(ctx: &Context, args: EvalArgs) -> Result<()> {
     }
     let splits = Splits::load(&data, seed, &ctx.ui)?;
     check_fits(args.model.display(), &loaded.config, data.dataset, &splits)?;
+    splits.warn_caution(&ctx.ui);
     let split = match args.split {
         EvalSplit::Test => &splits.test,
         EvalSplit::Val => splits.val()?,

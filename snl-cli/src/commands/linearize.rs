@@ -48,9 +48,8 @@ pub struct LinearizeConfig {
     /// At the search-epoch cap above the budget: binarize and finetune anyway (else an error).
     #[serde(default)]
     pub finish_at_cap: bool,
-    /// Images of the training split the run started with: a resume on another training set
-    /// is refused (its epochs, and a control's steps, would not be the run's). Absent in runs
-    /// made before it was recorded (then unchecked).
+    /// Images of the training split the run started with, as runs recorded it before
+    /// `data.train_images` (which replaces it): still checked on their resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_size: Option<usize>,
 }
@@ -142,7 +141,8 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                 config.snl.max_search_epochs = cap;
             }
             config.finish_at_cap |= args.finish_at_cap;
-            let splits = Splits::load(&config.data, config.split_seed(), &ctx.ui)?;
+            let splits = Splits::load(&config.data, config.split_seed(), &ctx.ui)
+                .with_context(|| dir.display().to_string())?;
             check_train_size(&config, &splits, dir)?;
             check_frozen_mask_epochs(&config, &splits, &ctx.device)?;
             if (config.snl.max_search_epochs, config.finish_at_cap) != before {
@@ -189,7 +189,8 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             // of a teacher trained on a folder: that needs the folder's size).
             let total = snl_core::relu_total(&teacher.frozen(&ctx.device)?);
             snl.clone().check(total).map_err(|e| config_error(&e, &snl, model_path))?;
-            let mut data = DataConfig::from_args(&args.data, 128, teacher.dataset())?;
+            let mut data =
+                DataConfig::from_args(&args.data, 128, teacher.dataset_or(args.data.dataset, model_path)?)?;
             // The validation split is the teacher's own (on its data); --seed moves only
             // this run's data order and draws.
             let unchecked = Context { seed_given: false, device: ctx.device.clone(), ..*ctx };
@@ -205,9 +206,11 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
             let splits = Splits::load(&data, split_seed, &ctx.ui)?;
             // The size held out, which differs from the teacher's where this is other data.
             data.val_size = splits.val.as_ref().map_or(0, |val| val.len());
+            data.train_images = splits.train_images;
             data.recorded_split = None;
             check_fits(model_path.display(), &teacher.config, data.dataset, &splits)?;
             // Warnings once every check has passed: a refused run prints one error line.
+            splits.warn_caution(&ctx.ui);
             super::warn_cautions(ctx, &teacher, model_path)?;
             if args.selection == Selection::Snl && snl.warmup_epochs >= snl.max_search_epochs {
                 ctx.ui.warn(format!(
@@ -227,7 +230,7 @@ pub fn run(ctx: &Context, args: LinearizeArgs) -> Result<()> {
                 frozen_mask_epochs,
                 frozen_mask_steps: args.search_steps,
                 finish_at_cap: args.finish_at_cap,
-                train_size: Some(splits.train.len()),
+                train_size: None,
             };
             check_frozen_mask_epochs(&config, &splits, &ctx.device)?;
             let out = args.out.as_ref().context("--out is required")?;

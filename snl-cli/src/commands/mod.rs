@@ -157,9 +157,15 @@ pub fn model_split(
         seed = ctx.recorded_seed(recorded, path, &why)?;
     }
     if let Some(size) = recorded(loaded, keys::VAL_SIZE, path)? {
+        // A model trained on every image has no split to keep: any held out of them trained it.
+        let why = match size {
+            0 => "every training image trained it (--val-size 0), so none is held out".to_string(),
+            _ => why,
+        };
+        let train_images = recorded(loaded, keys::TRAIN_IMAGES, path)?;
         // A named dataset's size is fixed: refused before any data is read. A folder's is
         // settled once its training set is counted (`data::RecordedSplit`).
-        let rec = RecordedSplit { model: path.to_path_buf(), given: val_size_given, why: why.clone() };
+        let rec = RecordedSplit { model: path.to_path_buf(), given: val_size_given, why, train_images };
         if data.dataset != DatasetKind::Named(DatasetName::Folder) {
             rec.refuse_another(size)?;
         }

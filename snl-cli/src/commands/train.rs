@@ -71,7 +71,8 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
             let run = RunDir::open(dir, &[])?;
             let config = run.read_config::<TrainConfig>("train")?;
             ctx.recorded_seed(config.seed, dir, "a resumed run keeps its own")?;
-            let splits = Splits::load(&config.data, config.seed, &ctx.ui)?;
+            let splits = Splits::load(&config.data, config.seed, &ctx.ui)
+                .with_context(|| dir.display().to_string())?;
             (config, run, splits)
         }
         None => {
@@ -106,7 +107,7 @@ pub fn run(ctx: &Context, args: TrainArgs) -> Result<()> {
             check_fits(format!("--image-size {}", model.image_size()), &model, data.dataset, &splits)?;
             let config = TrainConfig {
                 model,
-                data,
+                data: DataConfig { train_images: splits.train_images, ..data },
                 epochs: args.epochs,
                 sgd,
                 schedule: args.schedule,
