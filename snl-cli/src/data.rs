@@ -102,7 +102,8 @@ impl SyntheticSpec {
 
     /// Images in the validation split.
     pub fn val_len(&self) -> usize {
-        self.classes * self.per_class[1]
+        // Saturating: an edited file's sizes are refused by `check`, not by an overflow.
+        self.classes.saturating_mul(self.per_class[1])
     }
 
     /// The set of a run or model made before the set was recorded: the demo's recorded a

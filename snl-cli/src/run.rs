@@ -393,7 +393,7 @@ impl RunDir {
     pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
         let path = self.path(name);
         let text =
-            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            read_text(&path)?.with_context(|| format!("cannot read {}: no such file", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{}: not a valid snl file", path.display()))
     }
 
@@ -414,7 +414,8 @@ impl RunDir {
     /// or out of place is an error naming it; the file is not changed here.
     fn checked_metrics(&self, expected: &Logged) -> Result<String> {
         let path = self.path(METRICS);
-        let total: usize = expected.iter().map(|(_, epochs)| epochs).sum();
+        let total =
+            total_epochs(expected).with_context(|| format!("{}: epoch counts overflow", path.display()))?;
         let text = self.metrics_text()?;
         let mut lines = text.lines();
         let mut kept = String::new();
@@ -458,12 +459,7 @@ impl RunDir {
     }
 
     fn metrics_text(&self) -> Result<String> {
-        let path = self.path(METRICS);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        Ok(read_text(&self.path(METRICS))?.unwrap_or_default())
     }
 
     /// Saves the resume state: model tensors, optimizer tensors and `state` (JSON).
@@ -531,7 +527,9 @@ impl RunDir {
         let state: T =
             serde_json::from_str(state).with_context(|| format!("{}: bad resume state", path.display()))?;
         let expected = logged(&state).with_context(|| format!("{}: bad resume state", path.display()))?;
-        let epochs: usize = expected.iter().map(|(_, epochs)| epochs).sum();
+        let epochs = total_epochs(&expected).with_context(|| {
+            format!("{}: bad resume state: epoch counts overflow (edited?)", path.display())
+        })?;
         if epochs != lines {
             bail!(
                 "{}: bad resume state: {epochs} epochs done, but {lines} metrics lines recorded (edited?); \
@@ -576,10 +574,49 @@ impl RunDir {
     }
 }
 
+/// The epochs of all phases of `logged`; None when the sum overflows (an edited state).
+pub fn total_epochs(logged: &Logged) -> Option<usize> {
+    logged.iter().try_fold(0usize, |n, (_, epochs)| n.checked_add(*epochs))
+}
+
+/// The most bytes of a run's JSON file or metrics log read (a long run's log is ~1 MB).
+const MAX_RUN_TEXT: u64 = 256 << 20;
+
+/// Whether `path` is a regular file: false when there is none, an error naming it when it
+/// is something else (opening a FIFO would block) or cannot be examined.
+fn regular_file(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(true),
+        Ok(_) => bail!("{}: not a regular file", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The text of the run file `path`, None when there is none; refused when it is not a
+/// regular file or holds more than [`MAX_RUN_TEXT`] bytes.
+fn read_text(path: &Path) -> Result<Option<String>> {
+    if !regular_file(path)? {
+        return Ok(None);
+    }
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_RUN_TEXT + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if text.len() as u64 > MAX_RUN_TEXT {
+        bail!("{}: more than {MAX_RUN_TEXT} bytes, larger than any file of a run", path.display());
+    }
+    Ok(Some(text))
+}
+
 /// The `__metadata__` of the safetensors header of `path`, read alone (no tensor); None
 /// when there is no such file. The length is checked before anything is allocated.
 fn header_metadata(path: &Path) -> Result<Option<serde_json::Map<String, Value>>> {
-    let Ok(mut file) = File::open(path) else { return Ok(None) };
+    if !regular_file(path)? {
+        return Ok(None);
+    }
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let bad = || format!("{}: not a file snl wrote (bad header)", path.display());
     let mut len = [0u8; 8];
     file.read_exact(&mut len).with_context(bad)?;
@@ -599,7 +636,7 @@ fn header_metadata(path: &Path) -> Result<Option<serde_json::Map<String, Value>>
 
 /// Whether `root`'s `config.json` is one snl wrote (a JSON object with a `seed` and a `data`).
 fn is_snl_config(root: &Path) -> bool {
-    let text = std::fs::read_to_string(root.join(CONFIG)).unwrap_or_default();
+    let text = read_text(&root.join(CONFIG)).ok().flatten().unwrap_or_default();
     serde_json::from_str::<Value>(&text).is_ok_and(|v| {
         v.get("seed").is_some_and(Value::is_u64) && v.get("data").is_some_and(Value::is_object)
     })

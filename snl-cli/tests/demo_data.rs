@@ -120,15 +120,20 @@ fn synthetic_runs_record_their_data_and_eval_rebuilds_it() {
     }
     // A recorded set that makes no data is refused, naming it.
     let bad = tmp.path().join("bad.safetensors");
-    let spec = r#"{"classes":10,"image_size":16,"per_class":[100,0,20]}"#;
-    with_metadata(&best, &bad, |m| {
-        m.insert("synthetic".into(), spec.into());
-    });
-    fails(
-        &["eval", "--model", s(&bad), "--dataset", "synthetic"],
-        1,
-        &[&format!("synthetic data {spec}: every size must be at least 1")],
-    );
+    // (The second's validation size, 2 x 2^63, overflows: refused, not a panic.)
+    for spec in [
+        r#"{"classes":10,"image_size":16,"per_class":[100,0,20]}"#,
+        r#"{"classes":2,"image_size":1,"per_class":[1,9223372036854775808,1]}"#,
+    ] {
+        with_metadata(&best, &bad, |m| {
+            m.insert("synthetic".into(), spec.into());
+        });
+        fails(
+            &["eval", "--model", s(&bad), "--dataset", "synthetic"],
+            1,
+            &[&format!("synthetic data {spec}: every size must be at least 1")],
+        );
+    }
 }
 
 #[test]

@@ -278,3 +278,30 @@ fn a_newer_best_survives_a_resume_that_changes_the_search_cap() {
     write_tensors(&best, &read_tensors(&best), Some(metadata));
     snl().args(["linearize", "--resume", s(&run), "-q", "--max-search-epochs", "31"]).assert().success();
 }
+
+/// A run file replaced by a FIFO is an error naming it, not a read that waits forever for a
+/// writer (opening a FIFO blocks).
+#[test]
+fn a_run_file_that_is_a_fifo_is_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = stopped_train(tmp.path(), 1);
+    for name in ["checkpoint.safetensors", "metrics.jsonl", "config.json"] {
+        let path = run.join(name);
+        let kept = tmp.path().join(name);
+        std::fs::rename(&path, &kept).unwrap();
+        if !std::process::Command::new("mkfifo").arg(&path).status().is_ok_and(|s| s.success()) {
+            println!("skipped: no mkfifo here");
+            return;
+        }
+        let output = snl()
+            .args(["train", "--resume", s(&run)])
+            .timeout(std::time::Duration::from_secs(120))
+            .output()
+            .unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(&format!("{}: not a regular file", path.display())), "{name}: {err}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::rename(&kept, &path).unwrap();
+    }
+}

@@ -388,6 +388,28 @@ pub fn from_records(kind: Cifar, sources: &[Named], names: Option<Named>) -> Res
     Dataset::from_raw(images, labels, 32, 32, classes, kind.normalization())
 }
 
+/// The most bytes a CIFAR `.tar.gz` may inflate to (the official ones hold under 200 MB):
+/// past it, a bomb of members nobody reads is an error, not minutes of inflating.
+const MAX_TAR_BYTES: u64 = 1 << 30;
+
+/// A reader that fails once it has given `left` bytes.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 && !buf.is_empty() {
+            return Err(std::io::Error::other(format!("it inflates to more than {MAX_TAR_BYTES} bytes")));
+        }
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Streams a `.tar.gz` and returns the members whose file name is in `wanted` and whose parent
 /// folder is `folder` (or that sit at the top level), keyed by file name. A wanted member
 /// that declares more than `limit` bytes is an error before anything is allocated for it.
@@ -398,11 +420,13 @@ fn read_tar_gz(
     wanted: &[&str],
     limit: u64,
 ) -> Result<HashMap<String, Vec<u8>>> {
-    let gz = flate2::read::GzDecoder::new(reader);
+    let gz = Capped { inner: flate2::read::GzDecoder::new(reader), left: MAX_TAR_BYTES };
     let mut tar = tar::Archive::new(gz);
     let bad = |e: std::io::Error| Error::archive(archive, e.to_string());
     let mut out = HashMap::new();
-    for entry in tar.entries().map_err(bad)? {
+    // Raw: a GNU long-name or PAX entry is skipped like any other, not read whole into memory
+    // by the tar crate (the official archives have neither).
+    for entry in tar.entries().map_err(bad)?.raw(true) {
         let mut entry = entry.map_err(bad)?;
         let path = entry.path().map_err(bad)?.into_owned();
         let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };

@@ -387,7 +387,8 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
         let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-        if path.is_dir() {
+        // Real folders only: a symlinked one (`x -> .`) would be walked without end.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             walk(&path, &r, out);
         } else if path.is_file() {
             // `is_file` follows the snapshot symlink: a dangling one (missing blob) is skipped.
@@ -537,7 +538,9 @@ pub fn read_parquet_files(ds: &HubDataset, files: &[PathBuf]) -> Result<Dataset>
 
     // Class names and numbering: the metadata's if it has the right count, else the built-in
     // names; Tiny-ImageNet wnids are renumbered in sorted order.
-    let names = names.filter(|n| n.len() == ds.num_classes);
+    // Names repeated would merge two classes into one: then the built-in names too.
+    let distinct = |n: &Vec<String>| n.iter().collect::<std::collections::HashSet<_>>().len() == n.len();
+    let names = names.filter(|n| n.len() == ds.num_classes && distinct(n));
     let (classes, remap): (Vec<String>, Option<Vec<u32>>) = match names {
         Some(n) if ds.wnids => {
             let mut sorted = n.clone();
@@ -561,4 +564,26 @@ pub fn read_parquet_files(ds: &HubDataset, files: &[PathBuf]) -> Result<Dataset>
     }
     let (h, w, images) = decode::decode_all(&sources, None)?;
     Dataset::from_raw(images, labels, h, w, classes, ds.normalization)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A snapshot folder with a symlink back to itself is walked once, not without end.
+    #[cfg(unix)]
+    #[test]
+    fn walk_does_not_follow_symlinked_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("plain_text");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("train-00000-of-00001.parquet"), b"x").unwrap();
+        std::os::unix::fs::symlink(tmp.path(), dir.join("again")).unwrap();
+        std::os::unix::fs::symlink(".", tmp.path().join("here")).unwrap();
+        let mut out = Vec::new();
+        walk(tmp.path(), "", &mut out);
+        let names: Vec<&str> = out.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(names, ["plain_text/train-00000-of-00001.parquet"]);
+    }
 }

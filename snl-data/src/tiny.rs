@@ -16,8 +16,11 @@ const FOLDER: &str = "tiny-imagenet-200";
 const ARCHIVE: &str = "tiny-imagenet-200.zip";
 const HINT: &str = "Download http://cs231n.stanford.edu/tiny-imagenet-200.zip into the data folder \
                     (no need to unpack it), or load from the Hub (zh-plus/tiny-imagenet)";
-/// Images decoded per chunk when reading from the zip (bounds the compressed bytes held).
+/// Images decoded per chunk when reading from the zip.
 const ZIP_CHUNK: usize = 4096;
+/// Compressed bytes held at most before a chunk is decoded (4096 official images are ~10 MB;
+/// without it, 4096 members of [`MAX_MEMBER`] would be held at once).
+const ZIP_CHUNK_BYTES: usize = 64 << 20;
 /// The largest zip member read (the annotations are about 2 MB, an image a few KB).
 const MAX_MEMBER: u64 = 64 << 20;
 
@@ -48,8 +51,12 @@ impl Tree {
 
     fn open_zip(path: &Path) -> Result<Tree> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let archive = zip::ZipArchive::new(file).map_err(|e| Error::archive(path, e.to_string()))?;
-        let names: Vec<String> = archive
+        let mut archive = zip::ZipArchive::new(file).map_err(|e| Error::archive(path, e.to_string()))?;
+        // Members sharing one compressed stream would each inflate it again.
+        if archive.has_overlapping_files().map_err(|e| Error::archive(path, e.to_string()))? {
+            return Err(Error::archive(path, "members share compressed data, as no Tiny-ImageNet zip does"));
+        }
+        let mut names: Vec<String> = archive
             .file_names()
             .map(|n| n.map(|n| n.into_owned()))
             .collect::<zip::result::ZipResult<_>>()
@@ -65,6 +72,8 @@ impl Tree {
                 looked: vec![path.to_path_buf()],
                 hint: HINT.to_owned(),
             })?;
+        // Sorted, so a folder's members are one range (`list_images`), not a scan of all.
+        names.sort_unstable();
         Ok(Tree::Zip { path: path.to_path_buf(), archive, prefix, names })
     }
 
@@ -140,14 +149,13 @@ impl Tree {
             }
             Tree::Zip { prefix, names, .. } => {
                 let dir = format!("{prefix}{rel}/");
+                let first = names.partition_point(|n| n.as_str() < dir.as_str());
                 let mut any = false;
                 let mut out = Vec::new();
-                for n in names {
-                    if let Some(rest) = n.strip_prefix(&dir) {
-                        any = true;
-                        if !rest.is_empty() && !rest.contains('/') && is_image_file(Path::new(rest)) {
-                            out.push(format!("{rel}/{rest}"));
-                        }
+                for rest in names[first..].iter().map_while(|n| n.strip_prefix(&dir)) {
+                    any = true;
+                    if !rest.is_empty() && !rest.contains('/') && is_image_file(Path::new(rest)) {
+                        out.push(format!("{rel}/{rest}"));
                     }
                 }
                 out.sort();
@@ -166,12 +174,17 @@ impl Tree {
         let (h, w, _) = decode::decode_rgb(&first_bytes, &self.name(first))?;
         let per = 3 * h * w;
         let mut store = decode::zeroed_store(files.len(), per, &self.name(first))?;
-        for (chunk, out) in files.chunks(ZIP_CHUNK).zip(store.chunks_mut(ZIP_CHUNK * per)) {
-            let mut mem = Vec::with_capacity(chunk.len());
-            for f in chunk {
-                mem.push(InMemory { name: self.name(f), bytes: self.read(f)? });
+        // Decoded a chunk at a time, the chunk bounded in images and in bytes held.
+        let (mut mem, mut held, mut done) = (Vec::new(), 0, 0);
+        for (i, f) in files.iter().enumerate() {
+            let bytes = self.read(f)?;
+            held += bytes.len();
+            mem.push(InMemory { name: self.name(f), bytes });
+            if mem.len() == ZIP_CHUNK || held >= ZIP_CHUNK_BYTES || i + 1 == files.len() {
+                decode::decode_into_store(&mem, h, w, &mut store[done * per..(done + mem.len()) * per])?;
+                done += mem.len();
+                (held, mem) = (0, Vec::new());
             }
-            decode::decode_into_store(&mem, h, w, out)?;
         }
         Ok((h, w, store))
     }

@@ -39,6 +39,52 @@ fn a_tar_member_declaring_terabytes_is_refused() {
     assert!(err.to_string().contains("more than the archive can hold"), "{err}");
 }
 
+/// Members nobody reads still inflate: past 1 GiB the archive is refused, not inflated for
+/// minutes. A GNU long-name entry is skipped like any member (the tar crate would read its
+/// name whole into memory), and the members after it are still found.
+#[test]
+fn a_tar_gz_inflating_past_a_gigabyte_is_refused_and_long_names_are_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("cifar-10-binary.tar.gz");
+    let mut gz =
+        flate2::write::GzEncoder::new(std::fs::File::create(&archive).unwrap(), flate2::Compression::fast());
+    let mut long = tar::Header::new_gnu();
+    long.set_path("././@LongLink").unwrap();
+    long.set_entry_type(tar::EntryType::GNULongName);
+    long.set_size(1 << 20);
+    long.set_cksum();
+    gz.write_all(long.as_bytes()).unwrap();
+    gz.write_all(&vec![b'a'; 1 << 20]).unwrap();
+    let mut test = tar::Header::new_gnu();
+    test.set_path("cifar-10-batches-bin/test_batch.bin").unwrap();
+    test.set_size(3073 * 2);
+    test.set_mode(0o644);
+    test.set_cksum();
+    gz.write_all(test.as_bytes()).unwrap();
+    gz.write_all(&[0u8; 3073 * 2]).unwrap();
+    gz.write_all(&[0u8; 512 - (3073 * 2) % 512]).unwrap();
+    gz.write_all(&[0u8; 1024]).unwrap();
+    gz.finish().unwrap();
+    let test = snl_data::cifar::load(Cifar::Ten, Split::Test, &archive).unwrap();
+    assert_eq!(test.len(), 2);
+
+    let mut gz =
+        flate2::write::GzEncoder::new(std::fs::File::create(&archive).unwrap(), flate2::Compression::fast());
+    let mut big = tar::Header::new_gnu();
+    big.set_path("cifar-10-batches-bin/padding.bin").unwrap();
+    big.set_size(1100 << 20);
+    big.set_mode(0o644);
+    big.set_cksum();
+    gz.write_all(big.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1100 {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.finish().unwrap();
+    let err = snl_data::cifar::load(Cifar::Ten, Split::Test, &archive).unwrap_err();
+    assert!(err.to_string().contains("inflates to more than 1073741824 bytes"), "{err}");
+}
+
 #[test]
 fn a_cifar_file_larger_than_any_release_is_not_read() {
     let tmp = tempfile::tempdir().unwrap();
@@ -100,4 +146,27 @@ fn an_image_claiming_a_huge_size_is_refused_before_decoding() {
         assert!(matches!(err, Error::Decode { .. }) && err.to_string().contains("big.png"), "{err}");
         assert!(err.to_string().contains("limit"), "{side}: {err}");
     }
+}
+
+/// Zip members that share one compressed stream would inflate it once per name.
+#[test]
+fn zip_members_sharing_their_data_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tiny-imagenet-200.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    zip.start_file("tiny-imagenet-200/wnids.txt", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.write_all(b"n01443537\n").unwrap();
+    zip.start_file(
+        "tiny-imagenet-200/train/n01443537/images/0.png",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    zip.write_all(&[0u8; 1 << 16]).unwrap();
+    for i in 1..4 {
+        let name = format!("tiny-imagenet-200/train/n01443537/images/{i}.png");
+        zip.shallow_copy_file("tiny-imagenet-200/train/n01443537/images/0.png", &name).unwrap();
+    }
+    zip.finish().unwrap();
+    let err = snl_data::tiny::load(Split::Train, &path).unwrap_err();
+    assert!(err.to_string().contains("members share compressed data"), "{err}");
 }

@@ -26,6 +26,12 @@ const MAX_DEPTH: u16 = 64;
 const MAX_OBJECTS: usize = 1 << 20;
 /// The most dimensions a tensor may have (PyTorch's own limit is 64).
 const MAX_RANK: usize = 64;
+/// Longest module or class name of a global (torch.save's are under 100 bytes): each one
+/// is copied per use, so a long memoised name would multiply memory by its uses.
+const MAX_NAME: usize = 1024;
+/// Bytes of storages and of tensors out, in all: 4 bytes per value of the largest model
+/// snl builds ([`crate::MAX_MODEL_VALUES`]), for each of the two.
+const MAX_TENSOR_BYTES: u64 = 4 * crate::MAX_MODEL_VALUES as u64;
 
 /// Why a zip `torch.save` file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +75,14 @@ enum Value {
     PersId(Obj),
 }
 
+/// A global `module.name`, refused when a name is longer than [`MAX_NAME`].
+fn global(module: &str, name: &str) -> Step<Obj> {
+    if module.len().max(name.len()) > MAX_NAME {
+        return Err(format!("a global's module or class name over {MAX_NAME} bytes"));
+    }
+    Ok(leaf(Value::Global(module.to_owned(), name.to_owned())))
+}
+
 fn leaf(value: Value) -> Obj {
     Rc::new(Node { depth: 0, value })
 }
@@ -81,7 +95,8 @@ struct Machine<'a> {
     stack: Vec<Obj>,
     marks: Vec<usize>,
     memo: HashMap<u32, Obj>,
-    /// Entries copied when a shared dict or list is modified, bounded by the input length.
+    /// Entries added to dicts and lists, or copied when a shared one is modified, bounded by
+    /// [`MAX_OBJECTS`] (a BUILD merges a whole dict's entries for 4 bytes of input).
     copied: usize,
     /// Objects pushed so far, bounded by [`MAX_OBJECTS`].
     pushed: usize,
@@ -156,15 +171,16 @@ impl<'a> Machine<'a> {
         if depth > MAX_DEPTH {
             return Err(format!("objects nested more than {MAX_DEPTH} deep"));
         }
+        self.copied += items.len();
         if Rc::strong_count(top) > 1 {
             self.copied += match &top.value {
                 Value::Dict(d) => d.len(),
                 Value::List(l) => l.len(),
                 _ => 0,
             };
-            if self.copied > 4 * self.data.len() + 4096 {
-                return Err("too many copies of shared objects".into());
-            }
+        }
+        if self.copied > MAX_OBJECTS {
+            return Err(format!("more than {MAX_OBJECTS} entries added to or copied within dicts and lists"));
         }
         let node = Rc::make_mut(top);
         node.depth = node.depth.max(depth);
@@ -191,14 +207,14 @@ impl<'a> Machine<'a> {
             0x95 => drop(self.take(8)?), // FRAME
             b'c' => {
                 let (module, name) = (self.line()?, self.line()?);
-                self.stack.push(leaf(Value::Global(module, name)));
+                self.stack.push(global(&module, &name)?);
             }
             0x93 => {
                 let (name, module) = (self.pop()?, self.pop()?);
                 let (Value::Str(module), Value::Str(name)) = (&module.value, &name.value) else {
                     return Err("STACK_GLOBAL of something other than two strings".into());
                 };
-                self.stack.push(leaf(Value::Global(module.clone(), name.clone())));
+                self.stack.push(global(module, name)?);
             }
             b'q' | b'r' | 0x94 => {
                 let id = match op {
@@ -574,6 +590,11 @@ pub(crate) fn read<R: Read + std::io::Seek>(
     device: &Device,
 ) -> Result<Vec<(String, Tensor)>, PthError> {
     let mut zip = zip::ZipArchive::new(file).map_err(|e| PthError::Zip(e.to_string()))?;
+    // Entries sharing one compressed stream would each inflate it again (torch.save writes
+    // every member once).
+    if zip.has_overlapping_files().map_err(|e| PthError::Zip(e.to_string()))? {
+        return Err(PthError::Zip("members share compressed data, as no torch.save file does".into()));
+    }
     let names = zip.file_names().collect::<zip::result::ZipResult<Vec<_>>>();
     let pickle_name = names
         .map_err(|e| PthError::Zip(e.to_string()))?
@@ -602,21 +623,32 @@ pub(crate) fn read<R: Read + std::io::Seek>(
 
     // Every storage once (views share them), and no more values out than the file can hold.
     let mut storages: HashMap<&str, (DType, u64)> = HashMap::new();
-    let mut out_bytes = 0u64;
+    let (mut out_bytes, mut storage_bytes) = (0u64, 0u64);
+    let limit = file_len.saturating_mul(MAX_DEFLATE_RATIO).min(MAX_TENSOR_BYTES);
     for (name, s) in &specs {
         let bad = |reason: String| PthError::Tensor { name: name.clone(), reason };
+        let es = s.dtype.size_in_bytes() as u64;
         match storages.insert(&s.key, (s.dtype, s.numel)) {
             Some(seen) if seen != (s.dtype, s.numel) => {
                 return Err(bad(format!("storage {} is described two different ways", s.key)));
             }
-            _ => {}
+            Some(_) => {}
+            None => {
+                storage_bytes =
+                    s.numel.checked_mul(es).and_then(|b| b.checked_add(storage_bytes)).unwrap_or(u64::MAX)
+            }
         }
-        let count = s.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
-        let bytes = count.and_then(|c| c.checked_mul(s.dtype.size_in_bytes() as u64));
-        out_bytes = bytes.and_then(|b| b.checked_add(out_bytes)).unwrap_or(u64::MAX);
-        if out_bytes > file_len.saturating_mul(MAX_DEFLATE_RATIO) {
+        let count = s.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).unwrap_or(u64::MAX);
+        // A view repeating values (a zero stride) would make more bytes than its storage.
+        if count > s.numel {
+            return Err(bad(format!("a view of {count} values of a storage of {}", s.numel)));
+        }
+        out_bytes = count.checked_mul(es).and_then(|b| b.checked_add(out_bytes)).unwrap_or(u64::MAX);
+        if out_bytes.max(storage_bytes) > limit {
             return Err(bad(format!(
-                "the tensors up to it need {out_bytes} bytes, more than a file of {file_len} can hold"
+                "the tensors up to it need {} bytes, more than {limit} (a file of {file_len} bytes, at most \
+                 {MAX_TENSOR_BYTES})",
+                out_bytes.max(storage_bytes)
             )));
         }
     }

@@ -143,17 +143,30 @@ fn sizes_the_file_cannot_hold_are_refused_before_allocating() {
         state_dict(&[("w", rebuild(&view(&storage("0", 6), 0, &[100_000, 100_000], &[100_000, 1])))]);
     let path = pth(tmp.path(), &pickle, &[("0", floats(&[0.0; 6]))]);
     let err = pth_error(&path);
-    assert!(err.to_string().contains("more than a file of"), "{err}");
+    assert!(err.to_string().contains("a view of 10000000000 values of a storage of 6"), "{err}");
+    // Many whole views of one storage the file could hold: more out than it holds.
+    let whole = rebuild(&view(&storage("0", 100_000), 0, &[100_000], &[1]));
+    let names: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let pickle = state_dict(&names.iter().map(|n| (n.as_str(), whole.clone())).collect::<Vec<_>>());
+    let path = pth(tmp.path(), &pickle, &[("0", floats(&[0.0; 6]))]);
+    let err = pth_error(&path);
+    assert!(err.to_string().contains("bytes, more than") && err.to_string().contains("(a file of"), "{err}");
     // Even with no stride the view may not reach past its storage.
     let pickle = state_dict(&[("w", rebuild(&view(&storage("0", 6), 5, &[2], &[1])))]);
     let path = pth(tmp.path(), &pickle, &[("0", floats(&[0.0; 6]))]);
     assert!(pth_error(&path).to_string().contains("reaches past the 6 values of storage 0"));
-    // A storage that declares 2^31 - 1 values, with 6 in its member.
+    // A storage that declares 2^31 - 1 values: more than the file could hold.
     let pickle = state_dict(&[("w", rebuild(&view(&storage("0", 0x7fff_ffff), 0, &[1], &[1])))]);
     let path = pth(tmp.path(), &pickle, &[("0", floats(&[0.0; 6]))]);
     let err = pth_error(&path);
+    assert!(matches!(err, PthError::Tensor { ref name, .. } if name == "w"), "{err}");
+    assert!(err.to_string().contains("need 8589934588 bytes, more than"), "{err}");
+    // One that declares 1000, with 6 in its member.
+    let pickle = state_dict(&[("w", rebuild(&view(&storage("0", 1000), 0, &[1], &[1])))]);
+    let path = pth(tmp.path(), &pickle, &[("0", floats(&[0.0; 6]))]);
+    let err = pth_error(&path);
     assert!(matches!(err, PthError::Member { ref member, .. } if member == "archive/data/0"), "{err}");
-    assert!(err.to_string().contains("8589934588 bytes wanted, but it declares 24 bytes"), "{err}");
+    assert!(err.to_string().contains("4000 bytes wanted, but it declares 24 bytes"), "{err}");
     // A string longer than the pickle.
     let path = pth(tmp.path(), &[0x80, 2, b'X', 0xff, 0xff, 0xff, 0xff, b'.'], &[]);
     assert!(matches!(pth_error(&path), PthError::Pickle { at: 2, .. }));
@@ -194,4 +207,45 @@ fn shared_and_nested_objects_cost_no_more_than_the_input() {
     let path = pth(tmp.path(), &memo, &[]);
     let err = pth_error(&path).to_string();
     assert!(err.contains("more than 1048576 objects"), "{err}");
+    // A BUILD merges a whole dict for 4 bytes: 600 merges of 2,000 entries from 6 kB.
+    let mut build = vec![0x80, 2, b'}', b'('];
+    build.extend([b'N', b'N'].repeat(2000));
+    build.extend([b'u', b'q', 0]);
+    for _ in 0..600 {
+        build.extend([b'}', b'h', 0, b'b']);
+    }
+    build.push(b'.');
+    let path = pth(tmp.path(), &build, &[]);
+    let err = pth_error(&path).to_string();
+    assert!(err.contains("more than 1048576 entries added to or copied"), "{err}");
+    // A memoised name of a megabyte, copied by each use.
+    let mut names = vec![0x80, 2];
+    names.extend(unicode(&"m".repeat(1 << 20)));
+    names.extend([b'q', 0]);
+    for _ in 0..3 {
+        names.extend([b'h', 0, b'h', 0, 0x93]);
+    }
+    names.push(b'.');
+    let path = pth(tmp.path(), &names, &[]);
+    let err = pth_error(&path).to_string();
+    assert!(err.contains("module or class name over 1024 bytes"), "{err}");
+}
+
+/// Members sharing one compressed stream would inflate it once per name.
+#[test]
+fn members_that_share_their_data_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("model.pth");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let deflated = zip::write::SimpleFileOptions::default();
+    zip.start_file("archive/data.pkl", deflated).unwrap();
+    zip.write_all(&state_dict(&[])).unwrap();
+    zip.start_file("archive/data/0", deflated).unwrap();
+    zip.write_all(&[0u8; 1 << 16]).unwrap();
+    for i in 1..4 {
+        zip.shallow_copy_file("archive/data/0", &format!("archive/data/{i}")).unwrap();
+    }
+    zip.finish().unwrap();
+    let err = pth_error(&path).to_string();
+    assert!(err.contains("members share compressed data"), "{err}");
 }

@@ -570,7 +570,8 @@ fn logged(config: &LinearizeConfig, saved: &LinearizeState) -> Result<run::Logge
             vec![(before, search_epochs), ("finetune", epoch)]
         }
     };
-    let epochs: usize = logged.iter().map(|(_, epochs)| epochs).sum();
+    let epochs =
+        run::total_epochs(&logged).context("its phases' epoch counts overflow (edited?); start a new run")?;
     if epochs != saved.records {
         bail!("its phases count {epochs} epochs, its records {} (edited?); start a new run", saved.records);
     }

@@ -61,7 +61,7 @@ pub(super) fn check_new_cap(run: &RunDir, cap: usize) -> Result<()> {
              to search on, or --finish-at-cap to end the search where it is",
             searched.epoch,
             run.root().display(),
-            searched.epoch + 1
+            searched.epoch.saturating_add(1)
         )));
     }
     Ok(())
