@@ -104,7 +104,8 @@ pub struct DataArgs {
     /// default to the dataset their model records.
     #[arg(long)]
     pub dataset: Option<DatasetKind>,
-    /// A local copy (folder or official archive); without it, the Hugging Face Hub cache.
+    /// A local copy (folder or official archive), the only place looked in (no Hub if the
+    /// data is not there); without it, the Hugging Face Hub cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Never touch the network (also HF_HUB_OFFLINE=1); fail if the data is not cached.

@@ -335,7 +335,10 @@ impl Splits {
         let DatasetKind::Named(name) = config.dataset else {
             return Self::synthetic(&config.synthetic_spec().unwrap_or(SyntheticSpec::DEFAULT), seed);
         };
-        let mut opts = LoadOptions { data_dir: config.data_dir.clone(), ..LoadOptions::from_env() };
+        // `--data-dir` promises the local copy: no Hub when it lacks the data.
+        let local_only = config.data_dir.is_some();
+        let mut opts =
+            LoadOptions { data_dir: config.data_dir.clone(), local_only, ..LoadOptions::from_env() };
         opts.hub.offline |= config.offline;
         opts.hub.progress = Some(ui.download_progress());
         let train = snl_data::load(name, Split::Train, &opts)

@@ -148,6 +148,9 @@ pub struct LoadOptions {
     /// A local folder (or archive) with the data; for CIFAR and Tiny-ImageNet, when it is `None`
     /// or holds no copy, the Hub is used.
     pub data_dir: Option<PathBuf>,
+    /// With a `data_dir`, never go to the Hub: a `data_dir` without the data is an error
+    /// (the `snl` binary's `--data-dir` promises the local copy).
+    pub local_only: bool,
     /// Hub settings.
     pub hub: HubOptions,
     /// Override the dataset's normalisation.
@@ -157,7 +160,7 @@ pub struct LoadOptions {
 impl LoadOptions {
     /// No data folder, Hub settings from the environment (`HF_HUB_OFFLINE`).
     pub fn from_env() -> Self {
-        Self { data_dir: None, hub: HubOptions::from_env(), normalization: None }
+        Self { data_dir: None, local_only: false, hub: HubOptions::from_env(), normalization: None }
     }
 }
 
@@ -167,8 +170,8 @@ impl LoadOptions {
 ///   its parent, or the official `cifar-10-binary.tar.gz` (`cifar-100-binary.tar.gz`), also
 ///   given directly as `data_dir`;
 /// * Tiny-ImageNet: `tiny-imagenet-200/`, its parent, or `tiny-imagenet-200.zip`;
-/// * otherwise (no `data_dir`, or none of these in it) the Hub cache, downloading unless
-///   offline;
+/// * otherwise (no `data_dir`, or none of these in it and not `local_only`) the Hub cache,
+///   downloading unless offline;
 /// * `folder`: `<data_dir>/<split>/<class>/<image>` (`data_dir` required).
 ///
 /// A `data_dir` that does not exist is an error, never a reason to go to the Hub: it is
@@ -196,6 +199,7 @@ pub fn load(name: DatasetName, split: Split, opts: &LoadOptions) -> Result<Datas
             )));
         }
         (None, Some(hub_ds)) => hub::load(&hub_ds, split, &opts.hub)?,
+        (Some(dir), Some(_)) if opts.local_only => local(dir)?,
         (Some(dir), Some(hub_ds)) => match local(dir) {
             Err(Error::NotFound { what, mut looked, hint }) => match hub::load(&hub_ds, split, &opts.hub) {
                 Ok(d) => d,

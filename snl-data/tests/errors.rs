@@ -11,7 +11,7 @@ use snl_data::{BatchConfig, Cifar, DatasetName, Error, HubOptions, LoadOptions, 
 fn opts(dir: &Path) -> LoadOptions {
     let hub =
         HubOptions { offline: true, cache_dir: Some(dir.join("no-hub-cache")), ..HubOptions::default() };
-    LoadOptions { data_dir: Some(dir.to_path_buf()), hub, normalization: None }
+    LoadOptions { data_dir: Some(dir.to_path_buf()), local_only: false, hub, normalization: None }
 }
 
 fn msg(e: &Error) -> String {
@@ -30,6 +30,24 @@ fn missing_release_says_where_it_looked_and_how_to_get_it() {
     assert!(msg(&err).contains("tiny-imagenet-200.zip"), "{err}");
     let err = load(DatasetName::Folder, Split::Train, &opts(tmp.path())).unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }) && msg(&err).contains("train"), "{err}");
+}
+
+/// `local_only` (the binary's `--data-dir`): a folder without the data is an error naming
+/// it, never a Hub read.
+#[test]
+fn local_only_never_goes_to_the_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local = LoadOptions { local_only: true, ..opts(tmp.path()) };
+    let err = load(DatasetName::Cifar10, Split::Train, &local).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let m = msg(&err);
+    assert!(
+        m.contains("cifar-10-batches-bin") && !m.contains("failed too") && !m.contains("no-hub-cache"),
+        "{m}"
+    );
+    // Without it, the Hub is tried (and fails here: offline, empty cache).
+    let m = msg(&load(DatasetName::Cifar10, Split::Train, &opts(tmp.path())).unwrap_err());
+    assert!(m.contains("failed too") && m.contains("no-hub-cache"), "{m}");
 }
 
 /// A mistyped `data_dir` is reported as such, not answered with a Hub download.
@@ -115,7 +133,7 @@ fn label_out_of_range() {
     write_hub_parquet(&p, "img", "label", &[img.clone(), img], &[1, 12], None);
     let hub =
         HubOptions { offline: true, cache_dir: Some(cache.path().to_path_buf()), ..HubOptions::default() };
-    let lo = LoadOptions { data_dir: None, hub, normalization: None };
+    let lo = LoadOptions { data_dir: None, local_only: false, hub, normalization: None };
     let err = load(DatasetName::Cifar10, Split::Test, &lo).unwrap_err();
     assert!(matches!(err, Error::LabelOutOfRange { index: 1, label: 12, .. }), "{err}");
 }
@@ -152,7 +170,7 @@ fn undecodable_or_wrong_size_image() {
     );
     let hub =
         HubOptions { offline: true, cache_dir: Some(cache.path().to_path_buf()), ..HubOptions::default() };
-    let lo = LoadOptions { data_dir: None, hub, normalization: None };
+    let lo = LoadOptions { data_dir: None, local_only: false, hub, normalization: None };
     let err = load(DatasetName::Cifar10, Split::Test, &lo).unwrap_err();
     assert!(matches!(&err, Error::Decode { .. }) && msg(&err).contains("#row1"), "{err}");
 }
@@ -301,7 +319,7 @@ fn malformed_annotations_and_columns() {
     write_hub_parquet(&p, "picture", "label", &[png_bytes(&pattern_rgb(0, 32, 32))], &[1], None);
     let hub =
         HubOptions { offline: true, cache_dir: Some(cache.path().to_path_buf()), ..HubOptions::default() };
-    let lo = LoadOptions { data_dir: None, hub, normalization: None };
+    let lo = LoadOptions { data_dir: None, local_only: false, hub, normalization: None };
     let err = load(DatasetName::Cifar10, Split::Test, &lo).unwrap_err();
     assert!(matches!(err, Error::Format { .. }) && msg(&err).contains("no column `img`"), "{err}");
     std::fs::write(&p, b"PAR1 garbage").unwrap();

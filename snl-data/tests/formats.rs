@@ -12,7 +12,7 @@ fn opts(dir: &Path) -> LoadOptions {
     // Offline with an empty cache: a test never reaches the network by accident.
     let hub =
         HubOptions { offline: true, cache_dir: Some(dir.join("no-hub-cache")), ..HubOptions::default() };
-    LoadOptions { data_dir: Some(dir.to_path_buf()), hub, normalization: None }
+    LoadOptions { data_dir: Some(dir.to_path_buf()), local_only: false, hub, normalization: None }
 }
 
 fn check_cifar10(ds: &snl_data::Dataset, split: Split, per_file: usize) {
@@ -275,7 +275,7 @@ fn hub_cache_offline_cifar10_cifar100_tiny() {
     let (h, w) = (32usize, 32usize);
     let hub =
         HubOptions { offline: true, cache_dir: Some(cache.path().to_path_buf()), ..HubOptions::default() };
-    let lo = LoadOptions { data_dir: None, hub: hub.clone(), normalization: None };
+    let lo = LoadOptions { data_dir: None, local_only: false, hub: hub.clone(), normalization: None };
 
     // CIFAR-10: PNG bytes, names from the `huggingface` metadata.
     let imgs: Vec<Vec<u8>> = (0..4).map(|i| png_bytes(&pattern_rgb(i, h, w))).collect();

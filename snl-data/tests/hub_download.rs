@@ -52,7 +52,7 @@ fn first_load_downloads_second_is_offline() {
         progress: Some(ProgressSink(recorder.clone())),
         ..HubOptions::default()
     };
-    let lo = LoadOptions { data_dir: None, hub: online.clone(), normalization: None };
+    let lo = LoadOptions { data_dir: None, local_only: false, hub: online.clone(), normalization: None };
 
     // Offline before any download: a clear error naming the repo and the cache.
     let off = LoadOptions { hub: HubOptions { offline: true, ..online.clone() }, ..lo.clone() };
