@@ -21,7 +21,7 @@ exactly the kept ReLUs.
     python pi_cost.py --weights W.safetensors --input X.safetensors --expect L.safetensors \
         [--onnx M.onnx] --model NAME --out results/pi-cost/NAME.json
 """
-import argparse, json, re, struct, subprocess, sys, time
+import argparse, json, os, re, struct, subprocess, sys, time
 
 import numpy as np
 
@@ -306,9 +306,15 @@ def main():
               f"{r['rounds']:>7} {r['seconds']:>7}   {r['warm_bytes_total'] / 1e6:>9.2f} "
               f"{r['warm_bytes_relu'] / 1e6:>9.2f} {r['warm_rounds']:>7} {r['warm_seconds']:>7}")
     if args.out:
-        with open(args.out, "w") as f:
+        # Written whole, then linked into place: never a truncated file, never over another.
+        tmp = f"{args.out}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
             json.dump({"rows": rows}, f, indent=1)
             f.write("\n")
+        try:
+            os.link(tmp, args.out)
+        finally:
+            os.unlink(tmp)
 
 
 if __name__ == "__main__":

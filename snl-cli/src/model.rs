@@ -28,6 +28,9 @@ pub mod keys {
     pub const TRAIN_IMAGES: &str = "train_images";
     /// The synthetic set (JSON of `data::SyntheticSpec`), on synthetic data.
     pub const SYNTHETIC: &str = "synthetic";
+    /// What a model records of the data it was trained on: a file made from it (`export`)
+    /// keeps them, so its validation split is rebuilt rather than drawn anew.
+    pub const DATA_RECORD: [&str; 5] = [DATASET, SEED, VAL_SIZE, TRAIN_IMAGES, SYNTHETIC];
 }
 
 /// The default threshold (the authors' eps).

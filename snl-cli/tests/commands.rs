@@ -386,6 +386,12 @@ fn linearize_keeps_the_budget_and_exports_a_bundle() {
     // The weights describe their own model: snl reads them back and counts the exported ReLUs.
     let exported = count_json(&["--model", bundle.join("weights.safetensors").to_str().unwrap()]);
     assert_eq!((as_usize(&exported["kept"]), as_usize(&exported["total"])), (kept, W4_TOTAL));
+    // And keep the model's record of its data: its validation split is rebuilt, not drawn anew.
+    let (theirs, ours) = (read_metadata(&model), read_metadata(&bundle.join("weights.safetensors")));
+    for key in ["dataset", "seed", "val_size", "synthetic"] {
+        assert_eq!(ours.get(key), theirs.get(key), "{key}");
+        assert!(ours.contains_key(key), "{key}");
+    }
 
     // An existing, non-empty export folder is refused and left alone.
     let before = std::fs::read(bundle.join("manifest.json")).unwrap();

@@ -111,10 +111,18 @@ impl ReluMask {
         }
     }
 
-    /// Mask elements above `eps` (the authors' signed comparison `alphas > eps`).
+    /// `alphas > eps` (the authors' signed comparison) as a U8 tensor of the alphas' shape:
+    /// each alpha, as an f32, compared with `eps` exactly (as in f64), whatever the device.
+    /// The one comparison counting, binarizing and exporting share, so they never disagree
+    /// on an alpha that rounds to `eps` (candle rounds a scalar to the tensor's type first).
+    pub fn kept(&self, eps: f64) -> Result<Tensor> {
+        self.alphas.as_tensor().to_dtype(DType::F32)?.gt(f64::from(f32_at_most(eps)))
+    }
+
+    /// Mask elements above `eps` ([`Self::kept`]).
     pub fn kept_elements(&self, eps: f64) -> Result<usize> {
-        let values = self.alphas.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        Ok(values.iter().filter(|&&a| f64::from(a) > eps).count())
+        let kept = self.kept(eps)?.flatten_all()?.to_vec1::<u8>()?;
+        Ok(kept.iter().filter(|&&k| k == 1).count())
     }
 
     /// ReLUs kept at threshold `eps`.
@@ -125,7 +133,7 @@ impl ReluMask {
     /// Algorithm 1, line 11: `alphas = (alphas > eps)`, then freeze.
     pub fn binarize(&self, eps: f64) -> Result<()> {
         let a = self.alphas.as_tensor();
-        let binary = a.gt(eps)?.to_dtype(a.dtype())?;
+        let binary = self.kept(eps)?.to_dtype(a.dtype())?;
         self.alphas.set(&binary)?;
         self.frozen.store(true, Ordering::Relaxed);
         Ok(())
@@ -230,4 +238,11 @@ pub fn relu_total(model: &(impl Masked + ?Sized)) -> usize {
 /// Binarize and freeze every mask (Algorithm 1, line 11).
 pub fn binarize(model: &(impl Masked + ?Sized), eps: f64) -> Result<()> {
     model.masks().iter().try_for_each(|m| m.binarize(eps))
+}
+
+/// The largest f32 at most `x`: for every f32 `a`, `a > f32_at_most(x)` exactly when
+/// `f64::from(a) > x` (an `x` between two f32s rounds down, not to the nearer one).
+fn f32_at_most(x: f64) -> f32 {
+    let r = x as f32;
+    if f64::from(r) > x { r.next_down() } else { r }
 }

@@ -77,6 +77,23 @@ fn frozen_binary_mask_is_exactly_relu_or_identity() {
     assert!(grads.get(mask.alphas()).is_none(), "a frozen mask takes no gradient");
 }
 
+/// Counting and binarizing compare each alpha with the threshold exactly: an alpha stored as
+/// the f32 nearest 0.1 is above 0.1 (candle's `gt` would round 0.1 to that f32 first and
+/// call them equal, so `count` and the binarized model disagreed by that ReLU).
+#[test]
+fn an_alpha_at_the_threshold_is_counted_and_binarized_alike() {
+    let tenth = 0.1f32;
+    let mut values = vec![0.0f32; 60];
+    values[..5].copy_from_slice(&[tenth, tenth.next_down(), tenth.next_up(), 0.0, 1.0]);
+    let mask = mask_with(&Tensor::from_vec(values, (1, 3, 4, 5), &Device::Cpu).unwrap(), Granularity::Pixel);
+    // f64: 0.1f32 = 0.10000000149 > 0.1; its predecessor 0.0999999940 is not.
+    assert_eq!(mask.kept_elements(0.1).unwrap(), 3);
+    mask.binarize(0.1).unwrap();
+    let binary = mask.alphas().as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(binary[..5], [1.0, 0.0, 1.0, 0.0, 1.0]);
+    assert_eq!(mask.kept_elements(0.1).unwrap(), 3, "counted again after binarizing");
+}
+
 #[test]
 fn losses_match_pytorch() {
     let f = fixtures();

@@ -64,28 +64,45 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
                     return Err(format!("--variants: unknown variant `{bad}`"));
                 }
             }
-            "--no-build" => build = false,
+            "--no-build" if inline.is_none() => build = false,
+            "--no-build" => return Err("--no-build takes no value".into()),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
     let model = model.ok_or("--model is required")?;
     let name = name.unwrap_or_else(|| default_name(&model));
+    check_name(&name)?;
     Ok(Some(Opts { model, name, out, variants, python, build }))
 }
 
-/// `runs/demo/linearized/model.safetensors` -> `demo-linearized`; else the file stem.
+/// `runs/demo/linearized/model.safetensors` -> `demo-linearized`; else the file stem. Only
+/// plain folder names count (never `/`, `..`), so the name is always a safe file name.
 fn default_name(model: &Path) -> String {
+    let plain = |c: std::path::Component| match c {
+        std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+        _ => None,
+    };
     let parts: Vec<String> = model
         .parent()
         .into_iter()
-        .flat_map(|p| p.components().rev().take(2))
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .filter(|c| c != "." && c != "runs")
+        .flat_map(|p| p.components().rev().filter_map(plain).take(2))
+        .filter(|c| c != "runs" && check_name(c).is_ok())
         .collect();
-    if parts.is_empty() {
-        return model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| check_name(s).is_ok());
+    match parts.is_empty() {
+        true => stem.unwrap_or_else(|| "model".into()),
+        false => parts.into_iter().rev().collect::<Vec<_>>().join("-"),
     }
-    parts.into_iter().rev().collect::<Vec<_>>().join("-")
+}
+
+/// A name is a scratch folder under `target/pi-cost` (replaced on every run) and the file
+/// `NAME.json`: letters, digits, `.`, `_` and `-` only, and never `.` or `..`.
+fn check_name(name: &str) -> Result<(), String> {
+    let safe = name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if name.is_empty() || name == "." || name == ".." || !safe {
+        return Err(format!("--name `{name}`: use letters, digits, `.`, `_` and `-` (not `.` or `..`)"));
+    }
+    Ok(())
 }
 
 pub fn main(args: &[String]) -> i32 {
@@ -105,7 +122,7 @@ pub fn main(args: &[String]) -> i32 {
         Ok(p) => p,
         Err(e) => {
             errln!("error: pi-cost: {e}");
-            return 2;
+            return 1;
         }
     };
     match measure(&root, &opts, &python) {
@@ -159,6 +176,14 @@ fn venv_python(root: &Path, python: Option<&str>) -> Result<PathBuf, String> {
 }
 
 fn measure(root: &Path, o: &Opts, python: &Path) -> Result<(), String> {
+    // A result is never replaced: refused before minutes of work.
+    let result = o.out.join(format!("{}.json", o.name));
+    if result.symlink_metadata().is_ok() {
+        return Err(format!(
+            "{} exists; give another --name or --out (results are never overwritten)",
+            result.display()
+        ));
+    }
     if o.build {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         run(Command::new(cargo).current_dir(root).args(["build", "-p", "snl-cli"]))?;
@@ -201,7 +226,7 @@ fn measure(root: &Path, o: &Opts, python: &Path) -> Result<(), String> {
         .arg("--onnx")
         .arg(onnx.join("model.onnx"))
         .args(["--model", &o.name, "--variants", &o.variants, "--out"])
-        .arg(o.out.join(format!("{}.json", o.name))))
+        .arg(&result))
 }
 
 /// Prints and runs `cmd`; an error unless it exits 0.
@@ -272,6 +297,27 @@ mod tests {
         assert!(parse(&args("--model m --variants relu")).unwrap_err().contains("`relu`"));
         assert!(parse(&args("--model m --bogus")).unwrap_err().contains("--bogus"));
         assert!(parse(&args("--model")).unwrap_err().contains("needs a value"));
+        assert!(parse(&args("--model m --no-build=false")).unwrap_err().contains("takes no value"));
+        for bad in ["..", ".", "a/b", "", "x y"] {
+            let err = parse(&["--model=m".to_string(), format!("--name={bad}")]).unwrap_err();
+            assert!(err.contains(&format!("--name `{bad}`")), "{err}");
+        }
+    }
+
+    /// The default name never climbs out of the scratch folder: only plain folder names.
+    #[test]
+    fn default_names_are_safe() {
+        for (model, name) in [
+            ("runs/demo/linearized/model.safetensors", "demo-linearized"),
+            ("/model.safetensors", "model"),
+            ("../m.safetensors", "m"),
+            ("/tmp/m.safetensors", "tmp"),
+            ("../../a b/m.safetensors", "m"),
+            ("m.safetensors", "m"),
+        ] {
+            assert_eq!(default_name(Path::new(model)), name, "{model}");
+            assert!(check_name(&default_name(Path::new(model))).is_ok());
+        }
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn export_onnx(ctx: &Context, out: &Path, loaded: &Loaded, threshold: f64, form:
     let mut sites = HashMap::new();
     let mut relu_total = 0;
     for m in model.masks() {
-        let on: Vec<u8> = m.alphas().as_tensor().gt(threshold)?.flatten_all()?.to_vec1()?;
+        let on: Vec<u8> = m.kept(threshold)?.flatten_all()?.to_vec1()?;
         let site = onnx::Site {
             shape: m.activation_shape(),
             granularity: m.granularity(),
@@ -173,7 +173,7 @@ fn bundle(ctx: &Context, out: &Path, loaded: &Loaded, threshold: f64) -> Result<
     for m in model.masks() {
         let (c, h, w) = m.activation_shape();
         // Binary and expanded to the activation's shape, whatever the granularity.
-        let on = m.alphas().as_tensor().gt(threshold)?;
+        let on = m.kept(threshold)?;
         let full = on
             .broadcast_as((1, c, h, w))?
             .reshape((c, h, w))?
@@ -201,14 +201,16 @@ fn bundle(ctx: &Context, out: &Path, loaded: &Loaded, threshold: f64) -> Result<
         (sites.iter().map(|s| s.kept).sum::<usize>(), sites.iter().map(|s| s.total).sum::<usize>());
     // The weights are an snl checkpoint (`count`, `eval`, `predict` read them back); the
     // other files name their architecture only.
-    let weights_meta = model::metadata(
-        &loaded.config,
-        &[
-            (keys::THRESHOLD, threshold.to_string()),
-            (keys::RELU_COUNT, relu_kept.to_string()),
-            (keys::RELU_TOTAL, relu_total.to_string()),
-        ],
-    );
+    let mut extra: Vec<(&str, String)> = keys::DATA_RECORD
+        .into_iter()
+        .filter_map(|k| loaded.metadata.get(k).map(|v| (k, v.clone())))
+        .collect();
+    extra.extend([
+        (keys::THRESHOLD, threshold.to_string()),
+        (keys::RELU_COUNT, relu_kept.to_string()),
+        (keys::RELU_TOTAL, relu_total.to_string()),
+    ]);
+    let weights_meta = model::metadata(&loaded.config, &extra);
     snl_models::checkpoint::save(&weights, &weights_meta, out.join("weights.safetensors"))?;
     let meta = HashMap::from([("arch".to_string(), loaded.config.arch_name())]);
     snl_models::checkpoint::save(&masks, &meta, out.join("masks.safetensors"))?;
