@@ -42,6 +42,8 @@ const METRICS_KEY: &str = "snl_metrics_lines";
 /// made: a resume refuses a best model deleted or replaced since, whose figures would not
 /// be the run's. (`best.safetensors` also records the run's configuration and its line.)
 const BEST_KEY: &str = "snl_best_crc32";
+/// `snl_core::fast::numerics()` of the process that saved the checkpoint.
+const NUMERICS_KEY: &str = "snl_numerics";
 /// What a resume state says `metrics.jsonl` holds: each phase (`"train"`, `"search"`, ...)
 /// and its number of epochs, in the order they ran.
 pub type Logged = Vec<(&'static str, usize)>;
@@ -478,6 +480,7 @@ impl RunDir {
         metadata.insert(STATE_KEY.into(), serde_json::to_string(state)?);
         metadata.insert(CONFIG_KEY.into(), serde_json::to_string(&self.config()?)?);
         metadata.insert(METRICS_KEY.into(), self.metrics_text()?.lines().count().to_string());
+        metadata.insert(NUMERICS_KEY.into(), snl_core::fast::numerics());
         let best = header_metadata(&self.path(BEST))?;
         if let Some(crc) = best.as_ref().and_then(|m| m.get(checkpoint::CHECKSUM_KEY)).and_then(Value::as_str)
         {
@@ -493,6 +496,24 @@ impl RunDir {
     /// count, `metrics.jsonl` must hold those records ([`Self::checked_metrics`]) and every
     /// tensor must be finite; then the file is cut back to them (to nothing when there is no
     /// checkpoint yet). `open` has checked `config.json` against the checkpoint.
+    /// A warning when the checkpoint was saved under other numerics (threads, instruction
+    /// set: `snl_core::fast::numerics`) than this process runs: the run continues, but its
+    /// sums round differently from an uninterrupted run's. None when they agree or the
+    /// checkpoint (an older build's) does not say.
+    pub fn numerics_changed(&self) -> Result<Option<String>> {
+        let path = self.path(CHECKPOINT);
+        let Some(meta) = header_metadata(&path)? else { return Ok(None) };
+        let now = snl_core::fast::numerics();
+        Ok(meta.get(NUMERICS_KEY).and_then(Value::as_str).filter(|&saved| saved != now).map(|saved| {
+            format!(
+                "{} was saved with {saved}, this process runs {now}: the run continues, but not \
+                 bit-identically to an uninterrupted run (give --threads to match; another CPU kind \
+                 cannot be matched)",
+                path.display()
+            )
+        }))
+    }
+
     pub fn load_checkpoint<T: DeserializeOwned>(
         &self,
         device: &Device,

@@ -61,7 +61,8 @@ fn check_resume(command: &str, args: &[String], stop: usize, full: &Path, dir: &
         .args([command, "--resume", resumed.to_str().unwrap()])
         .assert()
         .success()
-        .stderr(predicate::str::contains(format!("resuming {}", resumed.display())));
+        .stderr(predicate::str::contains(format!("resuming {}", resumed.display())))
+        .stderr(predicate::str::contains("not bit-identically").not());
     assert!(!resumed.join("checkpoint.safetensors").exists());
     assert_same_model(&full.join("model.safetensors"), &resumed.join("model.safetensors"));
     assert_same_model(&full.join("best.safetensors"), &resumed.join("best.safetensors"));
@@ -148,4 +149,26 @@ fn a_resume_without_a_checkpoint_starts_over_without_duplicating_metrics() {
         .stderr(predicate::str::contains(format!("{} has no checkpoint yet", killed.display())));
     assert_eq!(metrics_without_time(&full), metrics_without_time(&killed));
     assert_same_model(&full.join("model.safetensors"), &killed.join("model.safetensors"));
+}
+
+/// A checkpoint records the numerics it was saved with (threads, instruction set); a resume
+/// under others continues, with a warning that it is no longer bit-identical.
+#[test]
+fn a_resume_with_other_threads_says_it_is_not_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let args = with_flag(train_to(&run, &["--stop-after-epochs", "1"]), "--epochs", "2");
+    snl().args(&args).assert().code(3);
+    let saved = read_metadata(&run.join("checkpoint.safetensors"))["snl_numerics"].clone();
+    assert!(saved.starts_with("1 threads, "), "{saved}");
+    let mut two = assert_cmd::Command::cargo_bin("snl").unwrap();
+    two.args(["--threads", "2", "train", "--resume", s(&run)]).env("HF_HUB_OFFLINE", "1");
+    let output = two.output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let warning = format!("was saved with {saved}, this process runs 2 threads");
+    assert!(
+        stderr(&output).contains(&warning) && stderr(&output).contains("not bit-identically"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -291,6 +291,9 @@ pub fn linearize(
         optimizer = opt;
         state = s;
         ctx.ui.say(format!("resuming {} after {} epochs", run.root().display(), state.records));
+        if let Some(warning) = run.numerics_changed()? {
+            ctx.ui.warn(warning);
+        }
     } else if run.resumed() {
         ctx.ui.say(format!("{} has no checkpoint yet: starting from the first epoch", run.root().display()));
     }

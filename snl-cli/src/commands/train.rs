@@ -156,6 +156,9 @@ pub fn train(ctx: &Context, config: &TrainConfig, splits: &Splits, run: &RunDir)
         sgd.load_state(&optimizer)?;
         state = saved;
         ctx.ui.say(format!("resuming {} after epoch {}", run.root().display(), state.epoch));
+        if let Some(warning) = run.numerics_changed()? {
+            ctx.ui.warn(warning);
+        }
     } else if run.resumed() {
         ctx.ui.say(format!("{} has no checkpoint yet: starting from epoch 1", run.root().display()));
     }

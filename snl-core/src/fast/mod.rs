@@ -136,6 +136,23 @@ fn par_for(n: usize, f: impl Fn(usize) -> candle::Result<()> + Sync) -> candle::
     }
 }
 
+/// What decides the last bits of the fast ops' sums besides the inputs: the threads they
+/// split work over and the instruction set whose kernels (and gemm's) run, e.g. `2 threads,
+/// avx512`. A run resumed under another value continues, but not bit-identically.
+pub fn numerics() -> String {
+    #[cfg(target_arch = "x86_64")]
+    let isa = if direct512::cpu_has_avx512f() {
+        "avx512"
+    } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        "avx2"
+    } else {
+        "x86-64 baseline"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let isa = std::env::consts::ARCH;
+    format!("{} threads, {isa}", threads())
+}
+
 /// Threads [`par_for`] runs on.
 fn threads() -> usize {
     candle::utils::barrier_pool().n_workers() + 1

@@ -227,8 +227,9 @@ pub fn epochs_to_run(
             (0, None) => ((done.search == 0).into(), max_search.saturating_sub(done.search)),
         };
         let rest = finetune.saturating_sub(done.finetune);
-        c.linearize.min += lo + rest;
-        c.linearize.max += hi + rest;
+        // Saturating: a huge --max-search-epochs or an edited result is an estimate, not a panic.
+        c.linearize.min = c.linearize.min.saturating_add(lo.saturating_add(rest));
+        c.linearize.max = c.linearize.max.saturating_add(hi.saturating_add(rest));
     }
     c
 }

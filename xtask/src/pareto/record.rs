@@ -114,10 +114,16 @@ pub fn read_record(out: &Path) -> Result<Settings, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::new()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    serde_json::from_str::<Value>(&text)
+    let runs: Settings = serde_json::from_str::<Value>(&text)
         .ok()
         .and_then(|v| serde_json::from_value(v.get("runs")?.clone()).ok())
-        .ok_or_else(|| format!("{}: not a sweep record (a JSON object with `runs`)", path.display()))
+        .ok_or_else(|| format!("{}: not a sweep record (a JSON object with `runs`)", path.display()))?;
+    // Run names become folders of OUT: plain names only, never a path out of it.
+    let plain = |name: &str| !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\']);
+    if let Some(bad) = runs.keys().find(|name| !plain(name)) {
+        return Err(format!("{}: run `{bad}` is not a plain folder name (edited?)", path.display()));
+    }
+    Ok(runs)
 }
 
 /// Write `OUT/sweep.json` atomically: a killed xtask leaves the old record or the new one.
@@ -185,5 +191,23 @@ mod tests {
         assert!(err.contains("--model was /s/baseline/best.safetensors, now /b/best.safetensors"), "{err}");
         let err = same("--budgets 10%,20% --lasso 1e-2 --width 8").unwrap_err();
         assert!(err.contains("--width was 4, now 8 (baseline)"), "{err}");
+    }
+
+    /// A record naming a run by a path (edited) would point the sweep at folders outside OUT.
+    #[test]
+    fn a_record_with_a_run_path_is_refused() {
+        let out = std::env::temp_dir().join(format!("xtask-record-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let runs = planned("--budgets 10%");
+        write_record(&out, &runs).unwrap();
+        assert_eq!(read_record(&out).unwrap(), runs);
+        for bad in ["../other/snl-10pct-s0", "/abs/snl-10pct-s0", "..", ""] {
+            let mut edited = runs.clone();
+            edited.insert(bad.to_string(), BTreeMap::new());
+            write_record(&out, &edited).unwrap();
+            let err = read_record(&out).unwrap_err();
+            assert!(err.contains(&format!("run `{bad}` is not a plain folder name")), "{err}");
+        }
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

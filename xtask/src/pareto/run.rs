@@ -26,6 +26,15 @@ pub fn search_count(snl_run: &Path, field: &str) -> Result<u64, String> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("its SNL run is not finished ({}: {e})", path.display()))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON ({e})", path.display()))?;
+    // The SNL run of this folder, not a result copied from another budget or seed.
+    let row = super::collect::Row::from_result(&super::plan::folder_name(snl_run), snl_run, &v);
+    match row.check_identity() {
+        Ok(()) if row.selection == crate::selection::SNL => {}
+        Ok(()) => {
+            return Err(format!("{}: a {} run's result, not an SNL run's", path.display(), row.selection));
+        }
+        Err(why) => return Err(format!("{}: {why}", path.display())),
+    }
     v.get(field).and_then(Value::as_u64).ok_or_else(|| format!("{}: no {field}", path.display()))
 }
 
@@ -255,18 +264,31 @@ mod tests {
 
     #[test]
     fn a_control_reads_its_snl_runs_search_length() {
-        let dir = std::env::temp_dir().join(format!("xtask-search-epochs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let root = std::env::temp_dir().join(format!("xtask-search-epochs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("snl-5-s1");
         std::fs::create_dir_all(&dir).unwrap();
         assert!(search_count(&dir, "search_steps").unwrap_err().starts_with("its SNL run is not finished"));
-        std::fs::write(dir.join("result.json"), r#"{"search_epochs":7,"search_steps":null}"#).unwrap();
+        let result = |seed: u64, sel: &str, steps: &str| {
+            format!(
+                r#"{{"selection":"{sel}","budget":5,"seed":{seed},"epochs_trained":9,"search_epochs":7,"search_steps":{steps}}}"#
+            )
+        };
+        std::fs::write(dir.join("result.json"), result(1, "snl", "null")).unwrap();
         assert!(search_count(&dir, "search_steps").unwrap_err().ends_with("result.json: no search_steps"));
-        std::fs::write(dir.join("result.json"), r#"{"search_epochs":7,"search_steps":66}"#).unwrap();
+        std::fs::write(dir.join("result.json"), result(1, "snl", "66")).unwrap();
         assert_eq!(
             (search_count(&dir, "search_epochs"), search_count(&dir, "search_steps")),
             (Ok(7), Ok(66))
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        // Another seed's result copied in, or a control's: not this SNL run's length.
+        std::fs::write(dir.join("result.json"), result(0, "snl", "66")).unwrap();
+        assert!(search_count(&dir, "search_steps").unwrap_err().contains("not the run of folder `snl-5-s1`"));
+        let control = root.join("random-5-s1");
+        std::fs::create_dir_all(&control).unwrap();
+        std::fs::write(control.join("result.json"), result(1, "random", "66")).unwrap();
+        assert!(search_count(&control, "search_steps").unwrap_err().contains("a random run's result"));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     /// Jobs 0 and 1 wait for nothing, 2 and 3 for 0, 4 for 2: records each job's start and
