@@ -17,7 +17,7 @@ const CHEETAH_US: f64 = 16.0;
 /// Measured (results/pi-cost): bytes, the all-ReLU network minus the same network with
 /// identities, per ReLU, in the next inference of a session (the first also refills the OT
 /// pool); time, one call of 122,880 ReLUs alone (a network's delta drowned in the load).
-const SPU_SOURCE: &str = "measured, SPU 0.9.5 Cheetah 2PC (semi-honest, both parties on one host), per ReLU: 101 B sent by both parties (ResNet18 width 16, 32x32, all ReLUs minus identities, next inference of a session; the first adds 2%), 61 us (122,880 ReLUs in one call, median of 3, 2 AVX2 cores under a load average of ~8: not a clean timing), 2026-12-01 (cargo xtask pi-cost)";
+const SPU_SOURCE: &str = "measured, SPU 0.9.5 Cheetah 2PC (semi-honest, both parties on one host), per ReLU: 101 B sent by both parties (ResNet18 width 16, 32x32, all ReLUs minus identities, next inference of a session; the first adds a one-time ~0.27 MB: 2% at 122,880 ReLUs, 15% at the demo's 15,360), 61 us (122,880 ReLUs in one call, median of 3, 2 AVX2 cores under a load average of ~8: not a clean timing), 2026-12-01 (cargo xtask pi-cost)";
 const SPU_BYTES: f64 = 100.7;
 const SPU_US: f64 = 61.0;
 
@@ -70,7 +70,7 @@ impl Cost {
                 self.cheetah_comm_mb_max, self.cheetah_latency_s_max
             ),
             format!(
-                "SPU Cheetah:     {:.2} MB sent and {:.2} s (per-ReLU figures measured in SPU, see sources)",
+                "SPU Cheetah:     {:.2} MB sent and {:.2} s (ReLUs x per-ReLU figures measured in SPU, for a later query of a session, see sources)",
                 self.spu_cheetah_measured_mb, self.spu_cheetah_measured_s
             ),
             format!(
