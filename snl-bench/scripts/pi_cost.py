@@ -294,6 +294,11 @@ def main():
             plain = ("compact", one_kept(steps, masks)) if variant == "one_relu" else (variant, masks)
             want = np.asarray(forward(steps, plain[1], plain[0], params, x)).reshape(-1)
             row["max_abs_error"] = float(np.abs(spu_logits - want).max())
+            scale = float(np.abs(want).max()) or 1.0
+            if row["max_abs_error"] > 0.01 * scale:
+                print(f"pi_cost: warning: {variant}'s secure logits differ from plaintext by "
+                      f"{row['max_abs_error']:.4g} (largest logit {scale:.4g}): its bytes are "
+                      "those of a run that did not compute the same network exactly", file=sys.stderr)
         if base is None:
             base = (sent, warm_sent)
         rows.append(row)
