@@ -204,6 +204,15 @@ fn export_checks_its_folder_and_threshold() {
         fails(&args, 2, &[&format!("--threshold {bad}"), "[0, 1)"]);
     }
     assert!(!out.exists(), "a refused export wrote its folder");
+    // A link (dangling, or to an empty folder) is named as such, not blamed on another process.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for (name, target) in [("dangling", tmp.path().join("nowhere")), ("to-empty", empty.clone())] {
+        let link = tmp.path().join(name);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        fails(&["export", "--model", s(&model), "--out", s(&link)], 1, &["a symbolic link"]);
+    }
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
 
 #[test]

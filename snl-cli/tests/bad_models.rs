@@ -289,3 +289,24 @@ fn a_checkpoint_with_nan_masks_or_a_bad_threshold_is_named() {
         assert!(!out.contains("--threshold"), "{out}");
     }
 }
+
+/// A BatchNorm variance below zero (an edited or broken model) is named, not folded into
+/// NaN weights of an ONNX file that runtimes would run without a word.
+#[test]
+fn an_onnx_export_refuses_a_negative_variance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tensors = read_tensors(&baseline_model());
+    let name = tensors.keys().find(|k| k.ends_with("running_var")).unwrap().clone();
+    let t = &tensors[&name];
+    let mut values = t.f32s();
+    values[0] = -1.0;
+    let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let edited = RawTensor { dtype: t.dtype, shape: t.shape.clone(), data };
+    tensors.insert(name.clone(), edited);
+    let model = tmp.path().join("edited.safetensors");
+    write_tensors(&model, &tensors, Some(read_metadata(&baseline_model())));
+    let out = tmp.path().join("onnx");
+    let args = ["export", "--format", "onnx", "--model", s(&model), "--out", s(&out)];
+    fails(&args, 1, &[&format!("{name}[0] is -1: not a variance")]);
+    assert!(!out.exists());
+}

@@ -108,6 +108,15 @@ impl Drop for Staging {
 /// exports to the same `out` one fails instead of both mixing their files into it (the
 /// rename replaces at most an empty folder).
 fn publish(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    // A name the rename cannot take, or a link it would not follow: said as such, not
+    // blamed on another process after the work is done.
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name.is_empty() || name == "." || name == ".." {
+        bail!("--out {}: give a folder name to create", out.display());
+    }
+    if out.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("--out {}: a symbolic link; give the folder itself (nothing was written)", out.display());
+    }
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -229,6 +229,11 @@ impl Builder<'_> {
             [&gamma, &beta, &mean, &var].iter().all(|v| v.len() == channels),
             "{prefix}: BatchNorm tensors do not have {channels} channels"
         );
+        // A variance the square root cannot take (negative past eps, NaN) would fold to NaN
+        // weights that ONNX runtimes run without a word.
+        if let Some((c, v)) = var.iter().enumerate().find(|(_, v)| !(**v + BN_EPS >= 0.0) || !v.is_finite()) {
+            bail!("{prefix}.running_var[{c}] is {v}: not a variance (edited or broken model)");
+        }
         let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + BN_EPS).sqrt()).collect();
         let shift = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
         Ok((scale, shift))
