@@ -231,7 +231,7 @@ impl Builder<'_> {
         );
         // A variance the square root cannot take (negative past eps, NaN) would fold to NaN
         // weights that ONNX runtimes run without a word.
-        if let Some((c, v)) = var.iter().enumerate().find(|(_, v)| !(**v + BN_EPS >= 0.0) || !v.is_finite()) {
+        if let Some((c, v)) = var.iter().enumerate().find(|(_, v)| !v.is_finite() || **v + BN_EPS < 0.0) {
             bail!("{prefix}.running_var[{c}] is {v}: not a variance (edited or broken model)");
         }
         let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + BN_EPS).sqrt()).collect();
