@@ -415,3 +415,49 @@ fn sites_never_overwrites_a_file_it_did_not_write() {
     assert_eq!(std::fs::read(&chart).unwrap(), b"not a chart");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A sweep stopped with `kill` takes its runs with it (Linux): left going, they would hold
+/// their folders' locks and the next sweep could resume none of them.
+#[cfg(target_os = "linux")]
+#[test]
+fn killing_the_sweep_ends_its_runs() {
+    let dir = temp("kill");
+    let fake = dir.join("sleepy-snl.sh");
+    let pid_file = dir.join("child.pid");
+    std::fs::write(&fake, format!("#!/bin/sh\necho $$ > {}\nexec sleep 120\n", pid_file.display())).unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    let out = dir.join("out");
+    let mut sweep = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "pareto",
+            "--preset",
+            "smoke",
+            "--snl",
+            fake.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !pid_file.exists() || read(pid_file.clone()).trim().is_empty() {
+        assert!(started.elapsed().as_secs() < 60, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let child = read(pid_file.clone()).trim().to_string();
+    let alive = || {
+        std::path::Path::new(&format!("/proc/{child}")).exists()
+            && !read(PathBuf::from(format!("/proc/{child}/stat"))).contains(") Z ")
+    };
+    assert!(alive());
+    std::process::Command::new("kill").arg(sweep.id().to_string()).status().unwrap();
+    sweep.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while alive() {
+        assert!(killed.elapsed().as_secs() < 20, "run {child} outlived its sweep");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

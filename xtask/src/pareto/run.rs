@@ -54,7 +54,8 @@ pub fn lock_sweep(out: &Path) -> Result<std::fs::File, String> {
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     match file.try_lock() {
         Ok(()) => {
-            // The holder's pid, so a script can stop the sweep (`kill $(cat OUT/.pareto.lock)`).
+            // The holder's pid, so a script can stop the sweep (`kill $(cat OUT/.pareto.lock)`; on
+            // Linux its runs end with it).
             let mut f = &file;
             f.set_len(0)
                 .and_then(|()| writeln!(f, "{}", std::process::id()))
@@ -80,6 +81,7 @@ pub fn sweep_running(out: &Path) -> bool {
 fn run_child(program: &Path, args: &[String], log: Option<&Path>) -> Result<(), String> {
     let mut cmd = Command::new(program);
     cmd.args(args);
+    end_with_this_process(&mut cmd);
     if let Some(log) = log {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -94,6 +96,33 @@ fn run_child(program: &Path, args: &[String], log: Option<&Path>) -> Result<(), 
         Ok(s) => Err(s.code().map_or_else(|| format!("{s}"), |c| format!("exit code {c}"))),
         Err(e) => Err(format!("cannot start {}: {e}", program.display())),
     }
+}
+
+/// Makes the child get SIGTERM when this process ends (Linux): a sweep stopped with `kill`
+/// would otherwise leave its runs going, holding their folders' locks, so the next sweep
+/// could resume none of them. (The thread that starts a child waits for it, so the signal
+/// comes only when the process ends.)
+fn end_with_this_process(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Ended already, before the call above: then do not start at all.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// One `snl` run of the plan.
