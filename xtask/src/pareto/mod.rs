@@ -78,9 +78,12 @@ pub fn main(argv: &[String]) -> i32 {
     let planned = record::planned_settings(&o);
     let on_disk = |run: &str| run_state(&o.out.join(run)) != RunState::Absent;
     let mut recorded_nothing = false;
+    let mut read_before = record::Settings::new();
     let merged = record::read_record(&o.out).and_then(|old| {
         recorded_nothing = old.is_empty();
-        record::merge_record(&o.out, &old, &planned, &on_disk)
+        let merged = record::merge_record(&o.out, &old, &planned, &on_disk);
+        read_before = old;
+        merged
     });
     let record = match merged {
         Ok(r) => r,
@@ -187,6 +190,15 @@ pub fn main(argv: &[String]) -> i32 {
             let started = std::fs::create_dir_all(&o.out)
                 .map_err(|e| format!("cannot create {}: {e}", o.out.display()))
                 .and_then(|()| run::lock_sweep(&o.out))
+                // Planned from the record as read before the lock: a sweep that ended in
+                // between may have grown it, and writing ours would drop its runs.
+                .and_then(|held| match record::read_record(&o.out)? == read_before {
+                    true => Ok(held),
+                    false => Err(format!(
+                        "{} changed while this sweep was planned (another sweep just ended?); run it again",
+                        o.out.join(record::RECORD).display()
+                    )),
+                })
                 .and_then(|held| record::write_record(&o.out, &record).map(|()| held));
             // Held until this process ends: a second sweep of OUT is refused meanwhile.
             let _held = match started {
