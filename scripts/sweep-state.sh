@@ -15,7 +15,8 @@
 # refused, not followed. One save at a time per folder of states. OUT is never changed.
 #
 # `restore` copies STATE into OUT, which must not hold any of STATE's names yet; sweep.json
-# goes last, so a restore that failed can be run again. sweep.json records absolute paths
+# goes last, so a restore that failed is never taken for a sweep: remove what it copied into
+# OUT (or OUT itself, if it was new), then run it again. sweep.json records absolute paths
 # (the teacher in OUT, the data folder): restore to the same OUT path, with the data at the
 # same place, or the sweep refuses to go on.
 set -euo pipefail
