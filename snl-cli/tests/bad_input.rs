@@ -20,6 +20,11 @@ fn unknown_flags_and_values_are_usage_errors() {
     fails(&["count", "--arch", "wrn-16-8", "--stem-relu"], 2, &["--stem-relu"]);
     fails(&["count"], 2, &["--model", "--arch"]);
     fails(&["--threads", "0", "count", "--arch", "resnet18"], 2, &["--threads"]);
+    fails(
+        &["--seed", "3", "count", "--arch", "resnet18"],
+        2,
+        &["--seed 3: `snl count` draws nothing at random"],
+    );
     fails(&refs(&train_to(&out, &["--schedule", "bogus"])), 2, &["bogus"]);
     fails(&refs(&train_to(&out, &["--lr", "0"])), 2, &["--lr"]);
     fails(&refs(&train_to(&out, &["--epochs", "0"])), 2, &["--epochs"]);

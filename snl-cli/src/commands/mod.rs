@@ -73,6 +73,17 @@ pub fn run(cli: Cli) -> Result<()> {
         ui: Ui::new(cli.global.quiet, cli.global.verbose),
         stop_after_epochs: None,
     };
+    // A flag that would do nothing is refused, as elsewhere: these draw nothing at random.
+    let unseeded = match &cli.command {
+        Command::Count(_) => Some("count"),
+        Command::Predict(_) => Some("predict"),
+        Command::Import(_) => Some("import"),
+        Command::Export(_) => Some("export"),
+        _ => None,
+    };
+    if let (Some(command), Some(seed)) = (unseeded, cli.global.seed) {
+        return Err(usage(format!("--seed {seed}: `snl {command}` draws nothing at random; drop --seed")));
+    }
     if let Some(warning) = threads_warning {
         ctx.ui.warn(warning);
     }
