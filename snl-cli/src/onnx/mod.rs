@@ -56,6 +56,9 @@ impl Site {
     }
 }
 
+/// protobuf's 2 GiB message limit, less room for the graph's nodes.
+const MAX_ONNX_BYTES: usize = (2 << 30) - (16 << 20);
+
 /// The ONNX model of `config` with weights `tensors` (PyTorch names) and masks `sites` (by
 /// site name); `metadata` goes to `metadata_props`.
 pub fn build(
@@ -78,6 +81,14 @@ pub fn build(
     b.head(features, head)?;
     if let Some(site) = b.sites.keys().next() {
         bail!("mask site {site} is not on the exported graph (the walk does not match the model)");
+    }
+    // Every weight sits inside the protobuf, which no reader takes past 2 GiB.
+    let weight_bytes: usize = b.inits.iter().map(|t| t.raw_data.len()).sum();
+    if weight_bytes >= MAX_ONNX_BYTES {
+        bail!(
+            "the model's weights take {weight_bytes} bytes, more than an ONNX file holds ({MAX_ONNX_BYTES}, \
+             protobuf's limit); export it as safetensors instead"
+        );
     }
     let size = config.image_size() as i64;
     let input = value_info("input", vec![dim_n(), dim(3), dim(size), dim(size)]);
