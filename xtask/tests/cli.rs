@@ -106,6 +106,11 @@ fn dry_run_prints_every_command_and_an_estimate_and_runs_nothing() {
         "{t}"
     );
     assert!(!out.exists(), "a dry run creates nothing");
+    // An absurd cap is an estimate that says so, not an overflow.
+    let huge = ["pareto", "--snl", "/x/snl", "--dry-run", "--max-search-epochs", "18446744073709551615"];
+    let o = xtask(&[&huge[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("..18446744073709551615 linearize epochs"), "{}", text(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
