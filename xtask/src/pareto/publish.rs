@@ -53,6 +53,13 @@ pub fn publish(out: &Path, rows: &[Row], dest: &Path) -> Result<usize, String> {
         if same(&row.dir, &to) {
             continue;
         }
+        // A link there would have the copies land in whatever folder it names.
+        if to.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "--publish: {} is a symbolic link; nothing is written through it",
+                to.display()
+            ));
+        }
         std::fs::create_dir_all(&to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
         for name in RUN_FILES {
             copy_if_present(&row.dir.join(name), &to.join(name))?;
@@ -73,6 +80,10 @@ fn copy_if_present(from: &Path, to: &Path) -> Result<(), String> {
     let mut tmp = to.as_os_str().to_owned();
     tmp.push(".part");
     let tmp = Path::new(&tmp);
+    // A leftover `.part` is ours to replace, but never followed if it is a link.
+    if tmp.symlink_metadata().is_ok() {
+        std::fs::remove_file(tmp).map_err(|e| format!("cannot remove {}: {e}", tmp.display()))?;
+    }
     std::fs::copy(from, tmp)
         .and_then(|_| std::fs::rename(tmp, to))
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
@@ -121,6 +132,20 @@ mod tests {
         published.sort();
         assert_eq!(published, ["config.json", "metrics.jsonl", "result.json"]);
         assert!(!dest.join(".pareto.lock").exists() && !dest.join("pareto.svg").exists());
+
+        // A run's folder there that is a link to another folder: nothing written through it,
+        // nor through a leftover `.part` link.
+        let elsewhere = dir.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::remove_dir_all(dest.join("snl-100-s0")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dest.join("snl-100-s0")).unwrap();
+        let err = publish(&out, std::slice::from_ref(&row), &dest).unwrap_err();
+        assert!(err.contains("snl-100-s0 is a symbolic link"), "{err}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        std::fs::remove_file(dest.join("snl-100-s0")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("victim"), dest.join("pareto.csv.part")).unwrap();
+        assert_eq!(publish(&out, std::slice::from_ref(&row), &dest), Ok(1));
+        assert!(!elsewhere.join("victim").exists() && read("pareto.csv") == "csv");
 
         std::fs::remove_dir_all(&dir).unwrap();
     }
