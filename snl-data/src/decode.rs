@@ -89,9 +89,32 @@ impl ImageSource for PathBuf {
         self.clone()
     }
     fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
-        let bytes = std::fs::read(self).map_err(|e| Error::io(self, e))?;
-        f(&bytes)
+        f(&read_capped(self, MAX_IMAGE_FILE)?)
     }
+}
+
+/// The most bytes an image file may hold: well above any encoding of [`MAX_SIDE`] pixels a
+/// side (50 MB raw), far below what would exhaust memory.
+const MAX_IMAGE_FILE: u64 = 256 << 20;
+
+/// The bytes of `path`, refused (naming it) when it holds more than `cap`: checked before
+/// anything is allocated, and bounded while reading (the file may grow meanwhile).
+pub(crate) fn read_capped(path: &std::path::Path, cap: u64) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let too_large =
+        |n: u64| Error::format(path, format!("{n} bytes, more than the {cap} a file here may hold"));
+    if len > cap {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(len as usize).map_err(|_| too_large(len))?;
+    file.take(cap + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > cap {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Encoded bytes already in memory, with a display name (archive member, parquet row).

@@ -96,7 +96,7 @@ impl Tree {
                         hint: HINT.to_owned(),
                     });
                 }
-                std::fs::read(&p).map_err(|e| Error::io(&p, e))
+                decode::read_capped(&p, MAX_MEMBER)
             }
             Tree::Zip { path, archive, prefix, .. } => {
                 let member = format!("{prefix}{rel}");

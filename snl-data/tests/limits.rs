@@ -170,3 +170,19 @@ fn zip_members_sharing_their_data_are_refused() {
     let err = snl_data::tiny::load(Split::Train, &path).unwrap_err();
     assert!(err.to_string().contains("members share compressed data"), "{err}");
 }
+
+/// An image file larger than any image (sparse here: no disk used) is refused, naming it,
+/// before its bytes are read into memory.
+#[test]
+fn an_image_file_of_hundreds_of_megabytes_is_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let class = tmp.path().join("train").join("a");
+    std::fs::create_dir_all(&class).unwrap();
+    let img = image::RgbImage::from_pixel(4, 4, image::Rgb([1, 2, 3]));
+    img.save(class.join("0.png")).unwrap();
+    let huge = class.join("1.png");
+    std::fs::File::create(&huge).unwrap().set_len(300 << 20).unwrap();
+    let err = snl_data::folder::load(tmp.path(), Split::Train).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("1.png") && msg.contains("314572800 bytes, more than"), "{msg}");
+}
