@@ -17,19 +17,27 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
         return Err(usage("--batch-size must be at least 1"));
     }
     let loaded = model::load(&args.model, &args.model_args, &ctx.device)?;
-    let x = read_x(&args.input, &ctx.device)?;
+    let bytes = snl_models::checkpoint::read_bytes(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let file = candle::safetensors::SliceSafetensors::new(&bytes)
+        .with_context(|| format!("cannot read {} as safetensors", args.input.display()))?;
+    let x = input_x(&args.input, &file)?;
     let size = loaded.config.image_size();
-    let n = match x.dims() {
-        &[n, 3, h, w] if h == size && w == size => n,
-        dims => {
+    let n = match x.shape[..] {
+        [n, 3, h, w] if h == size && w == size => n,
+        ref dims => {
             bail!("{}: `x` has shape {dims:?}, the model takes (N, 3, {size}, {size})", args.input.display())
         }
     };
     let model = loaded.frozen(&ctx.device)?;
     let mut logits = Vec::new();
+    // Each batch a tensor of its own slice of the file: never a second copy of the whole input.
+    let per_image = x.data.len() / n.max(1);
     for start in (0..n).step_by(args.batch_size) {
-        let batch = x.narrow(0, start, args.batch_size.min(n - start))?.to_dtype(DType::F32)?;
-        logits.push(model.forward_t(&batch, false)?);
+        let count = args.batch_size.min(n - start);
+        let data = &x.data[start * per_image..(start + count) * per_image];
+        let batch = Tensor::from_raw_buffer(data, x.dtype, &[count, 3, size, size], &ctx.device)?;
+        logits.push(model.forward_t(&batch.to_dtype(DType::F32)?, false)?);
     }
     let logits = if logits.is_empty() {
         Tensor::zeros((0, loaded.config.classes()), DType::F32, &ctx.device)?
@@ -63,26 +71,31 @@ pub fn run(ctx: &Context, args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// Tensor `x` of the safetensors file `path`, and nothing else of it; a float tensor only.
-/// A regular file of bounded size only (`checkpoint::read_bytes`).
-fn read_x(path: &std::path::Path, device: &candle::Device) -> Result<Tensor> {
-    let bytes = snl_models::checkpoint::read_bytes(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let file = candle::safetensors::SliceSafetensors::new(&bytes)
-        .with_context(|| format!("cannot read {} as safetensors", path.display()))?;
+/// Tensor `x` of a safetensors file: its type, shape and bytes.
+struct InputX<'a> {
+    dtype: DType,
+    shape: Vec<usize>,
+    data: &'a [u8],
+}
+
+/// Tensor `x` of the safetensors `file` read from `path`, and nothing else of it; a float
+/// tensor only.
+fn input_x<'f>(
+    path: &std::path::Path,
+    file: &'f candle::safetensors::SliceSafetensors<'_>,
+) -> Result<InputX<'f>> {
     let Ok(view) = file.get("x") else {
         let names: Vec<String> = file.tensors().into_iter().map(|(name, _)| name).collect();
         bail!("{}: no tensor named `x` (found: {})", path.display(), crate::run::list_some(&names));
     };
-    let x = candle::safetensors::Load::load(&view, device)
-        .with_context(|| format!("{}: cannot load `x`", path.display()))?;
-    if !x.dtype().is_float() {
+    let dtype =
+        DType::try_from(view.dtype()).with_context(|| format!("{}: cannot load `x`", path.display()))?;
+    if !dtype.is_float() {
         bail!(
-            "{}: `x` holds {:?} values; predict takes normalised float images (pixels scaled and \
+            "{}: `x` holds {dtype:?} values; predict takes normalised float images (pixels scaled and \
              normalised as in training), not raw integers",
-            path.display(),
-            x.dtype()
+            path.display()
         );
     }
-    Ok(x)
+    Ok(InputX { dtype, shape: view.shape().to_vec(), data: view.data() })
 }
