@@ -13,6 +13,7 @@ mod data;
 mod model;
 mod onnx;
 mod run;
+mod runfile;
 mod setup;
 mod ui;
 

@@ -101,6 +101,10 @@ const MAX_IMAGE_FILE: u64 = 256 << 20;
 /// anything is allocated, and bounded while reading (the file may grow meanwhile).
 pub(crate) fn read_capped(path: &std::path::Path, cap: u64) -> Result<Vec<u8>> {
     use std::io::Read as _;
+    // Checked before the open, which would block on a FIFO.
+    if !std::fs::metadata(path).map_err(|e| Error::io(path, e))?.is_file() {
+        return Err(Error::format(path, "not a regular file"));
+    }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let too_large =

@@ -146,7 +146,7 @@ impl FromStr for DatasetName {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadOptions {
     /// A local folder (or archive) with the data; for CIFAR and Tiny-ImageNet, when it is `None`
-    /// or holds no copy, the Hub is used.
+    /// (or, unless `local_only`, holds no copy), the Hub is used.
     pub data_dir: Option<PathBuf>,
     /// With a `data_dir`, never go to the Hub: a `data_dir` without the data is an error
     /// (the `snl` binary's `--data-dir` promises the local copy).

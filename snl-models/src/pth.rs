@@ -26,6 +26,11 @@ const MAX_DEPTH: u16 = 64;
 const MAX_OBJECTS: usize = 1 << 20;
 /// The most dimensions a tensor may have (PyTorch's own limit is 64).
 const MAX_RANK: usize = 64;
+/// Dict and list entries added or copied, in all. torch.save memoises every dict, so each
+/// SETITEMS batch of 1,000 copies the dict so far: a state dict of n entries costs about
+/// n^2 / 2,000, which allows some 90,000 tensors (snl's models have ~150, large language
+/// models ~1,000) at 64 MiB of entries at most.
+const MAX_COPIED: usize = 4 * MAX_OBJECTS;
 /// Longest module or class name of a global (torch.save's are under 100 bytes): each one
 /// is copied per use, so a long memoised name would multiply memory by its uses.
 const MAX_NAME: usize = 1024;
@@ -96,7 +101,7 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Obj>,
     /// Entries added to dicts and lists, or copied when a shared one is modified, bounded by
-    /// [`MAX_OBJECTS`] (a BUILD merges a whole dict's entries for 4 bytes of input).
+    /// [`MAX_COPIED`] (a BUILD merges a whole dict's entries for 4 bytes of input).
     copied: usize,
     /// Objects pushed so far, bounded by [`MAX_OBJECTS`].
     pushed: usize,
@@ -179,8 +184,8 @@ impl<'a> Machine<'a> {
                 _ => 0,
             };
         }
-        if self.copied > MAX_OBJECTS {
-            return Err(format!("more than {MAX_OBJECTS} entries added to or copied within dicts and lists"));
+        if self.copied > MAX_COPIED {
+            return Err(format!("more than {MAX_COPIED} entries added to or copied within dicts and lists"));
         }
         let node = Rc::make_mut(top);
         node.depth = node.depth.max(depth);

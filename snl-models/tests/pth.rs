@@ -207,17 +207,17 @@ fn shared_and_nested_objects_cost_no_more_than_the_input() {
     let path = pth(tmp.path(), &memo, &[]);
     let err = pth_error(&path).to_string();
     assert!(err.contains("more than 1048576 objects"), "{err}");
-    // A BUILD merges a whole dict for 4 bytes: 600 merges of 2,000 entries from 6 kB.
+    // A BUILD merges a whole dict for 4 bytes: 2,400 merges of 2,000 entries from 14 kB.
     let mut build = vec![0x80, 2, b'}', b'('];
     build.extend([b'N', b'N'].repeat(2000));
     build.extend([b'u', b'q', 0]);
-    for _ in 0..600 {
+    for _ in 0..2400 {
         build.extend([b'}', b'h', 0, b'b']);
     }
     build.push(b'.');
     let path = pth(tmp.path(), &build, &[]);
     let err = pth_error(&path).to_string();
-    assert!(err.contains("more than 1048576 entries added to or copied"), "{err}");
+    assert!(err.contains("more than 4194304 entries added to or copied"), "{err}");
     // A memoised name of a megabyte, copied by each use.
     let mut names = vec![0x80, 2];
     names.extend(unicode(&"m".repeat(1 << 20)));

@@ -110,8 +110,7 @@ impl Drop for Staging {
 fn publish(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     // A name the rename cannot take, or a link it would not follow: said as such, not
     // blamed on another process after the work is done.
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if name.is_empty() || name == "." || name == ".." {
+    if out.file_name().is_none() {
         bail!("--out {}: give a folder name to create", out.display());
     }
     if out.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {

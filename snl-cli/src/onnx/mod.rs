@@ -240,9 +240,9 @@ impl Builder<'_> {
             [&gamma, &beta, &mean, &var].iter().all(|v| v.len() == channels),
             "{prefix}: BatchNorm tensors do not have {channels} channels"
         );
-        // A variance the square root cannot take (negative past eps, NaN) would fold to NaN
+        // A variance the square root cannot take (at or below -eps, NaN) would fold to NaN or inf
         // weights that ONNX runtimes run without a word.
-        if let Some((c, v)) = var.iter().enumerate().find(|(_, v)| !v.is_finite() || **v + BN_EPS < 0.0) {
+        if let Some((c, v)) = var.iter().enumerate().find(|(_, v)| !v.is_finite() || **v + BN_EPS <= 0.0) {
             bail!("{prefix}.running_var[{c}] is {v}: not a variance (edited or broken model)");
         }
         let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + BN_EPS).sqrt()).collect();

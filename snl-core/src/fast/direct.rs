@@ -361,12 +361,12 @@ use super::copy_row;
 use super::direct512::Direct512;
 
 #[cfg(target_arch = "x86_64")]
-fn cpu_has_avx2_fma() -> bool {
+pub(super) fn cpu_has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn cpu_has_avx2_fma() -> bool {
+pub(super) fn cpu_has_avx2_fma() -> bool {
     false
 }
 

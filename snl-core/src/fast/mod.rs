@@ -143,7 +143,7 @@ pub fn numerics() -> String {
     #[cfg(target_arch = "x86_64")]
     let isa = if direct512::cpu_has_avx512f() {
         "avx512"
-    } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    } else if direct::cpu_has_avx2_fma() {
         "avx2"
     } else {
         "x86-64 baseline"

@@ -186,7 +186,8 @@ fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
-fn num<T: ToString>(v: Option<T>) -> String {
+/// `v`, or `-` when it is missing (tables and messages).
+pub fn num<T: ToString>(v: Option<T>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::collect::{Group, Row};
+use super::collect::{Group, Row, num};
 use crate::selection;
 
 /// How many of the `planned` runs (the sweep record's names) have finished, and which not,
@@ -157,29 +157,31 @@ fn complete_cells(runs: &[&Row]) -> String {
     }
 }
 
-/// Per control: at how many budgets SNL's mean test top-1 is compared with the control's,
-/// and above it; the budgets where either has no finished run are named.
+/// Per control: at how many budgets SNL's runs are above the control's, seed by seed (the
+/// mean of the paired differences, as in the lead table), and the budgets where no seed has
+/// both finished.
 fn snl_against(runs: &[&Row], control: &str) -> String {
-    let mean = |sel: &str, b: u64| {
-        let acc: Vec<f64> = runs
-            .iter()
+    let top1 = |sel: &str, b: u64| -> BTreeMap<u64, f64> {
+        runs.iter()
             .filter(|r| r.selection == sel && r.budget == Some(b))
-            .filter_map(|r| r.test_top1)
-            .collect();
-        (!acc.is_empty()).then(|| acc.iter().sum::<f64>() / acc.len() as f64)
+            .filter_map(|r| Some((r.seed?, r.test_top1?)))
+            .collect()
     };
     let budgets: BTreeSet<u64> = runs.iter().filter_map(|r| r.budget).collect();
     let (mut above, mut compared, mut missing) = (0, 0, Vec::new());
     for &b in &budgets {
-        match (mean(selection::SNL, b), mean(control, b)) {
-            (Some(s), Some(c)) => {
-                compared += 1;
-                above += usize::from(s > c);
-            }
-            _ => missing.push(b.to_string()),
+        let other = top1(control, b);
+        let paired: Vec<f64> =
+            top1(selection::SNL, b).iter().filter_map(|(s, a)| Some(a - other.get(s)?)).collect();
+        if paired.is_empty() {
+            missing.push(b.to_string());
+        } else {
+            compared += 1;
+            above += usize::from(paired.iter().sum::<f64>() > 0.0);
         }
     }
-    let found = format!("SNL's mean above {control}'s at {above} of the {compared} budgets with both");
+    let found =
+        format!("SNL above {control} at {above} of the {compared} budgets with both (paired by seed)");
     match missing.is_empty() {
         true => format!("{found}, every budget compared"),
         false => format!("NOT COMPARED with {control} at budget {}; {found}", missing.join(", ")),
@@ -250,10 +252,6 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2}%"))
 }
 
-fn num<T: ToString>(v: Option<T>) -> String {
-    v.map_or("-".into(), |v| v.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::collect::groups;
@@ -322,8 +320,8 @@ mod tests {
             "- all 6 linearize runs keep at most their budget of ReLUs",
             "- one lambda0 for all 2 SNL runs: 0.0001",
             "- lambda_final > lambda0 in 1 of 2 SNL runs\n",
-            "- SNL's mean above random's at 1 of the 1 budgets with both, every budget compared",
-            "- SNL's mean above uniform's at 1 of the 1 budgets with both, every budget compared",
+            "- SNL above random at 1 of the 1 budgets with both (paired by seed), every budget compared",
+            "- SNL above uniform at 1 of the 1 budgets with both (paired by seed), every budget compared",
         ] {
             assert!(md.contains(line), "{line}\n{md}");
         }
@@ -375,7 +373,7 @@ mod tests {
         );
         assert_eq!(
             c[6],
-            "NOT COMPARED with random at budget 200; SNL's mean above random's at 1 of the 1 budgets with both"
+            "NOT COMPARED with random at budget 200; SNL above random at 1 of the 1 budgets with both (paired by seed)"
         );
         for r in rows.iter_mut() {
             r.search_steps = None;
